@@ -1,0 +1,49 @@
+/**
+ * Counters shared by the protocols and the store, named as memcached's `stats`
+ * names them so that existing tooling reads them unchanged. Plain number fields:
+ * incrementing them is the whole cost on the hot path.
+ */
+export class Counters {
+  total_connections = 0;
+  rejected_connections = 0;
+  curr_connections = 0;
+
+  cmd_get = 0;
+  cmd_set = 0;
+  cmd_flush = 0;
+  cmd_touch = 0;
+  get_hits = 0;
+  get_misses = 0;
+  get_expired = 0;
+  get_flushed = 0;
+  delete_misses = 0;
+  delete_hits = 0;
+  incr_misses = 0;
+  incr_hits = 0;
+  decr_misses = 0;
+  decr_hits = 0;
+  cas_misses = 0;
+  cas_hits = 0;
+  cas_badval = 0;
+  touch_hits = 0;
+  touch_misses = 0;
+
+  bytes_read = 0;
+  bytes_written = 0;
+
+  store_too_large = 0;
+  store_no_memory = 0;
+
+  total_items = 0;
+  evictions = 0;
+  reclaimed = 0;
+  expired_unfetched = 0;
+  evicted_unfetched = 0;
+
+  /** `stats reset`: zero every counter; gauges such as curr_connections stay. */
+  reset(): void {
+    const current = this.curr_connections;
+    Object.assign(this, new Counters());
+    this.curr_connections = current;
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * Collects the replies produced from one read into as few Buffers as possible,
+ * so a whole batch goes out in one socket write.
+ *
+ * Small pieces are copied into a shared chunk; values of LARGE_VALUE bytes or
+ * more are queued by reference (stored values are immutable, so this is safe).
+ * A reply that is not ready yet (a durable write waiting for its flush) takes a
+ * place in the queue with reserve(); take() hands out everything before the first
+ * place still unfilled, so replies always leave in request order.
+ */
+const CHUNK_SIZE = 64 * 1024;
+const LARGE_VALUE = 8 * 1024;
+
+/** A reply whose bytes arrive later, holding its place in the output order. */
+export class PendingReply {
+  bytes: Buffer | null = null;
+  fill(bytes: Buffer): void {
+    this.bytes = bytes;
+  }
+}
+
+export class OutputBuffer {
+  private chunk: Buffer = Buffer.allocUnsafeSlow(CHUNK_SIZE);
+  /** Start of the bytes in chunk not yet handed out. */
+  private start = 0;
+  private pos = 0;
+  private readonly queue: Array<Buffer | PendingReply> = [];
+
+  get isEmpty(): boolean {
+    return this.pos === this.start && this.queue.length === 0;
+  }
+
+  /** Copies a short literal (a reply line or part of one). */
+  bytes(src: Buffer): void {
+    this.ensure(src.length);
+    this.pos += src.copy(this.chunk, this.pos);
+  }
+
+  /** Copies src[start, end), e.g. a key straight from the request. */
+  slice(src: Buffer, start: number, end: number): void {
+    this.ensure(end - start);
+    this.pos += src.copy(this.chunk, this.pos, start, end);
+  }
+
+  /** Writes an ASCII string: numbers and fixed words, never values. */
+  ascii(text: string): void {
+    this.ensure(text.length);
+    this.pos += this.chunk.write(text, this.pos, 'latin1');
+  }
+
+  /** Writes a stored value, by reference when it is large. */
+  value(src: Buffer): void {
+    if (src.length < LARGE_VALUE) {
+      this.bytes(src);
+      return;
+    }
+    this.cut();
+    this.queue.push(src);
+  }
+
+  /** Holds a place for a reply that will be filled later. */
+  reserve(): PendingReply {
+    this.cut();
+    const pending = new PendingReply();
+    this.queue.push(pending);
+    return pending;
+  }
+
+  /** Everything that may be written now, in order; empty when nothing is ready. */
+  take(): Buffer[] {
+    this.cut();
+    const ready: Buffer[] = [];
+    let index = 0;
+    for (; index < this.queue.length; index++) {
+      const item = this.queue[index]!;
+      if (item instanceof PendingReply) {
+        if (item.bytes === null) break;
+        ready.push(item.bytes);
+      } else {
+        ready.push(item);
+      }
+    }
+    this.queue.splice(0, index);
+    return ready;
+  }
+
+  /** Ends the current piece of the chunk so that what follows queues after it. */
+  private cut(): void {
+    if (this.pos > this.start) {
+      this.queue.push(this.chunk.subarray(this.start, this.pos));
+      this.start = this.pos;
+    }
+  }
+
+  private ensure(length: number): void {
+    if (this.chunk.length - this.pos >= length) return;
+    this.cut();
+    this.chunk = Buffer.allocUnsafeSlow(Math.max(CHUNK_SIZE, length));
+    this.start = 0;
+    this.pos = 0;
+  }
+}

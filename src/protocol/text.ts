@@ -1,0 +1,590 @@
+import type { OutputBuffer } from '../output.js';
+import type { ServerContext } from '../context.js';
+import type { StoreMode } from '../store/store.js';
+import { parseUnsigned64 } from '../store/counter.js';
+import { parseInt32, parseUint32, parseUint64 } from './numbers.js';
+import { writeGeneralStats } from './stats-text.js';
+
+/**
+ * memcached's text protocol (doc/protocol.txt), following proto_text.c closely:
+ * the same tokenizer, the same token-count checks per command and the same reply
+ * strings, so that clients cannot tell the difference.
+ *
+ * A TextProtocol belongs to one connection. execute() runs every complete command
+ * in a buffer and reports how far it got; a storage command whose data block has
+ * not fully arrived stops the loop and says how many bytes it is waiting for.
+ */
+
+export const KEY_MAX_LENGTH = 250;
+/** memcached closes a connection that sends this much without a newline, unless it is a get. */
+const MAX_LINE_WITHOUT_NEWLINE = 2048;
+/** The tokenizer's limit; get and friends tokenize the rest of a long line in further rounds. */
+const MAX_TOKENS = 24;
+
+const SP = 0x20;
+const CR = 0x0d;
+const LF = 0x0a;
+
+const reply = (text: string): Buffer => Buffer.from(text + '\r\n', 'latin1');
+const ERROR = reply('ERROR');
+const STORED = reply('STORED');
+const NOT_STORED = reply('NOT_STORED');
+const EXISTS = reply('EXISTS');
+const NOT_FOUND = reply('NOT_FOUND');
+const DELETED = reply('DELETED');
+const TOUCHED = reply('TOUCHED');
+const OK = reply('OK');
+const END = reply('END');
+const RESET = reply('RESET');
+const CRLF = Buffer.from('\r\n', 'latin1');
+const VALUE = Buffer.from('VALUE ', 'latin1');
+const BAD_FORMAT = reply('CLIENT_ERROR bad command line format');
+const BAD_DATA_CHUNK = reply('CLIENT_ERROR bad data chunk');
+const BAD_EXPTIME = reply('CLIENT_ERROR invalid exptime argument');
+const BAD_DELTA = reply('CLIENT_ERROR invalid numeric delta argument');
+const NON_NUMERIC = reply('CLIENT_ERROR cannot increment or decrement non-numeric value');
+const DELETE_USAGE = reply('CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]');
+const TOO_LARGE = reply('SERVER_ERROR object too large for cache');
+const OUT_OF_MEMORY = reply('SERVER_ERROR out of memory storing object');
+const DELTA_OUT_OF_MEMORY = reply('SERVER_ERROR out of memory');
+
+const lit = (text: string): Buffer => Buffer.from(text, 'latin1');
+const GET = lit('get');
+const GETS = lit('gets');
+const GAT = lit('gat');
+const GATS = lit('gats');
+const BGET = lit('bget');
+const SET = lit('set');
+const ADD = lit('add');
+const APPEND = lit('append');
+const PREPEND = lit('prepend');
+const REPLACE = lit('replace');
+const CAS = lit('cas');
+const INCR = lit('incr');
+const DECR = lit('decr');
+const DELETE = lit('delete');
+const TOUCH = lit('touch');
+const STATS = lit('stats');
+const FLUSH_ALL = lit('flush_all');
+const VERSION = lit('version');
+const VERBOSITY = lit('verbosity');
+const QUIT = lit('quit');
+const NOREPLY = lit('noreply');
+const RESET_WORD = lit('reset');
+const ZERO = lit('0');
+
+/** Token boundaries of the current line, shared: commands run one at a time. */
+const tokenStart = new Int32Array(MAX_TOKENS);
+const tokenEnd = new Int32Array(MAX_TOKENS);
+
+export class TextProtocol {
+  /** Bytes from `consumed` that must be present before execute() can go on (0: unknown). */
+  wanted = 0;
+  /** Set when the connection must close, after writing what is queued. */
+  closing = false;
+  /** Bytes of a refused data block still to be dropped as they arrive. */
+  private swallow = 0;
+  private noreply = false;
+  private ntokens = 0;
+  /** Where the tokenizer stopped on a line longer than MAX_TOKENS tokens, or -1. */
+  private rest = -1;
+  /** End of the tokenized line: its newline, or an earlier NUL. */
+  private lineEnd = 0;
+  /** Length of the longest token the tokenizer saw. */
+  private longestToken = 0;
+
+  constructor(
+    private readonly ctx: ServerContext,
+    private readonly out: OutputBuffer,
+  ) {}
+
+  /**
+   * Runs the commands in buf[start, end). Returns the offset of the first byte
+   * not consumed; bytes from there on must be passed again with more data.
+   */
+  execute(buf: Buffer, start: number, end: number): number {
+    let pos = start;
+    this.wanted = 0;
+    if (this.swallow > 0) {
+      const dropped = Math.min(this.swallow, end - pos);
+      this.swallow -= dropped;
+      pos += dropped;
+    }
+    while (pos < end && !this.closing) {
+      const newline = buf.indexOf(LF, pos);
+      if (newline === -1 || newline >= end) {
+        if (end - pos > MAX_LINE_WITHOUT_NEWLINE && !this.mayBeLongGet(buf, pos, end)) this.closing = true;
+        return pos;
+      }
+      let lineEnd = newline;
+      if (lineEnd - pos > 1 && buf[lineEnd - 1] === CR) lineEnd--;
+      const next = this.command(buf, pos, lineEnd, newline + 1, end);
+      if (next < 0) return pos;
+      pos = next;
+      if (this.swallow > 0) {
+        const dropped = Math.min(this.swallow, end - pos);
+        this.swallow -= dropped;
+        pos += dropped;
+      }
+    }
+    return pos;
+  }
+
+  /** memcached lets only a line starting with "get " or "gets " grow past the limit. */
+  private mayBeLongGet(buf: Buffer, pos: number, end: number): boolean {
+    let p = pos;
+    while (p < end && buf[p] === SP) p++;
+    if (p - pos > 100) return false;
+    return startsWith(buf, p, end, 'get ') || startsWith(buf, p, end, 'gets ');
+  }
+
+  /**
+   * Runs one command line buf[lineStart, lineEnd); `next` is the byte after its
+   * newline. Returns where the next command starts, or -1 when the command needs
+   * bytes that have not arrived.
+   */
+  private command(buf: Buffer, lineStart: number, lineEnd: number, next: number, end: number): number {
+    this.noreply = false;
+    const ntokens = this.tokenize(buf, lineStart, lineEnd);
+    if (ntokens < 2 || tokenEnd[0]! - tokenStart[0]! < 2) {
+      this.out.bytes(ERROR);
+      return next;
+    }
+    const s = tokenStart[0]!;
+    const e = tokenEnd[0]!;
+    switch (buf[s]) {
+      case 0x67: // g
+        if (tokenIs(buf, s, e, GET)) return this.retrieve(buf, next, false, false);
+        if (tokenIs(buf, s, e, GETS)) return this.retrieve(buf, next, true, false);
+        if (tokenIs(buf, s, e, GAT)) return this.retrieve(buf, next, false, true);
+        if (tokenIs(buf, s, e, GATS)) return this.retrieve(buf, next, true, true);
+        break;
+      case 0x73: // s
+        if (tokenIs(buf, s, e, SET)) return this.update(buf, next, end, 'set');
+        if (tokenIs(buf, s, e, STATS)) return this.stats(buf, next);
+        break;
+      case 0x61: // a
+        if (tokenIs(buf, s, e, ADD)) return this.update(buf, next, end, 'add');
+        if (tokenIs(buf, s, e, APPEND)) return this.update(buf, next, end, 'append');
+        break;
+      case 0x63: // c
+        if (tokenIs(buf, s, e, CAS)) return this.update(buf, next, end, 'cas');
+        break;
+      case 0x69: // i
+        if (tokenIs(buf, s, e, INCR)) return this.arithmetic(buf, next, true);
+        break;
+      case 0x64: // d
+        if (tokenIs(buf, s, e, DELETE)) return this.remove(buf, next);
+        if (tokenIs(buf, s, e, DECR)) return this.arithmetic(buf, next, false);
+        break;
+      case 0x74: // t
+        if (tokenIs(buf, s, e, TOUCH)) return this.touch(buf, next);
+        break;
+      default:
+        if (tokenIs(buf, s, e, REPLACE)) return this.update(buf, next, end, 'replace');
+        if (tokenIs(buf, s, e, PREPEND)) return this.update(buf, next, end, 'prepend');
+        if (tokenIs(buf, s, e, BGET)) return this.retrieve(buf, next, false, false);
+        if (tokenIs(buf, s, e, FLUSH_ALL)) return this.flushAll(buf, next);
+        if (tokenIs(buf, s, e, VERSION)) return this.version(next);
+        if (tokenIs(buf, s, e, QUIT)) {
+          this.closing = true;
+          return next;
+        }
+        if (tokenIs(buf, s, e, VERBOSITY)) return this.verbosity(buf, next);
+        // An HTTP request sent to the cache port: hang up, as memcached does.
+        if (startsWith(buf, tokenStart[ntokens - 2]!, tokenEnd[ntokens - 2]!, 'HTTP/')) {
+          this.closing = true;
+          return next;
+        }
+        this.out.bytes(ERROR);
+        return next;
+    }
+    this.out.bytes(ERROR);
+    return next;
+  }
+
+  /**
+   * memcached's tokenize_command: splits on single spaces (runs of spaces make no
+   * empty tokens), stops at a NUL, and after MAX_TOKENS - 1 tokens leaves the rest
+   * of the line for the caller. Returns the count including the terminal token.
+   */
+  private tokenize(buf: Buffer, start: number, end: number): number {
+    let ntokens = 0;
+    let tokenBegin = start;
+    let i = start;
+    let longest = 0;
+    this.rest = -1;
+    for (; i < end; i++) {
+      const byte = buf[i]!;
+      if (byte === 0) {
+        end = i;
+        break;
+      }
+      if (byte === SP) {
+        if (tokenBegin !== i) {
+          tokenStart[ntokens] = tokenBegin;
+          tokenEnd[ntokens] = i;
+          if (i - tokenBegin > longest) longest = i - tokenBegin;
+          ntokens++;
+          if (ntokens === MAX_TOKENS - 1) {
+            i++;
+            tokenBegin = i;
+            if (i < end && buf[i] !== 0) this.rest = i;
+            break;
+          }
+        }
+        tokenBegin = i + 1;
+      }
+    }
+    if (tokenBegin < i) {
+      tokenStart[ntokens] = tokenBegin;
+      tokenEnd[ntokens] = i;
+      if (i - tokenBegin > longest) longest = i - tokenBegin;
+      ntokens++;
+    }
+    tokenStart[ntokens] = i;
+    tokenEnd[ntokens] = i;
+    this.lineEnd = end;
+    this.longestToken = longest;
+    this.ntokens = ntokens + 1;
+    return this.ntokens;
+  }
+
+  /** memcached's set_noreply_maybe: the last real token is "noreply". */
+  private checkNoreply(buf: Buffer): boolean {
+    const index = this.ntokens - 2;
+    if (tokenIs(buf, tokenStart[index]!, tokenEnd[index]!, NOREPLY)) this.noreply = true;
+    return this.noreply;
+  }
+
+  /** Writes a reply line unless the command asked for noreply. */
+  private answer(line: Buffer): void {
+    if (this.noreply) {
+      this.noreply = false;
+      return;
+    }
+    this.out.bytes(line);
+  }
+
+  private retrieve(buf: Buffer, next: number, withCas: boolean, withTouch: boolean): number {
+    if (this.ntokens < 3) {
+      this.out.bytes(ERROR);
+      return next;
+    }
+    const { store, counters } = this.ctx;
+    const out = this.out;
+    let keyIndex = 1;
+    let exptime = 0;
+    if (withTouch) {
+      exptime = parseInt32(buf, tokenStart[1]!, tokenEnd[1]!);
+      if (Number.isNaN(exptime)) {
+        out.bytes(BAD_EXPTIME);
+        return next;
+      }
+      keyIndex = 2;
+    }
+    // memcached drops the replies of earlier keys when a later one is too long;
+    // refusing the line before any lookup sends the same bytes.
+    if (this.hasOverlongKey(buf, keyIndex)) {
+      out.bytes(BAD_FORMAT);
+      return next;
+    }
+    for (;;) {
+      const last = this.ntokens - 1;
+      for (; keyIndex < last; keyIndex++) {
+        const ks = tokenStart[keyIndex]!;
+        const ke = tokenEnd[keyIndex]!;
+        const item = withTouch ? store.getAndTouch(buf, ks, ke, exptime) : store.get(buf, ks, ke);
+        if (withTouch) {
+          counters.cmd_touch++;
+          if (item === null) counters.touch_misses++;
+          else counters.touch_hits++;
+        } else {
+          counters.cmd_get++;
+          if (item === null) counters.get_misses++;
+          else counters.get_hits++;
+        }
+        if (item === null) continue;
+        out.bytes(VALUE);
+        out.slice(buf, ks, ke);
+        out.ascii(withCas ? ` ${item.flags} ${item.value.length} ${item.cas}\r\n` : ` ${item.flags} ${item.value.length}\r\n`);
+        out.value(item.value);
+        out.bytes(CRLF);
+      }
+      if (this.rest < 0) break;
+      this.tokenize(buf, this.rest, this.lineEnd);
+      keyIndex = 0;
+    }
+    out.bytes(END);
+    return next;
+  }
+
+  /** True when a key token from keyIndex on, in this round or the rest of the line, exceeds KEY_MAX_LENGTH. */
+  private hasOverlongKey(buf: Buffer, keyIndex: number): boolean {
+    if (this.longestToken > KEY_MAX_LENGTH) {
+      for (let i = keyIndex; i < this.ntokens - 1; i++) {
+        if (tokenEnd[i]! - tokenStart[i]! > KEY_MAX_LENGTH) return true;
+      }
+    }
+    if (this.rest < 0) return false;
+    let run = 0;
+    for (let i = this.rest; i < this.lineEnd; i++) {
+      if (buf[i] === SP) run = 0;
+      else if (++run > KEY_MAX_LENGTH) return true;
+    }
+    return false;
+  }
+
+  private update(buf: Buffer, next: number, end: number, mode: StoreMode): number {
+    const ntokens = this.ntokens;
+    const withCas = mode === 'cas';
+    if (withCas ? ntokens !== 7 && ntokens !== 8 : ntokens !== 6 && ntokens !== 7) {
+      this.out.bytes(ERROR);
+      return next;
+    }
+    this.checkNoreply(buf);
+    const ks = tokenStart[1]!;
+    const ke = tokenEnd[1]!;
+    if (ke - ks > KEY_MAX_LENGTH) {
+      this.answer(BAD_FORMAT);
+      return next;
+    }
+    const flags = parseUint32(buf, tokenStart[2]!, tokenEnd[2]!);
+    const exptime = parseInt32(buf, tokenStart[3]!, tokenEnd[3]!);
+    const length = parseInt32(buf, tokenStart[4]!, tokenEnd[4]!);
+    if (Number.isNaN(flags) || Number.isNaN(exptime) || Number.isNaN(length)) {
+      this.answer(BAD_FORMAT);
+      return next;
+    }
+    let casUnique = 0;
+    if (withCas) {
+      casUnique = parseUint64(buf, tokenStart[5]!, tokenEnd[5]!);
+      if (Number.isNaN(casUnique)) {
+        this.answer(BAD_FORMAT);
+        return next;
+      }
+    }
+    if (length < 0 || length > 2147483645) {
+      this.answer(BAD_FORMAT);
+      return next;
+    }
+    const { store, counters } = this.ctx;
+    if (!store.fits(ke - ks, length, flags)) {
+      this.answer(TOO_LARGE);
+      counters.store_too_large++;
+      // A set that cannot be stored must not leave the old value behind.
+      if (mode === 'set') store.delete(buf, ks, ke);
+      this.swallow = length + 2;
+      return next;
+    }
+    const dataEnd = next + length;
+    if (dataEnd + 2 > end) {
+      this.wanted = dataEnd + 2;
+      return -1;
+    }
+    counters.cmd_set++;
+    if (buf[dataEnd] !== CR || buf[dataEnd + 1] !== LF) {
+      this.answer(BAD_DATA_CHUNK);
+      return dataEnd + 2;
+    }
+    const result = store.store(mode, buf, ks, ke, buf, next, dataEnd, flags, exptime, casUnique);
+    switch (result) {
+      case 'stored':
+        if (withCas) counters.cas_hits++;
+        this.answer(STORED);
+        break;
+      case 'not_stored':
+        this.answer(NOT_STORED);
+        break;
+      case 'exists':
+        counters.cas_badval++;
+        this.answer(EXISTS);
+        break;
+      case 'not_found':
+        counters.cas_misses++;
+        this.answer(NOT_FOUND);
+        break;
+      case 'too_large':
+        counters.store_too_large++;
+        this.answer(TOO_LARGE);
+        break;
+      case 'no_memory':
+        counters.store_no_memory++;
+        this.answer(OUT_OF_MEMORY);
+        break;
+    }
+    return dataEnd + 2;
+  }
+
+  private touch(buf: Buffer, next: number): number {
+    if (this.ntokens !== 4 && this.ntokens !== 5) {
+      this.out.bytes(ERROR);
+      return next;
+    }
+    this.checkNoreply(buf);
+    const ks = tokenStart[1]!;
+    const ke = tokenEnd[1]!;
+    if (ke - ks > KEY_MAX_LENGTH) {
+      this.answer(BAD_FORMAT);
+      return next;
+    }
+    const exptime = parseInt32(buf, tokenStart[2]!, tokenEnd[2]!);
+    if (Number.isNaN(exptime)) {
+      this.answer(BAD_EXPTIME);
+      return next;
+    }
+    const { store, counters } = this.ctx;
+    counters.cmd_touch++;
+    if (store.getAndTouch(buf, ks, ke, exptime) !== null) {
+      counters.touch_hits++;
+      this.answer(TOUCHED);
+    } else {
+      counters.touch_misses++;
+      this.answer(NOT_FOUND);
+    }
+    return next;
+  }
+
+  private arithmetic(buf: Buffer, next: number, incr: boolean): number {
+    if (this.ntokens !== 4 && this.ntokens !== 5) {
+      this.out.bytes(ERROR);
+      return next;
+    }
+    this.checkNoreply(buf);
+    const ks = tokenStart[1]!;
+    const ke = tokenEnd[1]!;
+    if (ke - ks > KEY_MAX_LENGTH) {
+      this.answer(BAD_FORMAT);
+      return next;
+    }
+    const delta = parseUnsigned64(buf, tokenStart[2]!, tokenEnd[2]!);
+    if (delta === null) {
+      this.answer(BAD_DELTA);
+      return next;
+    }
+    const { store, counters } = this.ctx;
+    const result = store.applyDelta(buf, ks, ke, delta, incr);
+    if (typeof result === 'bigint') {
+      if (incr) counters.incr_hits++;
+      else counters.decr_hits++;
+      if (this.noreply) this.noreply = false;
+      else this.out.ascii(`${result}\r\n`);
+    } else if (result === 'not_found') {
+      if (incr) counters.incr_misses++;
+      else counters.decr_misses++;
+      this.answer(NOT_FOUND);
+    } else if (result === 'non_numeric') {
+      this.answer(NON_NUMERIC);
+    } else {
+      this.answer(DELTA_OUT_OF_MEMORY);
+    }
+    return next;
+  }
+
+  private remove(buf: Buffer, next: number): number {
+    const ntokens = this.ntokens;
+    if (ntokens < 3 || ntokens > 5) {
+      this.out.bytes(ERROR);
+      return next;
+    }
+    if (ntokens > 3) {
+      // Only "delete <key> 0" survives from the old delete-with-hold-time syntax.
+      const holdIsZero = tokenIs(buf, tokenStart[2]!, tokenEnd[2]!, ZERO);
+      const setsNoreply = this.checkNoreply(buf);
+      const valid = (ntokens === 4 && (holdIsZero || setsNoreply)) || (ntokens === 5 && holdIsZero && setsNoreply);
+      if (!valid) {
+        this.answer(DELETE_USAGE);
+        return next;
+      }
+    }
+    const ks = tokenStart[1]!;
+    const ke = tokenEnd[1]!;
+    if (ke - ks > KEY_MAX_LENGTH) {
+      this.answer(BAD_FORMAT);
+      return next;
+    }
+    const { store, counters } = this.ctx;
+    if (store.delete(buf, ks, ke)) {
+      counters.delete_hits++;
+      this.answer(DELETED);
+    } else {
+      counters.delete_misses++;
+      this.answer(NOT_FOUND);
+    }
+    return next;
+  }
+
+  private flushAll(buf: Buffer, next: number): number {
+    const ntokens = this.ntokens;
+    if (ntokens > 4) {
+      this.out.bytes(ERROR);
+      return next;
+    }
+    this.checkNoreply(buf);
+    this.ctx.counters.cmd_flush++;
+    let delay = 0;
+    if (ntokens !== (this.noreply ? 3 : 2)) {
+      delay = parseInt32(buf, tokenStart[1]!, tokenEnd[1]!);
+      if (Number.isNaN(delay)) {
+        this.answer(BAD_EXPTIME);
+        return next;
+      }
+    }
+    this.ctx.store.flushAll(delay);
+    this.answer(OK);
+    return next;
+  }
+
+  private version(next: number): number {
+    this.out.ascii(`VERSION ${this.ctx.version}\r\n`);
+    return next;
+  }
+
+  private verbosity(buf: Buffer, next: number): number {
+    if (this.ntokens !== 3 && this.ntokens !== 4) {
+      this.out.bytes(ERROR);
+      return next;
+    }
+    this.checkNoreply(buf);
+    const level = parseUint32(buf, tokenStart[1]!, tokenEnd[1]!);
+    if (Number.isNaN(level)) {
+      this.answer(BAD_FORMAT);
+      return next;
+    }
+    this.ctx.setVerbosity(Math.min(level, 2));
+    this.answer(OK);
+    return next;
+  }
+
+  private stats(buf: Buffer, next: number): number {
+    if (this.ntokens === 2) {
+      writeGeneralStats(this.ctx, this.out);
+      this.out.bytes(END);
+      return next;
+    }
+    if (tokenIs(buf, tokenStart[1]!, tokenEnd[1]!, RESET_WORD)) {
+      this.ctx.counters.reset();
+      this.out.bytes(RESET);
+      return next;
+    }
+    this.out.bytes(ERROR);
+    return next;
+  }
+}
+
+function tokenIs(buf: Buffer, start: number, end: number, word: Buffer): boolean {
+  const length = word.length;
+  if (end - start !== length) return false;
+  for (let i = 0; i < length; i++) {
+    if (buf[start + i] !== word[i]) return false;
+  }
+  return true;
+}
+
+function startsWith(buf: Buffer, start: number, end: number, prefix: string): boolean {
+  if (end - start < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) {
+    if (buf[start + i] !== prefix.charCodeAt(i)) return false;
+  }
+  return true;
+}

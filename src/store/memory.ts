@@ -1,0 +1,301 @@
+import type { Clock } from '../clock.js';
+import type { Counters } from '../observe/stats.js';
+import { parseUnsigned64 } from './counter.js';
+import type { DeltaResult, ItemView, Store, StoreMode, StoreResult } from './store.js';
+
+/**
+ * The bytes memcached charges an item (its ITEM_ntotal): a 48-byte header, an
+ * 8-byte CAS, the key with its NUL, the value with its \r\n, and 4 bytes of
+ * client flags when they are not zero. Counting the same way makes `bytes`,
+ * `-m` and `-I` mean what they mean to memcached's users.
+ */
+export function itemSize(keyLength: number, valueLength: number, flags: number): number {
+  return 48 + 8 + keyLength + 1 + valueLength + 2 + (flags === 0 ? 0 : 4);
+}
+
+/** How many items the background sweep looks at per clock tick. */
+const SWEEP_PER_TICK = 10_000;
+
+class Entry implements ItemView {
+  prev: Entry | null = null;
+  next: Entry | null = null;
+  fetched = false;
+  constructor(
+    readonly key: string,
+    public value: Buffer,
+    public flags: number,
+    public exptime: number,
+    public cas: number,
+    /** Last store or access, in clock seconds: what a delayed flush_all compares. */
+    public time: number,
+    public size: number,
+  ) {}
+}
+
+export interface MemoryStoreOptions {
+  /** -m, in bytes. */
+  memoryLimit: number;
+  /** -I, in bytes. */
+  maxItemSize: number;
+  /** -M turns this off: a full cache refuses writes instead of evicting. */
+  evictions: boolean;
+}
+
+/**
+ * Items in a Map with an intrusive doubly linked LRU list (head = most recently
+ * used). Expired items go lazily on access and by a bounded sweep per tick.
+ */
+export class MemoryStore implements Store {
+  private readonly items = new Map<string, Entry>();
+  private head: Entry | null = null;
+  private tail: Entry | null = null;
+  private bytes = 0;
+  private casCounter = 0;
+  /** memcached's oldest_live: items last touched at or before it are gone once the clock reaches it. */
+  private oldestLive = 0;
+  /** A delayed flush_all is waiting for the clock to reach oldestLive. */
+  private flushPending = false;
+  private sweep: Iterator<Entry> | null = null;
+
+  constructor(
+    private readonly options: MemoryStoreOptions,
+    private readonly clock: Clock,
+    private readonly counters: Counters,
+  ) {
+    clock.onTick((now) => this.onTick(now));
+  }
+
+  get itemCount(): number {
+    return this.items.size;
+  }
+
+  get bytesUsed(): number {
+    return this.bytes;
+  }
+
+  get bytesLimit(): number {
+    return this.options.memoryLimit;
+  }
+
+  fits(keyLength: number, valueLength: number, flags: number): boolean {
+    return itemSize(keyLength, valueLength, flags) <= this.options.maxItemSize;
+  }
+
+  get(key: Buffer, keyStart: number, keyEnd: number): ItemView | null {
+    const entry = this.lookup(key.toString('latin1', keyStart, keyEnd));
+    if (entry !== null) this.access(entry);
+    return entry;
+  }
+
+  getAndTouch(key: Buffer, keyStart: number, keyEnd: number, exptime: number): ItemView | null {
+    const entry = this.lookup(key.toString('latin1', keyStart, keyEnd));
+    if (entry === null) return null;
+    entry.exptime = this.clock.expiryFrom(exptime);
+    this.access(entry);
+    return entry;
+  }
+
+  store(
+    mode: StoreMode,
+    key: Buffer, keyStart: number, keyEnd: number,
+    data: Buffer, dataStart: number, dataEnd: number,
+    flags: number, exptime: number, casUnique: number,
+  ): StoreResult {
+    const name = key.toString('latin1', keyStart, keyEnd);
+    const existing = this.lookup(name);
+    switch (mode) {
+      case 'add':
+        if (existing !== null) {
+          this.access(existing);
+          return 'not_stored';
+        }
+        break;
+      case 'replace':
+      case 'append':
+      case 'prepend':
+        if (existing === null) return 'not_stored';
+        break;
+      case 'cas':
+        if (existing === null) return 'not_found';
+        if (existing.cas !== casUnique) return 'exists';
+        break;
+      case 'set':
+        break;
+    }
+
+    let value: Buffer;
+    if (existing !== null && (mode === 'append' || mode === 'prepend')) {
+      // Appending keeps the old item's flags and expiry, as memcached does.
+      flags = existing.flags;
+      const old = existing.value;
+      value = Buffer.allocUnsafeSlow(old.length + dataEnd - dataStart);
+      if (mode === 'append') {
+        old.copy(value, 0);
+        data.copy(value, old.length, dataStart, dataEnd);
+      } else {
+        data.copy(value, 0, dataStart, dataEnd);
+        old.copy(value, dataEnd - dataStart);
+      }
+      const size = itemSize(keyEnd - keyStart, value.length, flags);
+      if (size > this.options.maxItemSize) return 'no_memory';
+      return this.put(name, value, flags, existing.exptime, size);
+    }
+
+    const size = itemSize(keyEnd - keyStart, dataEnd - dataStart, flags);
+    if (size > this.options.maxItemSize) return 'too_large';
+    value = Buffer.allocUnsafe(dataEnd - dataStart);
+    data.copy(value, 0, dataStart, dataEnd);
+    return this.put(name, value, flags, this.clock.expiryFrom(exptime), size);
+  }
+
+  delete(key: Buffer, keyStart: number, keyEnd: number): boolean {
+    const entry = this.lookup(key.toString('latin1', keyStart, keyEnd));
+    if (entry === null) return false;
+    this.unlink(entry);
+    return true;
+  }
+
+  applyDelta(key: Buffer, keyStart: number, keyEnd: number, delta: bigint, incr: boolean): DeltaResult {
+    const entry = this.lookup(key.toString('latin1', keyStart, keyEnd));
+    if (entry === null) return 'not_found';
+    const current = parseUnsigned64(entry.value, 0, entry.value.length);
+    if (current === null) return 'non_numeric';
+    let next: bigint;
+    if (incr) next = BigInt.asUintN(64, current + delta);
+    else next = current < delta ? 0n : current - delta;
+
+    // memcached rewrites a number that fits in place and pads the rest with spaces,
+    // so a shrinking counter keeps its length ("10" decr 1 -> "9 "). Stored values
+    // are never mutated (replies may still reference them), so build a new one.
+    const digits = next.toString();
+    const value = Buffer.alloc(Math.max(digits.length, entry.value.length), 0x20);
+    value.write(digits, 0, 'latin1');
+    const size = itemSize(keyEnd - keyStart, value.length, entry.flags);
+    const stored = this.put(entry.key, value, entry.flags, entry.exptime, size);
+    return stored === 'stored' ? next : 'no_memory';
+  }
+
+  flushAll(delay: number): void {
+    const now = this.clock.now;
+    const oldestLive = delay > 0 ? this.clock.expiryFrom(delay) - 1 : now - 1;
+    this.oldestLive = oldestLive;
+    this.flushPending = oldestLive > now;
+    if (!this.flushPending) this.clear();
+  }
+
+  /** Finds a live entry by key, unlinking it if it expired or was flushed. */
+  private lookup(name: string): Entry | null {
+    const entry = this.items.get(name);
+    if (entry === undefined) return null;
+    const now = this.clock.now;
+    if (entry.time <= this.oldestLive && this.oldestLive <= now) {
+      this.counters.get_flushed++;
+      this.unlink(entry);
+      return null;
+    }
+    if (entry.exptime !== 0 && entry.exptime <= now) {
+      this.counters.get_expired++;
+      this.reclaim(entry);
+      return null;
+    }
+    return entry;
+  }
+
+  private put(name: string, value: Buffer, flags: number, exptime: number, size: number): StoreResult {
+    const existing = this.items.get(name);
+    if (existing !== undefined) this.unlink(existing);
+    if (!this.makeRoom(size)) return 'no_memory';
+    const entry = new Entry(name, value, flags, exptime, ++this.casCounter, this.clock.now, size);
+    this.items.set(name, entry);
+    this.linkAtHead(entry);
+    this.bytes += size;
+    this.counters.total_items++;
+    return 'stored';
+  }
+
+  /** Evicts from the LRU tail until size more bytes fit; false when they cannot. */
+  private makeRoom(size: number): boolean {
+    const limit = this.options.memoryLimit;
+    while (this.bytes + size > limit) {
+      const victim = this.tail;
+      if (victim === null) return false;
+      if (victim.exptime !== 0 && victim.exptime <= this.clock.now) {
+        this.reclaim(victim);
+        continue;
+      }
+      if (!this.options.evictions) return false;
+      this.counters.evictions++;
+      if (!victim.fetched) this.counters.evicted_unfetched++;
+      this.unlink(victim);
+    }
+    return true;
+  }
+
+  private access(entry: Entry): void {
+    entry.fetched = true;
+    entry.time = this.clock.now;
+    if (this.head === entry) return;
+    this.unlinkFromList(entry);
+    this.linkAtHead(entry);
+  }
+
+  private reclaim(entry: Entry): void {
+    this.counters.reclaimed++;
+    if (!entry.fetched) this.counters.expired_unfetched++;
+    this.unlink(entry);
+  }
+
+  private unlink(entry: Entry): void {
+    this.items.delete(entry.key);
+    this.unlinkFromList(entry);
+    this.bytes -= entry.size;
+  }
+
+  private linkAtHead(entry: Entry): void {
+    entry.prev = null;
+    entry.next = this.head;
+    if (this.head !== null) this.head.prev = entry;
+    this.head = entry;
+    if (this.tail === null) this.tail = entry;
+  }
+
+  private unlinkFromList(entry: Entry): void {
+    if (entry.prev !== null) entry.prev.next = entry.next;
+    else this.head = entry.next;
+    if (entry.next !== null) entry.next.prev = entry.prev;
+    else this.tail = entry.prev;
+    entry.prev = null;
+    entry.next = null;
+  }
+
+  private clear(): void {
+    this.items.clear();
+    this.head = null;
+    this.tail = null;
+    this.bytes = 0;
+    this.sweep = null;
+  }
+
+  private onTick(now: number): void {
+    if (this.flushPending && this.oldestLive <= now) {
+      // A delayed flush_all came due: everything stored so far is covered by it.
+      this.flushPending = false;
+      this.clear();
+    }
+    this.sweepExpired(now);
+  }
+
+  /** Reclaims expired items a bounded slice at a time, so memory returns without waiting for a get. */
+  private sweepExpired(now: number): void {
+    if (this.sweep === null) this.sweep = this.items.values();
+    for (let seen = 0; seen < SWEEP_PER_TICK; seen++) {
+      const next = this.sweep.next();
+      if (next.done) {
+        this.sweep = null;
+        return;
+      }
+      const entry = next.value;
+      if (entry.exptime !== 0 && entry.exptime <= now) this.reclaim(entry);
+    }
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * The one storage interface every protocol talks to. Backends (memory now; disk and
+ * tiered later) keep their item layout private and hand out read-only views.
+ *
+ * Calls are synchronous: a backend that must wait for the disk exposes that wait
+ * separately so the connection can hold the reply, never the command.
+ */
+
+/** What a read sees of a stored item. Valid until the next call into the store. */
+export interface ItemView {
+  readonly value: Buffer;
+  readonly flags: number;
+  /** Absolute unix seconds, 0 for never. */
+  readonly exptime: number;
+  readonly cas: number;
+}
+
+export type StoreMode = 'set' | 'add' | 'replace' | 'append' | 'prepend' | 'cas';
+
+export type StoreResult = 'stored' | 'not_stored' | 'exists' | 'not_found' | 'too_large' | 'no_memory';
+
+/** incr/decr answer: the new value, or why there is none. */
+export type DeltaResult = bigint | 'not_found' | 'non_numeric' | 'no_memory';
+
+export interface Store {
+  /** The item, or null when missing, expired or flushed. Counts as an access for the LRU. */
+  get(key: Buffer, keyStart: number, keyEnd: number): ItemView | null;
+  /** get and set a new expiry in one step (gat, touch). exptime is the protocol's value. */
+  getAndTouch(key: Buffer, keyStart: number, keyEnd: number, exptime: number): ItemView | null;
+  /**
+   * Stores data[dataStart, dataEnd) under the key; the store copies what it keeps.
+   * casUnique is only read in 'cas' mode.
+   */
+  store(
+    mode: StoreMode,
+    key: Buffer, keyStart: number, keyEnd: number,
+    data: Buffer, dataStart: number, dataEnd: number,
+    flags: number, exptime: number, casUnique: number,
+  ): StoreResult;
+  /** Removes the item; false when there was none. */
+  delete(key: Buffer, keyStart: number, keyEnd: number): boolean;
+  /** Unsigned 64-bit add or subtract on a decimal value, as memcached does. */
+  applyDelta(key: Buffer, keyStart: number, keyEnd: number, delta: bigint, incr: boolean): DeltaResult;
+  /** Invalidates every item now (delay 0) or at the given protocol exptime. */
+  flushAll(delay: number): void;
+  /** True when a value of this length under a key of this length can ever be stored (memcached's -I). */
+  fits(keyLength: number, valueLength: number, flags: number): boolean;
+  /** Gauges for `stats`: items now, bytes they take, and the limit. */
+  readonly itemCount: number;
+  readonly bytesUsed: number;
+  readonly bytesLimit: number;
+}
