@@ -6,8 +6,7 @@ function isCSpace(byte: number): boolean {
 
 /**
  * memcached's safe_strtoull over buf[start, end): optional leading whitespace, an
- * optional sign, decimal digits, then whitespace or the end. Converting nothing is
- * accepted only when the first byte is whitespace (then the number is 0), a
+ * optional sign, decimal digits, then whitespace or the end. No digits, a
  * negative number or one past 2^64-1 is refused. incr/decr use it both for the
  * delta argument and for the stored value, whose end stands for the "\r\n" that
  * follows the data in memcached. Returns null when memcached would refuse.
@@ -38,7 +37,7 @@ export function parseUnsigned64(buf: Buffer, start: number, end: number): bigint
     number = number * BigInt(scale) + BigInt(chunk);
     if (number > MAX_U64) return null;
   }
-  if (pos === digitsStart) return isCSpace(buf[start]!) ? 0n : null;
+  if (pos === digitsStart) return null;
   if (pos < end && !isCSpace(buf[pos]!)) return null;
   if (negative && number !== 0n) return null;
   return number;

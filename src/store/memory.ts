@@ -137,7 +137,7 @@ export class MemoryStore implements Store {
         old.copy(value, dataEnd - dataStart);
       }
       const size = itemSize(keyEnd - keyStart, value.length, flags);
-      if (size > this.options.maxItemSize) return 'no_memory';
+      if (size > this.options.maxItemSize) return 'not_stored';
       return this.put(name, value, flags, existing.exptime, size);
     }
 
