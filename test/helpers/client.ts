@@ -61,14 +61,14 @@ export class RawClient {
 
   /** Waits up to timeoutMs for the server to close the connection; returns what arrived and whether it closed. */
   async readToClose(timeoutMs = 5000): Promise<{ data: string; closed: boolean }> {
+    let data: Buffer;
     try {
-      await this.readUntil(() => false, timeoutMs);
+      data = await this.readUntil(() => false, timeoutMs);
     } catch {
-      // still open: reported below
+      data = this.received; // still open: reported below
+      this.received = Buffer.alloc(0);
     }
-    const data = this.received.toString('latin1');
-    this.received = Buffer.alloc(0);
-    return { data, closed: this.closed };
+    return { data: data.toString('latin1'), closed: this.closed };
   }
 
   close(): void {
