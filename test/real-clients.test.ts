@@ -1,0 +1,76 @@
+/** Real memcached clients against Mnemo: libmemcached's conformance suite and tools, and pymemcache. */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import { startMnemo, type RunningServer } from './helpers/mnemo.js';
+
+const run = promisify(execFile);
+/** Debian's Python modules belong to Debian's interpreter, not to one earlier in PATH. */
+const PYTHON = '/usr/bin/python3';
+
+let server: RunningServer;
+let dir: string;
+
+before(async () => {
+  server = await startMnemo();
+  dir = await mkdtemp(join(tmpdir(), 'mnemo-clients-'));
+});
+
+after(async () => {
+  await server?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('real clients', () => {
+  it('passes every ASCII test of memccapable', async () => {
+    const { stdout } = await run('memccapable', ['-h', '127.0.0.1', '-p', String(server.port), '-a'], { timeout: 60_000 });
+    assert.doesNotMatch(stdout, /\[(fail|FAIL)\]/);
+    assert.match(stdout, /All tests passed/);
+  });
+
+  it('round-trips a file with memccp and memccat', async () => {
+    const servers = `--servers=127.0.0.1:${server.port}`;
+    const file = join(dir, 'greeting.txt');
+    await writeFile(file, 'hello from a file\n');
+    await run('memccp', [servers, '--set', '--expire=100', '--flag=42', file]);
+    const plain = await run('memccat', [servers, 'greeting.txt']);
+    assert.equal(plain.stdout, 'hello from a file\n\n'); // memccat adds a newline
+    const withFlags = await run('memccat', [servers, '--flag', 'greeting.txt']);
+    assert.match(withFlags.stdout, /^42\n/);
+    await run('memcexist', [servers, 'greeting.txt']);
+    await run('memcrm', [servers, 'greeting.txt']);
+    await assert.rejects(run('memccat', [servers, 'greeting.txt']));
+    await run('memcping', [servers]);
+    const stat = await run('memcstat', [servers]);
+    assert.match(stat.stdout, /curr_connections/);
+  });
+
+  it('works with pymemcache', async () => {
+    const script = `
+import sys
+from pymemcache.client.base import Client
+c = Client(('127.0.0.1', int(sys.argv[1])), connect_timeout=2, timeout=2)
+assert c.set('py:key', b'hello', expire=60)
+assert c.get('py:key') == b'hello'
+assert c.add('py:key', b'x', noreply=False) is False
+c.set('py:ctr', b'10'); assert c.incr('py:ctr', 5) == 15 and c.decr('py:ctr', 20) == 0
+_, cas = c.gets('py:key'); assert c.cas('py:key', b'v2', cas) is True and c.cas('py:key', b'v3', cas) is False
+m = c.get_many(['py:key', 'py:ctr', 'py:missing']); assert m['py:key'] == b'v2' and 'py:missing' not in m
+assert m['py:ctr'] == b'0 ', m['py:ctr']
+assert c.append('py:key', b'!') and c.get('py:key') == b'v2!'
+assert c.prepend('py:key', b'<') and c.get('py:key') == b'<v2!'
+assert c.replace('py:key', b'r') and c.get('py:key') == b'r'
+assert c.touch('py:key', 100) and c.delete('py:key') and c.get('py:key') is None
+assert c.set_many({'a': b'1', 'b': b'2'}) == [] and c.get_many(['a', 'b']) == {'a': b'1', 'b': b'2'}
+assert int(c.stats()[b'curr_items']) >= 2
+assert c.flush_all() and c.get('a') is None
+print('ok', c.version().decode())
+`;
+    const { stdout } = await run(PYTHON, ['-c', script, String(server.port)]);
+    assert.match(stdout, /^ok 1\.6\.18-mnemo-/);
+  });
+});
