@@ -1,5 +1,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, DEFAULTS, type Config } from './config.js';
+import { applyExtendedOption } from './extended-options.js';
+import { lookupUser } from './privileges.js';
 
 /**
  * memcached's command line, parsed by node:util parseArgs. Short and long names
@@ -8,81 +10,93 @@ import { ConfigError, DEFAULTS, type Config } from './config.js';
 const OPTIONS = {
   port: { type: 'string', short: 'p' },
   'udp-port': { type: 'string', short: 'U' },
-  listen: { type: 'string', short: 'l' },
-  'memory-limit': { type: 'string', short: 'm' },
-  'conn-limit': { type: 'string', short: 'c' },
-  'max-item-size': { type: 'string', short: 'I' },
-  'disable-evictions': { type: 'boolean', short: 'M' },
-  threads: { type: 'string', short: 't' },
-  user: { type: 'string', short: 'u' },
-  extended: { type: 'string', short: 'o', multiple: true },
-  verbose: { type: 'boolean', short: 'v', multiple: true },
-  help: { type: 'boolean', short: 'h' },
-  version: { type: 'boolean', short: 'V' },
-  // memcached flags whose features Mnemo does not have yet: known, so they get a clear message.
   'unix-socket': { type: 'string', short: 's' },
   'unix-mask': { type: 'string', short: 'a' },
   'enable-shutdown': { type: 'boolean', short: 'A' },
+  listen: { type: 'string', short: 'l' },
   daemon: { type: 'boolean', short: 'd' },
   'enable-coredumps': { type: 'boolean', short: 'r' },
+  user: { type: 'string', short: 'u' },
+  'memory-limit': { type: 'string', short: 'm' },
+  'disable-evictions': { type: 'boolean', short: 'M' },
+  'conn-limit': { type: 'string', short: 'c' },
   'lock-memory': { type: 'boolean', short: 'k' },
+  verbose: { type: 'boolean', short: 'v', multiple: true },
+  help: { type: 'boolean', short: 'h' },
   license: { type: 'boolean', short: 'i' },
+  version: { type: 'boolean', short: 'V' },
   pidfile: { type: 'string', short: 'P' },
   'slab-growth-factor': { type: 'string', short: 'f' },
   'slab-min-size': { type: 'string', short: 'n' },
   'enable-largepages': { type: 'boolean', short: 'L' },
   'prefix-delimiter': { type: 'string', short: 'D' },
+  threads: { type: 'string', short: 't' },
   'max-reqs-per-event': { type: 'string', short: 'R' },
   'disable-cas': { type: 'boolean', short: 'C' },
   'listen-backlog': { type: 'string', short: 'b' },
   protocol: { type: 'string', short: 'B' },
+  'max-item-size': { type: 'string', short: 'I' },
   'enable-sasl': { type: 'boolean', short: 'S' },
   'disable-flush-all': { type: 'boolean', short: 'F' },
   'disable-dumping': { type: 'boolean', short: 'X' },
   'disable-watch': { type: 'boolean', short: 'W' },
   'auth-file': { type: 'string', short: 'Y' },
   'memory-file': { type: 'string', short: 'e' },
-  napi_ids: { type: 'string', short: 'N' },
   'enable-ssl': { type: 'boolean', short: 'Z' },
+  extended: { type: 'string', short: 'o', multiple: true },
+  napi_ids: { type: 'string', short: 'N' },
+  // Mnemo's own, long names only.
+  'log-file': { type: 'string' },
 } as const;
 
 type OptionName = keyof typeof OPTIONS;
 
-const NOT_YET: OptionName[] = [
-  'unix-socket', 'unix-mask', 'enable-shutdown', 'daemon', 'enable-coredumps', 'lock-memory', 'license',
-  'pidfile', 'slab-growth-factor', 'slab-min-size', 'enable-largepages', 'prefix-delimiter',
-  'max-reqs-per-event', 'disable-cas', 'listen-backlog', 'protocol', 'enable-sasl', 'disable-flush-all',
-  'disable-dumping', 'disable-watch', 'auth-file', 'memory-file', 'napi_ids', 'enable-ssl',
-];
-
-/** -o suboptions that are accepted today. */
-const EXTENDED_ACCEPTED = new Set(['relaxed_privileges']);
+/** Flags whose features belong to later work: refused with a clear message until they land. */
+const NOT_YET: OptionName[] = ['enable-sasl', 'auth-file', 'enable-ssl'];
 
 export const HELP = `Usage: mnemo [options]
 A memcached-compatible cache server. Flags use memcached's names and meanings.
 
   -p, --port=<num>            TCP port to listen on (default: 11211; -1 picks a free port)
+  -U, --udp-port=<num>        UDP port to listen on (default: 0, off; -1 picks a free port)
+  -s, --unix-socket=<file>    UNIX socket to listen on (disables network support)
+  -a, --unix-mask=<mask>      access mask for the UNIX socket, in octal (default: 700)
   -l, --listen=<addr>         interface to listen on (default: 127.0.0.1)
-  -m, --memory-limit=<num>    item memory in megabytes (default: 64)
+  -b, --listen-backlog=<num>  backlog queue limit (default: 1024)
   -c, --conn-limit=<num>      max simultaneous connections (default: 1024)
-  -I, --max-item-size=<num>   largest item, with k/m units (default: 1m; at most half of -m)
+  -m, --memory-limit=<num>    item memory in megabytes (default: 64)
   -M, --disable-evictions     return an error when memory is full instead of evicting
-  -t, --threads=<num>         accepted for compatibility and shown in stats (default: 4)
+  -I, --max-item-size=<num>   largest item, with k/m units (default: 1m, min: 1k; at most half of -m)
+  -t, --threads=<num>         accepted and shown in stats (default: 4); one event loop serves all
+  -R, --max-reqs-per-event=<num> commands run per connection before others get a turn (default: 20)
+  -C, --disable-cas           disable use of CAS
+  -F, --disable-flush-all     disable the flush_all command
+  -A, --enable-shutdown       enable the "shutdown" command
+  -X, --disable-dumping       disable stats cachedump and lru_crawler metadump
+  -B, --protocol=<name>       ascii or auto (default: auto); binary is not supported yet
+  -D <char>                   key prefix delimiter for "stats detail" (turns it on)
+  -d, --daemon                run in the background
+  -P, --pidfile=<file>        write the process id to <file> (with or without -d)
+      --log-file=<file>       append logs to <file> (where they go when detached)
+  -u, --user=<user>           switch to <user> after opening listeners (when run as root)
+  -e, --memory-file=<file>    accepted; warm restarts use --data-dir instead
   -v, --verbose               log more: -v info, -vv debug, -vvv trace
-  -U, --udp-port=<num>        accepted; UDP is not served yet
-  -u, --user=<user>           accepted; privileges are not dropped yet
-  -o, --extended=<opts>       accepted: relaxed_privileges
+  -o, --extended=<opts>       comma-separated memcached suboptions; applied here:
+                              idle_timeout=<s>, track_sizes; memcached internals
+                              such as modern, hashpower=<n>, no_lru_crawler are accepted
+  -f, -n, -k, -L, -r, -W, -N  memcached memory and process tuning: accepted, no effect
   -h, --help                  print this help and exit
+  -i, --license               print the license and exit
   -V, --version               print the version and exit
 
-Other memcached flags (-s -a -A -d -P -C -B -F -S -Y -e -R -b -X -Z ...) exit with
-"not supported yet" until their feature lands.
+Not supported yet: -S (SASL), -Y (ASCII auth), -Z (TLS), -B binary.
 `;
 
 export type CliResult =
   | { kind: 'run'; config: Config }
   | { kind: 'help' }
-  | { kind: 'version' };
+  | { kind: 'version' }
+  | { kind: 'license' };
 
 /**
  * parseArgs reads "-p -1" as a flag followed by another flag; memcached's getopt
@@ -91,10 +105,9 @@ export type CliResult =
 function normalise(argv: string[]): string[] {
   const valueFlags = new Set<string>();
   for (const [name, option] of Object.entries(OPTIONS)) {
-    if (option.type === 'string') {
-      valueFlags.add(`--${name}`);
-      valueFlags.add(`-${option.short}`);
-    }
+    if (option.type !== 'string') continue;
+    valueFlags.add(`--${name}`);
+    if ('short' in option) valueFlags.add(`-${option.short}`);
   }
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -110,14 +123,23 @@ function normalise(argv: string[]): string[] {
   return out;
 }
 
-function flagName(name: OptionName): string {
-  return `-${OPTIONS[name].short}/--${name}`;
+export function flagName(name: OptionName): string {
+  const option = OPTIONS[name];
+  return 'short' in option ? `-${option.short}/--${name}` : `--${name}`;
 }
 
 function integer(name: OptionName, text: string, min: number, max: number): number {
   if (!/^[+-]?\d+$/.test(text)) throw new ConfigError(`${flagName(name)}: '${text}' is not a number`);
   const value = Number(text);
   if (value < min || value > max) throw new ConfigError(`${flagName(name)}: ${text} is out of range (${min}..${max})`);
+  return value;
+}
+
+function decimal(name: OptionName, text: string, min: number): number {
+  const value = Number(text);
+  if (text === '' || !Number.isFinite(value) || value <= min) {
+    throw new ConfigError(`${flagName(name)}: '${text}' must be a number above ${min}`);
+  }
   return value;
 }
 
@@ -139,29 +161,73 @@ export function parseCommandLine(argv: string[]): CliResult {
   const values = parsed.values;
   if (values.help) return { kind: 'help' };
   if (values.version) return { kind: 'version' };
+  if (values.license) return { kind: 'license' };
 
   for (const name of NOT_YET) {
     if (values[name] !== undefined) throw new ConfigError(`not supported yet: ${flagName(name)}`);
   }
 
-  const config: Config = { ...DEFAULTS };
+  const config: Config = { ...DEFAULTS, extended: new Map() };
   if (values.port !== undefined) {
     const port = integer('port', values.port, -1, 65535);
-    if (port === 0) throw new ConfigError(`${flagName('port')}: 0 (no TCP listener) is not supported yet`);
+    if (port === 0) throw new ConfigError(`${flagName('port')}: 0 (no TCP listener) is not supported; use -s for a unix socket only`);
     config.port = port === -1 ? 0 : port;
   }
-  if (values['udp-port'] !== undefined) config.udpPort = integer('udp-port', values['udp-port'], 0, 65535);
+  if (values['udp-port'] !== undefined) config.udpPort = integer('udp-port', values['udp-port'], -1, 65535);
+  if (values['unix-socket'] !== undefined) {
+    if (values['unix-socket'] === '') throw new ConfigError(`${flagName('unix-socket')}: empty path`);
+    config.unixSocket = values['unix-socket'];
+  }
+  if (values['unix-mask'] !== undefined) {
+    if (!/^[0-7]{1,4}$/.test(values['unix-mask'])) {
+      throw new ConfigError(`${flagName('unix-mask')}: '${values['unix-mask']}' is not an octal mask`);
+    }
+    config.unixMask = parseInt(values['unix-mask'], 8);
+  }
   if (values.listen !== undefined) {
     if (values.listen === '') throw new ConfigError(`${flagName('listen')}: empty address`);
     config.listen = values.listen;
   }
+  if (values['listen-backlog'] !== undefined) config.backlog = integer('listen-backlog', values['listen-backlog'], 1, 65535);
   if (values['memory-limit'] !== undefined) {
     config.memoryLimit = integer('memory-limit', values['memory-limit'], 1, 1024 * 1024) * 1024 * 1024;
   }
   if (values['conn-limit'] !== undefined) config.connLimit = integer('conn-limit', values['conn-limit'], 1, 1_000_000);
   if (values.threads !== undefined) config.threads = integer('threads', values.threads, 1, 1024);
+  if (values['max-reqs-per-event'] !== undefined) {
+    config.reqsPerEvent = integer('max-reqs-per-event', values['max-reqs-per-event'], 1, 1_000_000);
+  }
   if (values['disable-evictions']) config.evictions = false;
-  if (values.user !== undefined) config.user = values.user;
+  if (values['disable-cas']) config.casEnabled = false;
+  if (values['disable-flush-all']) config.flushEnabled = false;
+  if (values['enable-shutdown']) config.shutdownEnabled = true;
+  if (values['disable-dumping']) config.dumpingEnabled = false;
+  if (values.protocol !== undefined) {
+    const protocol = values.protocol;
+    if (protocol === 'binary') throw new ConfigError(`not supported yet: ${flagName('protocol')} binary`);
+    if (protocol !== 'auto' && protocol !== 'ascii') {
+      throw new ConfigError(`${flagName('protocol')}: '${protocol}' is not one of ascii, binary, auto`);
+    }
+    config.protocol = protocol;
+  }
+  if (values['prefix-delimiter'] !== undefined) {
+    if (values['prefix-delimiter'].length !== 1) {
+      throw new ConfigError(`${flagName('prefix-delimiter')}: '${values['prefix-delimiter']}' is not one character`);
+    }
+    config.prefixDelimiter = values['prefix-delimiter'];
+    config.detailEnabled = true;
+  }
+  if (values['slab-growth-factor'] !== undefined) {
+    config.slabGrowthFactor = decimal('slab-growth-factor', values['slab-growth-factor'], 1);
+  }
+  if (values['slab-min-size'] !== undefined) config.slabMinSize = integer('slab-min-size', values['slab-min-size'], 1, 1 << 20);
+  if (values['napi_ids'] !== undefined) integer('napi_ids', values['napi_ids'], 1, 1024);
+  config.daemon = values.daemon === true;
+  config.pidFile = values.pidfile ?? null;
+  config.logFile = values['log-file'] ?? null;
+  config.user = values.user ?? null;
+  if (config.user !== null) lookupUser(config.user);
+  config.memoryFile = values['memory-file'] ?? null;
   config.verbosity = Math.min(values.verbose?.length ?? 0, 3);
 
   if (values['max-item-size'] !== undefined) {
@@ -176,9 +242,8 @@ export function parseCommandLine(argv: string[]): CliResult {
 
   for (const list of values.extended ?? []) {
     for (const suboption of list.split(',')) {
-      const key = suboption.split('=')[0]!;
-      if (key === '') continue;
-      if (!EXTENDED_ACCEPTED.has(key)) throw new ConfigError(`not supported yet: -o ${suboption}`);
+      if (suboption === '') continue;
+      applyExtendedOption(config, suboption);
     }
   }
   return { kind: 'run', config };

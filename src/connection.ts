@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { ServerContext } from './context.js';
-import { OutputBuffer } from './output.js';
+import { OUTPUT_HARD_CAP, OUTPUT_SOFT_CAP, OutputBuffer } from './output.js';
 import { TextProtocol } from './protocol/text.js';
 
 /** A get line may grow this long before the connection is dropped (memcached lets it grow unbounded). */
@@ -9,8 +9,9 @@ const MAX_PENDING_LINE = 16 * 1024 * 1024;
 const SMALL_LEFTOVER = 16 * 1024;
 
 /**
- * One client socket: collects bytes until the protocol can use them, runs every
- * complete command in a read, and writes all of their replies at once.
+ * One client socket: collects bytes until the protocol can use them, runs the
+ * complete commands (at most -R of them before giving other connections a turn),
+ * and writes all of their replies at once.
  */
 export class Connection {
   private readonly out = new OutputBuffer();
@@ -20,28 +21,71 @@ export class Connection {
   private buffered = 0;
   /** How many buffered bytes the protocol needs before it can make progress (0: any). */
   private wanted = 0;
+  /** Commands are waiting for the client to read replies, or for their turn. */
+  private waiting = false;
   private closed = false;
+  /** Clock second of the last bytes received, for -o idle_timeout. */
+  lastActive: number;
+  readonly openedAt: number;
 
   constructor(
     private readonly socket: Socket,
     private readonly ctx: ServerContext,
+    readonly id: number,
   ) {
     this.protocol = new TextProtocol(ctx, this.out);
+    this.lastActive = ctx.clock.now;
+    this.openedAt = ctx.clock.now;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('drain', () => this.socket.resume());
+    socket.on('drain', () => this.onDrain());
     socket.on('error', (error) => ctx.log.debug({ err: error, remote: socket.remoteAddress }, 'connection error'));
     socket.on('close', () => this.onClose());
     socket.on('end', () => this.socket.end());
   }
 
+  /** "addr:port" of the client, or the socket path for a unix socket. */
+  get peer(): string {
+    const socket = this.socket;
+    if (socket.remoteAddress === undefined) return socket.localAddress ?? 'unix';
+    return `${socket.remoteAddress}:${socket.remotePort}`;
+  }
+
+  get localAddress(): string {
+    return this.socket.localPort === undefined ? 'unix' : `${this.socket.localAddress}:${this.socket.localPort}`;
+  }
+
+  /** Nothing buffered and nothing being written: what idle_timeout may close. */
+  get isIdle(): boolean {
+    return this.buffered === 0 && this.socket.writableLength === 0;
+  }
+
+  /** memcached's connection state names, for `stats conns`. */
+  get state(): string {
+    if (this.socket.writableLength > 0) return 'conn_mwrite';
+    if (this.buffered > 0) return 'conn_nread';
+    return 'conn_waiting';
+  }
+
+  destroy(): void {
+    this.closed = true;
+    this.socket.destroy();
+  }
+
   private onData(chunk: Buffer): void {
     if (this.closed) return;
     this.ctx.counters.bytes_read += chunk.length;
+    this.lastActive = this.ctx.clock.now;
     this.parts.push(chunk);
     this.buffered += chunk.length;
-    if (this.buffered < this.wanted) return;
+    if (this.waiting || this.buffered < this.wanted) return;
+    this.run();
+  }
 
+  /** Runs what the buffered input allows, writes the replies, and decides what comes next. */
+  private run(): void {
+    this.waiting = false;
+    if (this.closed || this.buffered === 0) return;
     const input = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.buffered);
     const consumed = this.protocol.execute(input, 0, input.length);
     const left = input.length - consumed;
@@ -56,27 +100,47 @@ export class Connection {
     if (this.wanted === 0 && left > MAX_PENDING_LINE) this.protocol.closing = true;
 
     this.flush();
-    if (this.protocol.closing) this.close();
+    if (this.protocol.closing) {
+      this.close();
+      return;
+    }
+    if (this.socket.writableLength > OUTPUT_HARD_CAP) {
+      this.ctx.log.debug({ peer: this.peer }, 'closing a connection that does not read its replies');
+      this.destroy();
+      return;
+    }
+    if (this.socket.writableLength > OUTPUT_SOFT_CAP) {
+      // The client is behind: stop reading and running its commands until it drains.
+      this.waiting = true;
+      this.socket.pause();
+    } else if (this.protocol.yielded) {
+      // -R: commands are left over; let other connections run first.
+      this.waiting = true;
+      this.ctx.counters.conn_yields++;
+      setImmediate(() => this.run());
+    }
+  }
+
+  private onDrain(): void {
+    if (!this.waiting || this.closed) return;
+    this.socket.resume();
+    this.run();
   }
 
   /** Writes every reply that is ready, as one write (writev when there are several pieces). */
-  private flush(): void {
+  flush(): void {
     const pieces = this.out.take();
     if (pieces.length === 0) return;
     let written = 0;
     for (const piece of pieces) written += piece.length;
     this.ctx.counters.bytes_written += written;
-    let flowing: boolean;
     if (pieces.length === 1) {
-      flowing = this.socket.write(pieces[0]!);
-    } else {
-      this.socket.cork();
-      for (const piece of pieces) this.socket.write(piece);
-      this.socket.uncork();
-      flowing = this.socket.writableLength === 0 || !this.socket.writableNeedDrain;
+      this.socket.write(pieces[0]!);
+      return;
     }
-    // A client that does not read its replies stops being read from until it catches up.
-    if (!flowing) this.socket.pause();
+    this.socket.cork();
+    for (const piece of pieces) this.socket.write(piece);
+    this.socket.uncork();
   }
 
   /** Stops reading and closes once queued replies are written. */

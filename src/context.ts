@@ -1,18 +1,32 @@
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
+import type { PrefixStats } from './observe/prefix-stats.js';
 import type { Counters } from './observe/stats.js';
 import type { Store } from './store/store.js';
+
+/** What `stats conns` shows of one connection. */
+export interface ConnectionInfo {
+  readonly id: number;
+  readonly peer: string;
+  readonly localAddress: string;
+  readonly state: string;
+  readonly lastActive: number;
+}
 
 /** What every connection and protocol shares: the store, counters, settings and clock. */
 export interface ServerContext {
   readonly store: Store;
   readonly counters: Counters;
+  readonly prefixStats: PrefixStats;
   readonly config: Config;
   readonly clock: Clock;
   readonly log: Logger;
   /** The string `version` and `stats` report. */
   readonly version: string;
+  readonly connections: ReadonlySet<ConnectionInfo>;
   /** memcached's `verbosity` command; Mnemo maps it onto the log level. */
   setVerbosity(level: number): void;
+  /** The `shutdown` command (allowed with -A). */
+  requestShutdown(graceful: boolean): void;
 }

@@ -5,7 +5,8 @@ export function levelForVerbosity(verbosity: number): string {
   return ['warn', 'info', 'debug', 'trace'][Math.max(0, Math.min(verbosity, 3))]!;
 }
 
-/** JSON logs on stderr, so stdout stays free for what a command prints (help, version). */
-export function createLogger(verbosity: number): Logger {
-  return pino({ name: 'mnemo', level: levelForVerbosity(verbosity) }, pino.destination({ dest: 2, sync: true }));
+/** JSON logs to --log-file, or to stderr so stdout stays free for what a command prints. */
+export function createLogger(verbosity: number, logFile: string | null = null): Logger {
+  const destination = pino.destination({ dest: logFile ?? 2, sync: true, append: true, mkdir: logFile !== null });
+  return pino({ name: 'mnemo', level: levelForVerbosity(verbosity) }, destination);
 }

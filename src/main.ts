@@ -1,11 +1,76 @@
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { HELP, parseCommandLine } from './cli.js';
-import { ConfigError } from './config.js';
+import { ConfigError, type Config } from './config.js';
+import { detach, isDaemonChild, reportToParent } from './daemon.js';
 import { createLogger } from './log.js';
-import { MnemoServer } from './server.js';
+import { dropPrivileges } from './privileges.js';
+import { MnemoServer, type ListenerAddress } from './server.js';
 import { MNEMO_VERSION } from './version.js';
 
-/** Exit code for a bad command line, as the issue tracker and operators expect. */
+/** Exit code for a bad command line or a server that cannot start. */
 const EXIT_USAGE = 2;
+
+function fail(message: string): never {
+  if (isDaemonChild()) reportToParent({ error: message });
+  process.stderr.write(`mnemo: ${message}\n`);
+  process.exit(EXIT_USAGE);
+}
+
+/** memcached's MEMCACHED_PORT_FILENAME: the real ports, written to a .lck file and renamed into place. */
+function writePortFile(path: string, addresses: ListenerAddress[]): void {
+  let text = '';
+  for (const { transport, address, port } of addresses) {
+    if (transport === 'unix') continue;
+    text += `${transport.toUpperCase()} ${address.startsWith('[') || address.split(':').length > 2 ? 'INET6' : 'INET'}: ${port}\n`;
+  }
+  writeFileSync(`${path}.lck`, text);
+  renameSync(`${path}.lck`, path);
+}
+
+async function serve(config: Config): Promise<void> {
+  const log = createLogger(config.verbosity, config.logFile);
+  if (config.memoryFile !== null) log.warn({ memoryFile: config.memoryFile }, '-e accepted; warm restarts use --data-dir');
+  const server = new MnemoServer(config, log);
+  let stopping = false;
+  const stop = (reason: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ reason }, 'shutting down');
+    void server.close().then(() => {
+      if (config.pidFile !== null) rmSync(config.pidFile, { force: true });
+      if (config.unixSocket !== null) rmSync(config.unixSocket, { force: true });
+      process.exit(0);
+    });
+  };
+  server.onShutdownRequest = (graceful) => stop(graceful ? 'shutdown graceful command' : 'shutdown command');
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+
+  let addresses: ListenerAddress[];
+  try {
+    addresses = await server.listen();
+  } catch (error) {
+    const where = config.unixSocket ?? `${config.listen}:${config.port}`;
+    fail(`cannot listen on ${where}: ${(error as Error).message}`);
+  }
+  const portFile = process.env.MEMCACHED_PORT_FILENAME;
+  if (portFile) writePortFile(portFile, addresses);
+  if (config.pidFile !== null) writeFileSync(config.pidFile, `${process.pid}\n`);
+  if (config.user !== null) {
+    try {
+      if (dropPrivileges(config.user, config.pidFile === null ? [] : [config.pidFile])) {
+        log.info({ user: config.user }, 'switched user');
+      }
+    } catch (error) {
+      fail((error as Error).message);
+    }
+  }
+
+  const ready = `mnemo ${MNEMO_VERSION} listening on ${addresses.map((a) => `${a.transport} ${a.address}`).join(', ')}`;
+  process.stderr.write(`${ready}\n`);
+  if (isDaemonChild()) reportToParent({ ready });
+
+}
 
 async function main(argv: string[]): Promise<void> {
   let parsed;
@@ -13,38 +78,22 @@ async function main(argv: string[]): Promise<void> {
     parsed = parseCommandLine(argv);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    process.stderr.write(`mnemo: ${error.message}\n`);
-    process.exit(EXIT_USAGE);
+    fail(error.message);
   }
-  if (parsed.kind === 'help') {
-    process.stdout.write(HELP);
-    return;
+  switch (parsed.kind) {
+    case 'help':
+      process.stdout.write(HELP);
+      return;
+    case 'version':
+      process.stdout.write(`mnemo ${MNEMO_VERSION}\n`);
+      return;
+    case 'license':
+      process.stdout.write(readFileSync(new URL('../LICENSE', import.meta.url), 'utf8'));
+      return;
+    case 'run':
+      if (parsed.config.daemon && !isDaemonChild()) process.exit(await detach(parsed.config.logFile));
+      await serve(parsed.config);
   }
-  if (parsed.kind === 'version') {
-    process.stdout.write(`mnemo ${MNEMO_VERSION}\n`);
-    return;
-  }
-  const { config } = parsed;
-  const log = createLogger(config.verbosity);
-  if (config.udpPort !== 0) log.warn({ udpPort: config.udpPort }, 'UDP is not served yet; -U is ignored');
-  if (config.user !== null) log.info({ user: config.user }, '-u accepted; privileges are not dropped yet');
-
-  const server = new MnemoServer(config, log);
-  let address;
-  try {
-    address = await server.listen();
-  } catch (error) {
-    process.stderr.write(`mnemo: cannot listen on ${config.listen}:${config.port}: ${(error as Error).message}\n`);
-    process.exit(EXIT_USAGE);
-  }
-  process.stderr.write(`mnemo ${MNEMO_VERSION} listening on tcp ${address.address}:${address.port}\n`);
-
-  const stop = (signal: string): void => {
-    log.info({ signal }, 'shutting down');
-    void server.close().then(() => process.exit(0));
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
 }
 
 await main(process.argv.slice(2));

@@ -9,6 +9,13 @@
  * place still unfilled, so replies always leave in request order.
  */
 const CHUNK_SIZE = 64 * 1024;
+/**
+ * Replies a client has not read yet. Past the soft cap a connection stops
+ * running commands and reading until its socket drains; past the hard cap (one
+ * reply too big to hold back while the client does not read) it is closed.
+ */
+export const OUTPUT_SOFT_CAP = 4 * 1024 * 1024;
+export const OUTPUT_HARD_CAP = 256 * 1024 * 1024;
 const LARGE_VALUE = 8 * 1024;
 
 /** A reply whose bytes arrive later, holding its place in the output order. */
@@ -25,9 +32,16 @@ export class OutputBuffer {
   private start = 0;
   private pos = 0;
   private readonly queue: Array<Buffer | PendingReply> = [];
+  /** Bytes queued and not yet taken, late replies aside. */
+  private queuedBytes = 0;
 
   get isEmpty(): boolean {
     return this.pos === this.start && this.queue.length === 0;
+  }
+
+  /** How many bytes of replies are waiting to be taken. */
+  get pendingBytes(): number {
+    return this.queuedBytes + this.pos - this.start;
   }
 
   /** Copies a short literal (a reply line or part of one). */
@@ -56,6 +70,7 @@ export class OutputBuffer {
     }
     this.cut();
     this.queue.push(src);
+    this.queuedBytes += src.length;
   }
 
   /** Holds a place for a reply that will be filled later. */
@@ -78,6 +93,7 @@ export class OutputBuffer {
         ready.push(item.bytes);
       } else {
         ready.push(item);
+        this.queuedBytes -= item.length;
       }
     }
     this.queue.splice(0, index);
@@ -88,6 +104,7 @@ export class OutputBuffer {
   private cut(): void {
     if (this.pos > this.start) {
       this.queue.push(this.chunk.subarray(this.start, this.pos));
+      this.queuedBytes += this.pos - this.start;
       this.start = this.pos;
     }
   }

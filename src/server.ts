@@ -1,3 +1,4 @@
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { Clock } from './clock.js';
@@ -5,55 +6,102 @@ import type { Config } from './config.js';
 import { Connection } from './connection.js';
 import type { ServerContext } from './context.js';
 import { levelForVerbosity } from './log.js';
+import { PrefixStats } from './observe/prefix-stats.js';
 import { Counters } from './observe/stats.js';
 import { MemoryStore } from './store/memory.js';
 import type { Store } from './store/store.js';
+import { UdpListener } from './udp.js';
 import { PROTOCOL_VERSION } from './version.js';
 
 const TOO_MANY_CONNECTIONS = Buffer.from('ERROR Too many open connections\r\n', 'latin1');
+
+export interface ListenerAddress {
+  transport: 'tcp' | 'udp' | 'unix';
+  /** host:port, or the socket path. */
+  address: string;
+  port: number;
+}
 
 /** The listeners and the state they share. */
 export class MnemoServer implements ServerContext {
   readonly clock = new Clock();
   readonly counters = new Counters();
+  readonly prefixStats: PrefixStats;
   readonly store: Store;
   readonly version = PROTOCOL_VERSION;
-  private readonly tcp: Server;
-  private readonly sockets = new Set<Socket>();
+  readonly connections = new Set<Connection>();
+  /** Called when a client sends `shutdown` (with -A); main decides how to stop. */
+  onShutdownRequest: (graceful: boolean) => void = () => {};
+  private readonly streams: Server[] = [];
+  private udp: UdpListener | null = null;
+  private nextConnectionId = 1;
 
   constructor(
     readonly config: Config,
     readonly log: Logger,
   ) {
     this.store = new MemoryStore(
-      { memoryLimit: config.memoryLimit, maxItemSize: config.maxItemSize, evictions: config.evictions },
+      {
+        memoryLimit: config.memoryLimit,
+        maxItemSize: config.maxItemSize,
+        evictions: config.evictions,
+        casEnabled: config.casEnabled,
+        slabGrowthFactor: config.slabGrowthFactor,
+        slabMinSize: config.slabMinSize,
+      },
       this.clock,
       this.counters,
     );
-    this.tcp = createServer((socket) => this.accept(socket));
+    this.prefixStats = new PrefixStats(config.prefixDelimiter, config.detailEnabled);
+    this.clock.onTick((now) => this.kickIdle(now));
   }
 
   setVerbosity(level: number): void {
     this.log.level = levelForVerbosity(level);
   }
 
-  /** Starts listening; resolves with the TCP address once connections are accepted. */
-  listen(): Promise<AddressInfo> {
+  requestShutdown(graceful: boolean): void {
+    this.onShutdownRequest(graceful);
+  }
+
+  /** Opens every configured listener; resolves with their real addresses. */
+  async listen(): Promise<ListenerAddress[]> {
     this.clock.start();
-    return new Promise((resolve, reject) => {
-      this.tcp.once('error', reject);
-      this.tcp.listen({ port: this.config.port, host: this.config.listen, backlog: 1024 }, () => {
-        this.tcp.off('error', reject);
-        resolve(this.tcp.address() as AddressInfo);
-      });
-    });
+    const config = this.config;
+    const addresses: ListenerAddress[] = [];
+    if (config.unixSocket !== null) {
+      // memcached serves only the unix socket when one is given.
+      removeStaleSocket(config.unixSocket);
+      const server = this.streamServer();
+      await listenOn(server, { path: config.unixSocket, backlog: config.backlog });
+      chmodSync(config.unixSocket, config.unixMask & 0o777);
+      addresses.push({ transport: 'unix', address: config.unixSocket, port: 0 });
+      return addresses;
+    }
+    const server = this.streamServer();
+    await listenOn(server, { port: config.port, host: config.listen, backlog: config.backlog });
+    const tcp = server.address() as AddressInfo;
+    addresses.push({ transport: 'tcp', address: `${tcp.address}:${tcp.port}`, port: tcp.port });
+    if (config.udpPort !== 0) {
+      this.udp = new UdpListener(this);
+      const udp = await this.udp.listen(config.listen, config.udpPort === -1 ? 0 : config.udpPort);
+      addresses.push({ transport: 'udp', address: `${udp.address}:${udp.port}`, port: udp.port });
+    }
+    return addresses;
   }
 
   /** Stops accepting, closes every connection and stops the clock. */
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.clock.stop();
-    for (const socket of this.sockets) socket.destroy();
-    return new Promise((resolve) => this.tcp.close(() => resolve()));
+    for (const connection of this.connections) connection.destroy();
+    await Promise.all(this.streams.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    await this.udp?.close();
+  }
+
+  private streamServer(): Server {
+    const server = createServer((socket) => this.accept(socket));
+    this.streams.push(server);
+    return server;
   }
 
   private accept(socket: Socket): void {
@@ -67,8 +115,39 @@ export class MnemoServer implements ServerContext {
     }
     counters.curr_connections++;
     counters.total_connections++;
-    this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
-    new Connection(socket, this);
+    const connection = new Connection(socket, this, this.nextConnectionId++);
+    this.connections.add(connection);
+    socket.once('close', () => this.connections.delete(connection));
+  }
+
+  /** -o idle_timeout: closes connections that sent nothing for that many seconds. */
+  private kickIdle(now: number): void {
+    const timeout = this.config.idleTimeout;
+    if (timeout === 0) return;
+    for (const connection of this.connections) {
+      if (now - connection.lastActive > timeout && connection.isIdle) {
+        this.counters.idle_kicks++;
+        connection.destroy();
+      }
+    }
+  }
+}
+
+function listenOn(server: Server, options: { port?: number; host?: string; path?: string; backlog: number }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/** A socket file left by an earlier run would make listen fail; memcached removes it too. */
+function removeStaleSocket(path: string): void {
+  try {
+    if (lstatSync(path).isSocket()) unlinkSync(path);
+  } catch {
+    // nothing there
   }
 }

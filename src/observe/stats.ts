@@ -28,6 +28,9 @@ export class Counters {
   touch_hits = 0;
   touch_misses = 0;
 
+  conn_yields = 0;
+  idle_kicks = 0;
+
   bytes_read = 0;
   bytes_written = 0;
 

@@ -2,8 +2,9 @@ import type { ServerContext } from '../context.js';
 import type { OutputBuffer } from '../output.js';
 
 /**
- * The general `stats` reply: memcached's field names, in memcached's order, for
- * the fields that mean something in Mnemo, so tools such as memcstat read it.
+ * The `stats` replies: memcached's field names, in memcached's order, so that
+ * memcstat, memcached-tool and exporters read Mnemo unchanged. Only fields that
+ * mean something in Mnemo are listed; figures are Mnemo's own.
  */
 export function writeGeneralStats(ctx: ServerContext, out: OutputBuffer): void {
   const { counters: c, store, config, clock } = ctx;
@@ -45,11 +46,13 @@ export function writeGeneralStats(ctx: ServerContext, out: OutputBuffer): void {
   stat('store_no_memory', c.store_no_memory);
   stat('auth_cmds', 0);
   stat('auth_errors', 0);
+  stat('idle_kicks', c.idle_kicks);
   stat('bytes_read', c.bytes_read);
   stat('bytes_written', c.bytes_written);
   stat('limit_maxbytes', store.bytesLimit);
   stat('accepting_conns', 1);
   stat('threads', config.threads);
+  stat('conn_yields', c.conn_yields);
   stat('bytes', store.bytesUsed);
   stat('curr_items', store.itemCount);
   stat('total_items', c.total_items);
@@ -57,6 +60,176 @@ export function writeGeneralStats(ctx: ServerContext, out: OutputBuffer): void {
   stat('evicted_unfetched', c.evicted_unfetched);
   stat('evictions', c.evictions);
   stat('reclaimed', c.reclaimed);
+}
+
+/** `stats <group>` for settings, items, slabs, sizes and conns; null for a group memcached does not know. */
+export function statsGroup(ctx: ServerContext, group: string): string | null {
+  switch (group) {
+    case 'settings':
+      return settings(ctx);
+    case 'items':
+      return items(ctx);
+    case 'slabs':
+      return slabs(ctx);
+    case 'sizes':
+      return sizes(ctx);
+    case 'conns':
+      return conns(ctx);
+    default:
+      return null;
+  }
+}
+
+function lines(pairs: Array<[string, string | number]>): string {
+  let text = '';
+  for (const [name, value] of pairs) text += `STAT ${name} ${value}\r\n`;
+  return text;
+}
+
+const yesNo = (value: boolean): string => (value ? 'yes' : 'no');
+
+function settings(ctx: ServerContext): string {
+  const config = ctx.config;
+  const extended = config.extended;
+  const option = (name: string, fallback: string | number): string | number => extended.get(name) ?? fallback;
+  return lines([
+    ['maxbytes', ctx.store.bytesLimit],
+    ['maxconns', config.connLimit],
+    ['tcpport', config.unixSocket === null ? config.port : 0],
+    ['udpport', config.udpPort],
+    ['inter', config.listen],
+    ['verbosity', config.verbosity],
+    ['oldest', 0],
+    ['evictions', config.evictions ? 'on' : 'off'],
+    ['domain_socket', config.unixSocket ?? 'NULL'],
+    ['umask', config.unixMask.toString(8)],
+    ['shutdown_command', yesNo(config.shutdownEnabled)],
+    ['growth_factor', config.slabGrowthFactor.toFixed(2)],
+    ['chunk_size', config.slabMinSize],
+    ['num_threads', config.threads],
+    ['num_threads_per_udp', config.threads],
+    ['stat_key_prefix', config.prefixDelimiter],
+    ['detail_enabled', yesNo(ctx.prefixStats.enabled)],
+    ['reqs_per_event', config.reqsPerEvent],
+    ['cas_enabled', yesNo(config.casEnabled)],
+    ['tcp_backlog', config.backlog],
+    ['binding_protocol', config.protocol === 'auto' ? 'auto-negotiate' : config.protocol],
+    ['auth_enabled_sasl', 'no'],
+    ['auth_enabled_ascii', 'no'],
+    ['item_size_max', config.maxItemSize],
+    ['maxconns_fast', extended.has('no_maxconns_fast') ? 'no' : 'yes'],
+    ['hashpower_init', option('hashpower', 0)],
+    ['slab_reassign', extended.has('no_slab_reassign') ? 'no' : 'yes'],
+    ['slab_automove', option('slab_automove', 1)],
+    ['slab_chunk_max', Math.floor(config.maxItemSize / 2)],
+    ['lru_crawler', extended.has('no_lru_crawler') ? 'no' : 'yes'],
+    ['tail_repair_time', option('tail_repair_time', 0)],
+    ['flush_enabled', yesNo(config.flushEnabled)],
+    ['dump_enabled', yesNo(config.dumpingEnabled)],
+    ['hash_algorithm', option('hash_algorithm', 'murmur3')],
+    ['lru_maintainer_thread', extended.has('no_lru_maintainer') ? 'no' : 'yes'],
+    ['lru_segmented', extended.has('no_lru_segmented') ? 'no' : 'yes'],
+    ['temporary_ttl', option('temporary_ttl', 61)],
+    ['idle_timeout', config.idleTimeout],
+    ['read_buf_mem_limit', option('read_buf_mem_limit', 0)],
+    ['track_sizes', yesNo(config.trackSizes)],
+    ['ssl_enabled', 'no'],
+    ['memory_file', config.memoryFile ?? '(null)'],
+  ]);
+}
+
+/**
+ * Mnemo keeps no slab pages: items are filed under memcached's size classes only
+ * for reporting, so page and chunk figures describe how memcached would hold the
+ * same items, and mem_requested is what Mnemo charges them.
+ */
+function items(ctx: ServerContext): string {
+  let text = '';
+  for (const cls of ctx.store.sizeClassStats()) {
+    if (cls.id === 0 || (cls.number === 0 && cls.evicted === 0 && cls.reclaimed === 0)) continue;
+    const p = `items:${cls.id}:`;
+    text += lines([
+      [`${p}number`, cls.number],
+      [`${p}mem_requested`, cls.mem_requested],
+      [`${p}evicted`, cls.evicted],
+      [`${p}evicted_time`, cls.evicted_time],
+      [`${p}outofmemory`, cls.outofmemory],
+      [`${p}reclaimed`, cls.reclaimed],
+      [`${p}expired_unfetched`, cls.expired_unfetched],
+      [`${p}evicted_unfetched`, cls.evicted_unfetched],
+    ]);
+  }
+  return text;
+}
+
+function slabs(ctx: ServerContext): string {
+  let text = '';
+  let active = 0;
+  for (const cls of ctx.store.sizeClassStats()) {
+    if (cls.id === 0 || cls.number === 0) continue;
+    active++;
+    const pages = Math.ceil(cls.number / cls.perPage);
+    const p = `${cls.id}:`;
+    text += lines([
+      [`${p}chunk_size`, cls.chunkSize],
+      [`${p}chunks_per_page`, cls.perPage],
+      [`${p}total_pages`, pages],
+      [`${p}total_chunks`, pages * cls.perPage],
+      [`${p}used_chunks`, cls.number],
+      [`${p}free_chunks`, pages * cls.perPage - cls.number],
+      [`${p}free_chunks_end`, 0],
+      [`${p}mem_requested`, cls.mem_requested],
+    ]);
+  }
+  return text + lines([
+    ['active_slabs', active],
+    ['total_malloced', ctx.store.bytesUsed],
+  ]);
+}
+
+/** With -o track_sizes: items counted by total size rounded up to 32 bytes, as memcached reports them. */
+function sizes(ctx: ServerContext): string {
+  if (!ctx.config.trackSizes) return lines([['sizes_status', 'disabled']]);
+  const histogram = new Map<number, number>();
+  ctx.store.dump((item) => {
+    const bucket = Math.ceil(item.size / 32) * 32;
+    histogram.set(bucket, (histogram.get(bucket) ?? 0) + 1);
+    return true;
+  });
+  const buckets = [...histogram.entries()].sort((a, b) => a[0] - b[0]);
+  return lines([['sizes_status', 'enabled'], ...buckets.map(([size, count]): [string, number] => [String(size), count])]);
+}
+
+function conns(ctx: ServerContext): string {
+  const now = ctx.clock.now;
+  let text = '';
+  for (const connection of ctx.connections) {
+    const transport = connection.localAddress === 'unix' ? 'unix' : 'tcp';
+    const p = `${connection.id}:`;
+    text += lines([
+      [`${p}addr`, `${transport}:${connection.peer}`],
+      [`${p}listen_addr`, `${transport}:${connection.localAddress}`],
+      [`${p}state`, connection.state],
+      [`${p}secs_since_last_cmd`, now - connection.lastActive],
+    ]);
+  }
+  return text;
+}
+
+/**
+ * `lru_crawler metadump all|<class>`: one line per live item, key URL-encoded,
+ * times as unix seconds, as memcached prints them (memcdump reads this).
+ */
+export function writeMetadump(ctx: ServerContext, out: OutputBuffer, sizeClass: number): void {
+  ctx.store.dump((item) => {
+    if (sizeClass !== 0 && item.sizeClass !== sizeClass) return true;
+    const exp = item.exptime === 0 ? -1 : item.exptime;
+    out.ascii(
+      `key=${encodeURIComponent(item.key)} exp=${exp} la=${item.lastAccess} cas=${item.cas} ` +
+        `fetch=${item.fetched ? 'yes' : 'no'} cls=${item.sizeClass} size=${item.size}\n`,
+    );
+    return true;
+  });
 }
 
 function seconds(micros: number): string {

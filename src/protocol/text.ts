@@ -1,9 +1,8 @@
-import type { OutputBuffer } from '../output.js';
+import { OUTPUT_SOFT_CAP, type OutputBuffer } from '../output.js';
 import type { ServerContext } from '../context.js';
 import type { StoreMode } from '../store/store.js';
-import { parseUnsigned64 } from '../store/counter.js';
-import { parseInt32, parseUint32, parseUint64 } from './numbers.js';
-import { writeGeneralStats } from './stats-text.js';
+import { parseCasUnique, parseI32, parseU32, parseU64 } from '../c-numbers.js';
+import { statsGroup, writeGeneralStats, writeMetadump } from './stats-text.js';
 
 /**
  * memcached's text protocol (doc/protocol.txt), following proto_text.c closely:
@@ -47,6 +46,17 @@ const DELETE_USAGE = reply('CLIENT_ERROR bad command line format.  Usage: delete
 const TOO_LARGE = reply('SERVER_ERROR object too large for cache');
 const OUT_OF_MEMORY = reply('SERVER_ERROR out of memory storing object');
 const DELTA_OUT_OF_MEMORY = reply('SERVER_ERROR out of memory');
+const FLUSH_NOT_ALLOWED = reply('CLIENT_ERROR flush_all not allowed');
+const SHUTDOWN_NOT_ENABLED = reply('ERROR: shutdown not enabled');
+const BAD_SHUTDOWN_MODE = reply('CLIENT_ERROR invalid shutdown mode');
+const MEMLIMIT_TOO_SMALL = reply('MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m');
+const MEMLIMIT_NOT_BYTES = reply('MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes');
+const DETAIL_USAGE = reply('CLIENT_ERROR usage: stats detail on|off|dump');
+const METADUMP_NOT_ALLOWED = reply('ERROR metadump not allowed');
+const CACHEDUMP_NOT_ALLOWED = reply('CLIENT_ERROR stats cachedump not allowed');
+const BAD_COMMAND_LINE = reply('CLIENT_ERROR bad command line');
+const ILLEGAL_SLAB_ID = reply('CLIENT_ERROR Illegal slab id');
+const BADCLASS = reply('BADCLASS invalid class id');
 
 const lit = (text: string): Buffer => Buffer.from(text, 'latin1');
 const GET = lit('get');
@@ -71,6 +81,18 @@ const VERBOSITY = lit('verbosity');
 const QUIT = lit('quit');
 const NOREPLY = lit('noreply');
 const RESET_WORD = lit('reset');
+const SHUTDOWN = lit('shutdown');
+const GRACEFUL = lit('graceful');
+const CACHE_MEMLIMIT = lit('cache_memlimit');
+const LRU_CRAWLER = lit('lru_crawler');
+const METADUMP = lit('metadump');
+const CRAWL = lit('crawl');
+const ALL = lit('all');
+const DETAIL = lit('detail');
+const CACHEDUMP = lit('cachedump');
+const ON = lit('on');
+const OFF = lit('off');
+const DUMP = lit('dump');
 const ZERO = lit('0');
 
 /** Token boundaries of the current line, shared: commands run one at a time. */
@@ -82,6 +104,8 @@ export class TextProtocol {
   wanted = 0;
   /** Set when the connection must close, after writing what is queued. */
   closing = false;
+  /** execute() stopped early (-R reached, or replies piling up) with complete commands left. */
+  yielded = false;
   /** Bytes of a refused data block still to be dropped as they arrive. */
   private swallow = 0;
   private noreply = false;
@@ -96,6 +120,8 @@ export class TextProtocol {
   constructor(
     private readonly ctx: ServerContext,
     private readonly out: OutputBuffer,
+    /** -R: commands run per call before yielding. */
+    private readonly commandsPerCall = ctx.config.reqsPerEvent,
   ) {}
 
   /**
@@ -105,12 +131,20 @@ export class TextProtocol {
   execute(buf: Buffer, start: number, end: number): number {
     let pos = start;
     this.wanted = 0;
+    this.yielded = false;
     if (this.swallow > 0) {
       const dropped = Math.min(this.swallow, end - pos);
       this.swallow -= dropped;
       pos += dropped;
     }
+    const limit = this.commandsPerCall;
+    let commands = 0;
     while (pos < end && !this.closing) {
+      if (commands === limit || this.out.pendingBytes > OUTPUT_SOFT_CAP) {
+        this.yielded = true;
+        return pos;
+      }
+      commands++;
       const newline = buf.indexOf(LF, pos);
       if (newline === -1 || newline >= end) {
         if (end - pos > MAX_LINE_WITHOUT_NEWLINE && !this.mayBeLongGet(buf, pos, end)) this.closing = true;
@@ -162,6 +196,7 @@ export class TextProtocol {
       case 0x73: // s
         if (tokenIs(buf, s, e, SET)) return this.update(buf, next, end, 'set');
         if (tokenIs(buf, s, e, STATS)) return this.stats(buf, next);
+        if (tokenIs(buf, s, e, SHUTDOWN)) return this.shutdown(buf, next);
         break;
       case 0x61: // a
         if (tokenIs(buf, s, e, ADD)) return this.update(buf, next, end, 'add');
@@ -169,6 +204,7 @@ export class TextProtocol {
         break;
       case 0x63: // c
         if (tokenIs(buf, s, e, CAS)) return this.update(buf, next, end, 'cas');
+        if (tokenIs(buf, s, e, CACHE_MEMLIMIT)) return this.cacheMemlimit(buf, next);
         break;
       case 0x69: // i
         if (tokenIs(buf, s, e, INCR)) return this.arithmetic(buf, next, true);
@@ -191,6 +227,7 @@ export class TextProtocol {
           return next;
         }
         if (tokenIs(buf, s, e, VERBOSITY)) return this.verbosity(buf, next);
+        if (tokenIs(buf, s, e, LRU_CRAWLER)) return this.lruCrawler(buf, next);
         // An HTTP request sent to the cache port: hang up, as memcached does.
         if (startsWith(buf, tokenStart[ntokens - 2]!, tokenEnd[ntokens - 2]!, 'HTTP/')) {
           this.closing = true;
@@ -276,7 +313,7 @@ export class TextProtocol {
     let keyIndex = 1;
     let exptime = 0;
     if (withTouch) {
-      exptime = parseInt32(buf, tokenStart[1]!, tokenEnd[1]!);
+      exptime = parseI32(buf, tokenStart[1]!, tokenEnd[1]!);
       if (Number.isNaN(exptime)) {
         out.bytes(BAD_EXPTIME);
         return next;
@@ -295,6 +332,7 @@ export class TextProtocol {
         const ks = tokenStart[keyIndex]!;
         const ke = tokenEnd[keyIndex]!;
         const item = withTouch ? store.getAndTouch(buf, ks, ke, exptime) : store.get(buf, ks, ke);
+        if (this.ctx.prefixStats.enabled) this.ctx.prefixStats.recordGet(buf, ks, ke, item !== null);
         if (withTouch) {
           counters.cmd_touch++;
           if (item === null) counters.touch_misses++;
@@ -349,16 +387,16 @@ export class TextProtocol {
       this.answer(BAD_FORMAT);
       return next;
     }
-    const flags = parseUint32(buf, tokenStart[2]!, tokenEnd[2]!);
-    const exptime = parseInt32(buf, tokenStart[3]!, tokenEnd[3]!);
-    const length = parseInt32(buf, tokenStart[4]!, tokenEnd[4]!);
+    const flags = parseU32(buf, tokenStart[2]!, tokenEnd[2]!);
+    const exptime = parseI32(buf, tokenStart[3]!, tokenEnd[3]!);
+    const length = parseI32(buf, tokenStart[4]!, tokenEnd[4]!);
     if (Number.isNaN(flags) || Number.isNaN(exptime) || Number.isNaN(length)) {
       this.answer(BAD_FORMAT);
       return next;
     }
     let casUnique = 0;
     if (withCas) {
-      casUnique = parseUint64(buf, tokenStart[5]!, tokenEnd[5]!);
+      casUnique = parseCasUnique(buf, tokenStart[5]!, tokenEnd[5]!);
       if (Number.isNaN(casUnique)) {
         this.answer(BAD_FORMAT);
         return next;
@@ -369,6 +407,7 @@ export class TextProtocol {
       return next;
     }
     const { store, counters } = this.ctx;
+    if (this.ctx.prefixStats.enabled) this.ctx.prefixStats.recordSet(buf, ks, ke);
     if (!store.fits(ke - ks, length, flags)) {
       this.answer(TOO_LARGE);
       counters.store_too_large++;
@@ -428,7 +467,7 @@ export class TextProtocol {
       this.answer(BAD_FORMAT);
       return next;
     }
-    const exptime = parseInt32(buf, tokenStart[2]!, tokenEnd[2]!);
+    const exptime = parseI32(buf, tokenStart[2]!, tokenEnd[2]!);
     if (Number.isNaN(exptime)) {
       this.answer(BAD_EXPTIME);
       return next;
@@ -457,7 +496,7 @@ export class TextProtocol {
       this.answer(BAD_FORMAT);
       return next;
     }
-    const delta = parseUnsigned64(buf, tokenStart[2]!, tokenEnd[2]!);
+    const delta = parseU64(buf, tokenStart[2]!, tokenEnd[2]!);
     if (delta === null) {
       this.answer(BAD_DELTA);
       return next;
@@ -504,6 +543,7 @@ export class TextProtocol {
       return next;
     }
     const { store, counters } = this.ctx;
+    if (this.ctx.prefixStats.enabled) this.ctx.prefixStats.recordDelete(buf, ks, ke);
     if (store.delete(buf, ks, ke)) {
       counters.delete_hits++;
       this.answer(DELETED);
@@ -522,9 +562,13 @@ export class TextProtocol {
     }
     this.checkNoreply(buf);
     this.ctx.counters.cmd_flush++;
+    if (!this.ctx.config.flushEnabled) {
+      this.answer(FLUSH_NOT_ALLOWED);
+      return next;
+    }
     let delay = 0;
     if (ntokens !== (this.noreply ? 3 : 2)) {
-      delay = parseInt32(buf, tokenStart[1]!, tokenEnd[1]!);
+      delay = parseI32(buf, tokenStart[1]!, tokenEnd[1]!);
       if (Number.isNaN(delay)) {
         this.answer(BAD_EXPTIME);
         return next;
@@ -546,7 +590,7 @@ export class TextProtocol {
       return next;
     }
     this.checkNoreply(buf);
-    const level = parseUint32(buf, tokenStart[1]!, tokenEnd[1]!);
+    const level = parseU32(buf, tokenStart[1]!, tokenEnd[1]!);
     if (Number.isNaN(level)) {
       this.answer(BAD_FORMAT);
       return next;
@@ -557,14 +601,142 @@ export class TextProtocol {
   }
 
   private stats(buf: Buffer, next: number): number {
+    const ntokens = this.ntokens;
+    const out = this.out;
+    if (ntokens === 2) {
+      writeGeneralStats(this.ctx, out);
+      out.bytes(END);
+      return next;
+    }
+    const s = tokenStart[1]!;
+    const e = tokenEnd[1]!;
+    if (tokenIs(buf, s, e, RESET_WORD)) {
+      this.ctx.counters.reset();
+      this.ctx.prefixStats.reset();
+      out.bytes(RESET);
+      return next;
+    }
+    if (tokenIs(buf, s, e, DETAIL)) return this.statsDetail(buf, next);
+    if (tokenIs(buf, s, e, CACHEDUMP)) return this.cachedump(buf, next);
+    const text = statsGroup(this.ctx, buf.toString('latin1', s, e));
+    if (text === null) {
+      out.bytes(ERROR);
+      return next;
+    }
+    out.ascii(text);
+    out.bytes(END);
+    return next;
+  }
+
+  private statsDetail(buf: Buffer, next: number): number {
+    const prefixStats = this.ctx.prefixStats;
+    const s = tokenStart[2]!;
+    const e = tokenEnd[2]!;
+    if (this.ntokens < 4) {
+      this.out.bytes(DETAIL_USAGE);
+    } else if (tokenIs(buf, s, e, ON)) {
+      prefixStats.enabled = true;
+      this.out.bytes(OK);
+    } else if (tokenIs(buf, s, e, OFF)) {
+      prefixStats.enabled = false;
+      this.out.bytes(OK);
+    } else if (tokenIs(buf, s, e, DUMP)) {
+      this.out.ascii(prefixStats.dump());
+    } else {
+      this.out.bytes(DETAIL_USAGE);
+    }
+    return next;
+  }
+
+  /** `stats cachedump <class> <limit>`: keys of one size class, as memcached lists them. */
+  private cachedump(buf: Buffer, next: number): number {
+    if (!this.ctx.config.dumpingEnabled) {
+      this.out.bytes(CACHEDUMP_NOT_ALLOWED);
+      return next;
+    }
+    if (this.ntokens < 5) {
+      this.out.bytes(BAD_COMMAND_LINE);
+      return next;
+    }
+    const id = parseU32(buf, tokenStart[2]!, tokenEnd[2]!);
+    const limit = parseU32(buf, tokenStart[3]!, tokenEnd[3]!);
+    if (Number.isNaN(id) || Number.isNaN(limit)) {
+      this.out.bytes(BAD_FORMAT);
+      return next;
+    }
+    if (id >= 64) {
+      this.out.bytes(ILLEGAL_SLAB_ID);
+      return next;
+    }
+    let shown = 0;
+    this.ctx.store.dump((item) => {
+      if (item.sizeClass !== id) return true;
+      const exptime = item.exptime === 0 ? this.ctx.clock.started : item.exptime;
+      this.out.ascii(`ITEM ${item.key} [${item.valueLength} b; ${exptime} s]\r\n`);
+      return limit === 0 || ++shown < limit;
+    });
+    this.out.bytes(END);
+    return next;
+  }
+
+  private shutdown(buf: Buffer, next: number): number {
+    if (!this.ctx.config.shutdownEnabled) {
+      this.out.bytes(SHUTDOWN_NOT_ENABLED);
+      return next;
+    }
     if (this.ntokens === 2) {
-      writeGeneralStats(this.ctx, this.out);
+      this.closing = true;
+      this.ctx.requestShutdown(false);
+    } else if (this.ntokens === 3 && tokenIs(buf, tokenStart[1]!, tokenEnd[1]!, GRACEFUL)) {
+      this.closing = true;
+      this.ctx.requestShutdown(true);
+    } else {
+      this.out.bytes(BAD_SHUTDOWN_MODE);
+    }
+    return next;
+  }
+
+  private cacheMemlimit(buf: Buffer, next: number): number {
+    if (this.ntokens !== 3 && this.ntokens !== 4) {
+      this.out.bytes(ERROR);
+      return next;
+    }
+    this.checkNoreply(buf);
+    const megabytes = parseU32(buf, tokenStart[1]!, tokenEnd[1]!);
+    if (Number.isNaN(megabytes)) {
+      this.answer(ERROR);
+    } else if (megabytes < 8) {
+      this.answer(MEMLIMIT_TOO_SMALL);
+    } else if (megabytes > 1_000_000_000) {
+      this.answer(MEMLIMIT_NOT_BYTES);
+    } else {
+      this.ctx.store.setMemoryLimit(megabytes * 1024 * 1024);
+      this.answer(OK);
+    }
+    return next;
+  }
+
+  /** lru_crawler: `metadump` lists items (memcdump uses it); `crawl` reclaims expired items now. */
+  private lruCrawler(buf: Buffer, next: number): number {
+    const ntokens = this.ntokens;
+    const s = tokenStart[1]!;
+    const e = tokenEnd[1]!;
+    if (ntokens === 4 && tokenIs(buf, s, e, METADUMP)) {
+      if (!this.ctx.config.dumpingEnabled) {
+        this.out.bytes(METADUMP_NOT_ALLOWED);
+        return next;
+      }
+      const which = tokenIs(buf, tokenStart[2]!, tokenEnd[2]!, ALL) ? 0 : parseU32(buf, tokenStart[2]!, tokenEnd[2]!);
+      if (Number.isNaN(which) || which >= 64) {
+        this.out.bytes(BADCLASS);
+        return next;
+      }
+      writeMetadump(this.ctx, this.out, which);
       this.out.bytes(END);
       return next;
     }
-    if (tokenIs(buf, tokenStart[1]!, tokenEnd[1]!, RESET_WORD)) {
-      this.ctx.counters.reset();
-      this.out.bytes(RESET);
+    if (ntokens === 4 && tokenIs(buf, s, e, CRAWL)) {
+      this.out.bytes(OK);
       return next;
     }
     this.out.bytes(ERROR);

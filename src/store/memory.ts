@@ -1,16 +1,33 @@
 import type { Clock } from '../clock.js';
 import type { Counters } from '../observe/stats.js';
-import { parseUnsigned64 } from './counter.js';
-import type { DeltaResult, ItemView, Store, StoreMode, StoreResult } from './store.js';
+import { parseU64 } from '../c-numbers.js';
+import { SizeClasses } from './size-classes.js';
+import type { ClassStats, DeltaResult, ItemDump, ItemView, Store, StoreMode, StoreResult } from './store.js';
 
 /**
  * The bytes memcached charges an item (its ITEM_ntotal): a 48-byte header, an
- * 8-byte CAS, the key with its NUL, the value with its \r\n, and 4 bytes of
- * client flags when they are not zero. Counting the same way makes `bytes`,
- * `-m` and `-I` mean what they mean to memcached's users.
+ * 8-byte CAS unless -C, the key with its NUL, the value with its \r\n, and 4
+ * bytes of client flags when they are not zero. Counting the same way makes
+ * `bytes`, `-m` and `-I` mean what they mean to memcached's users.
  */
-export function itemSize(keyLength: number, valueLength: number, flags: number): number {
-  return 48 + 8 + keyLength + 1 + valueLength + 2 + (flags === 0 ? 0 : 4);
+export function itemSize(keyLength: number, valueLength: number, flags: number, withCas = true): number {
+  return 48 + (withCas ? 8 : 0) + keyLength + 1 + valueLength + 2 + (flags === 0 ? 0 : 4);
+}
+
+function emptyClassStats(id: number, classes: SizeClasses): ClassStats {
+  return {
+    id,
+    chunkSize: classes.chunkSizes[id]!,
+    perPage: id === 0 ? 0 : classes.perPage(id),
+    number: 0,
+    mem_requested: 0,
+    evicted: 0,
+    evicted_time: 0,
+    evicted_unfetched: 0,
+    expired_unfetched: 0,
+    reclaimed: 0,
+    outofmemory: 0,
+  };
 }
 
 /** How many items the background sweep looks at per clock tick. */
@@ -29,6 +46,7 @@ class Entry implements ItemView {
     /** Last store or access, in clock seconds: what a delayed flush_all compares. */
     public time: number,
     public size: number,
+    public sizeClass: number,
   ) {}
 }
 
@@ -39,6 +57,11 @@ export interface MemoryStoreOptions {
   maxItemSize: number;
   /** -M turns this off: a full cache refuses writes instead of evicting. */
   evictions: boolean;
+  /** -C turns this off: items carry no CAS (it reads as 0) and cost 8 bytes less. */
+  casEnabled: boolean;
+  /** -f and -n, for filing items under memcached's size classes in stats. */
+  slabGrowthFactor: number;
+  slabMinSize: number;
 }
 
 /**
@@ -56,12 +79,18 @@ export class MemoryStore implements Store {
   /** A delayed flush_all is waiting for the clock to reach oldestLive. */
   private flushPending = false;
   private sweep: Iterator<Entry> | null = null;
+  private memoryLimit: number;
+  readonly sizeClasses: SizeClasses;
+  private readonly classStats: ClassStats[] = [];
 
   constructor(
     private readonly options: MemoryStoreOptions,
     private readonly clock: Clock,
     private readonly counters: Counters,
   ) {
+    this.memoryLimit = options.memoryLimit;
+    this.sizeClasses = new SizeClasses(options.slabGrowthFactor, options.slabMinSize, options.maxItemSize);
+    for (let id = 0; id <= this.sizeClasses.largest; id++) this.classStats.push(emptyClassStats(id, this.sizeClasses));
     clock.onTick((now) => this.onTick(now));
   }
 
@@ -74,11 +103,42 @@ export class MemoryStore implements Store {
   }
 
   get bytesLimit(): number {
-    return this.options.memoryLimit;
+    return this.memoryLimit;
+  }
+
+  setMemoryLimit(bytes: number): void {
+    this.memoryLimit = bytes;
+    this.makeRoom(0);
   }
 
   fits(keyLength: number, valueLength: number, flags: number): boolean {
-    return itemSize(keyLength, valueLength, flags) <= this.options.maxItemSize;
+    return this.sizeOf(keyLength, valueLength, flags) <= this.options.maxItemSize;
+  }
+
+  sizeClassStats(): readonly ClassStats[] {
+    return this.classStats;
+  }
+
+  dump(visit: (item: ItemDump) => boolean): void {
+    const now = this.clock.now;
+    for (const entry of this.items.values()) {
+      if (entry.exptime !== 0 && entry.exptime <= now) continue;
+      const more = visit({
+        key: entry.key,
+        exptime: entry.exptime,
+        lastAccess: entry.time,
+        cas: entry.cas,
+        fetched: entry.fetched,
+        sizeClass: entry.sizeClass,
+        size: entry.size,
+        valueLength: entry.value.length,
+      });
+      if (!more) return;
+    }
+  }
+
+  private sizeOf(keyLength: number, valueLength: number, flags: number): number {
+    return itemSize(keyLength, valueLength, flags, this.options.casEnabled);
   }
 
   get(key: Buffer, keyStart: number, keyEnd: number): ItemView | null {
@@ -136,12 +196,12 @@ export class MemoryStore implements Store {
         data.copy(value, 0, dataStart, dataEnd);
         old.copy(value, dataEnd - dataStart);
       }
-      const size = itemSize(keyEnd - keyStart, value.length, flags);
+      const size = this.sizeOf(keyEnd - keyStart, value.length, flags);
       if (size > this.options.maxItemSize) return 'not_stored';
       return this.put(name, value, flags, existing.exptime, size);
     }
 
-    const size = itemSize(keyEnd - keyStart, dataEnd - dataStart, flags);
+    const size = this.sizeOf(keyEnd - keyStart, dataEnd - dataStart, flags);
     if (size > this.options.maxItemSize) return 'too_large';
     value = Buffer.allocUnsafe(dataEnd - dataStart);
     data.copy(value, 0, dataStart, dataEnd);
@@ -158,7 +218,7 @@ export class MemoryStore implements Store {
   applyDelta(key: Buffer, keyStart: number, keyEnd: number, delta: bigint, incr: boolean): DeltaResult {
     const entry = this.lookup(key.toString('latin1', keyStart, keyEnd));
     if (entry === null) return 'not_found';
-    const current = parseUnsigned64(entry.value, 0, entry.value.length);
+    const current = entry.value.length === 0 ? null : parseU64(entry.value, 0, entry.value.length);
     if (current === null) return 'non_numeric';
     let next: bigint;
     if (incr) next = BigInt.asUintN(64, current + delta);
@@ -170,7 +230,7 @@ export class MemoryStore implements Store {
     const digits = next.toString();
     const value = Buffer.alloc(Math.max(digits.length, entry.value.length), 0x20);
     value.write(digits, 0, 'latin1');
-    const size = itemSize(keyEnd - keyStart, value.length, entry.flags);
+    const size = this.sizeOf(keyEnd - keyStart, value.length, entry.flags);
     const stored = this.put(entry.key, value, entry.flags, entry.exptime, size);
     return stored === 'stored' ? next : 'no_memory';
   }
@@ -204,18 +264,26 @@ export class MemoryStore implements Store {
   private put(name: string, value: Buffer, flags: number, exptime: number, size: number): StoreResult {
     const existing = this.items.get(name);
     if (existing !== undefined) this.unlink(existing);
-    if (!this.makeRoom(size)) return 'no_memory';
-    const entry = new Entry(name, value, flags, exptime, ++this.casCounter, this.clock.now, size);
+    const sizeClass = this.sizeClasses.classOf(size);
+    if (!this.makeRoom(size)) {
+      this.classStats[sizeClass]!.outofmemory++;
+      return 'no_memory';
+    }
+    const cas = this.options.casEnabled ? ++this.casCounter : 0;
+    const entry = new Entry(name, value, flags, exptime, cas, this.clock.now, size, sizeClass);
     this.items.set(name, entry);
     this.linkAtHead(entry);
     this.bytes += size;
+    const stats = this.classStats[sizeClass]!;
+    stats.number++;
+    stats.mem_requested += size;
     this.counters.total_items++;
     return 'stored';
   }
 
   /** Evicts from the LRU tail until size more bytes fit; false when they cannot. */
   private makeRoom(size: number): boolean {
-    const limit = this.options.memoryLimit;
+    const limit = this.memoryLimit;
     while (this.bytes + size > limit) {
       const victim = this.tail;
       if (victim === null) return false;
@@ -224,8 +292,14 @@ export class MemoryStore implements Store {
         continue;
       }
       if (!this.options.evictions) return false;
+      const stats = this.classStats[victim.sizeClass]!;
       this.counters.evictions++;
-      if (!victim.fetched) this.counters.evicted_unfetched++;
+      stats.evicted++;
+      stats.evicted_time = this.clock.now - victim.time;
+      if (!victim.fetched) {
+        this.counters.evicted_unfetched++;
+        stats.evicted_unfetched++;
+      }
       this.unlink(victim);
     }
     return true;
@@ -240,8 +314,13 @@ export class MemoryStore implements Store {
   }
 
   private reclaim(entry: Entry): void {
+    const stats = this.classStats[entry.sizeClass]!;
     this.counters.reclaimed++;
-    if (!entry.fetched) this.counters.expired_unfetched++;
+    stats.reclaimed++;
+    if (!entry.fetched) {
+      this.counters.expired_unfetched++;
+      stats.expired_unfetched++;
+    }
     this.unlink(entry);
   }
 
@@ -249,6 +328,9 @@ export class MemoryStore implements Store {
     this.items.delete(entry.key);
     this.unlinkFromList(entry);
     this.bytes -= entry.size;
+    const stats = this.classStats[entry.sizeClass]!;
+    stats.number--;
+    stats.mem_requested -= entry.size;
   }
 
   private linkAtHead(entry: Entry): void {
@@ -274,6 +356,10 @@ export class MemoryStore implements Store {
     this.tail = null;
     this.bytes = 0;
     this.sweep = null;
+    for (const stats of this.classStats) {
+      stats.number = 0;
+      stats.mem_requested = 0;
+    }
   }
 
   private onTick(now: number): void {

@@ -15,6 +15,34 @@ export interface ItemView {
   readonly cas: number;
 }
 
+/** Per size class figures for `stats items` and `stats slabs` (see size-classes.ts). */
+export interface ClassStats {
+  readonly id: number;
+  readonly chunkSize: number;
+  readonly perPage: number;
+  number: number;
+  mem_requested: number;
+  evicted: number;
+  /** Seconds since the last access of the most recently evicted item. */
+  evicted_time: number;
+  evicted_unfetched: number;
+  expired_unfetched: number;
+  reclaimed: number;
+  outofmemory: number;
+}
+
+/** One live item as `lru_crawler metadump` and `stats cachedump` list it. */
+export interface ItemDump {
+  key: string;
+  exptime: number;
+  lastAccess: number;
+  cas: number;
+  fetched: boolean;
+  sizeClass: number;
+  size: number;
+  valueLength: number;
+}
+
 export type StoreMode = 'set' | 'add' | 'replace' | 'append' | 'prepend' | 'cas';
 
 export type StoreResult = 'stored' | 'not_stored' | 'exists' | 'not_found' | 'too_large' | 'no_memory';
@@ -45,6 +73,12 @@ export interface Store {
   flushAll(delay: number): void;
   /** True when a value of this length under a key of this length can ever be stored (memcached's -I). */
   fits(keyLength: number, valueLength: number, flags: number): boolean;
+  /** `cache_memlimit`: a new -m, in bytes; evicts at once if the store is over it. */
+  setMemoryLimit(bytes: number): void;
+  /** Per size class figures, indexed by class id (0 unused). */
+  sizeClassStats(): readonly ClassStats[];
+  /** Visits live items until visit returns false. */
+  dump(visit: (item: ItemDump) => boolean): void;
   /** Gauges for `stats`: items now, bytes they take, and the limit. */
   readonly itemCount: number;
   readonly bytesUsed: number;

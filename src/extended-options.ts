@@ -1,0 +1,99 @@
+import { ConfigError, type Config } from './config.js';
+
+/**
+ * memcached's -o suboptions. Those that mean something in Mnemo are applied; the
+ * ones that tune memcached's internals (slabs, LRU threads, hash table, extstore,
+ * TLS buffers) are accepted so existing start scripts keep working, and shown in
+ * `stats settings`. Anything else is refused, as memcached refuses it.
+ */
+type Kind = 'bare' | 'int' | 'float' | 'text';
+
+const SUBOPTIONS: Record<string, Kind> = {
+  // Applied by Mnemo.
+  idle_timeout: 'int',
+  track_sizes: 'bare',
+  // Accepted: memcached internals with no counterpart here.
+  maxconns_fast: 'bare',
+  no_maxconns_fast: 'bare',
+  hashpower: 'int',
+  tail_repair_time: 'int',
+  hash_algorithm: 'text',
+  lru_crawler: 'bare',
+  no_lru_crawler: 'bare',
+  lru_crawler_sleep: 'int',
+  lru_crawler_tocrawl: 'int',
+  lru_maintainer: 'bare',
+  no_lru_maintainer: 'bare',
+  hot_lru_pct: 'int',
+  warm_lru_pct: 'int',
+  hot_max_factor: 'float',
+  warm_max_factor: 'float',
+  temporary_ttl: 'int',
+  read_buf_mem_limit: 'int',
+  resp_obj_mem_limit: 'int',
+  slab_chunk_max: 'int',
+  slab_sizes: 'text',
+  slab_reassign: 'bare',
+  no_slab_reassign: 'bare',
+  slab_automove: 'int',
+  slab_automove_ratio: 'float',
+  slab_automove_window: 'int',
+  slab_automove_freeratio: 'float',
+  watcher_logbuf_size: 'int',
+  worker_logbuf_size: 'int',
+  lru_segmented: 'bare',
+  no_lru_segmented: 'bare',
+  hashexpand: 'bare',
+  no_hashexpand: 'bare',
+  modern: 'bare',
+  no_modern: 'bare',
+  no_chunked_items: 'bare',
+  inline_ascii_resp: 'bare',
+  no_inline_ascii_resp: 'bare',
+  sock_cookie_id: 'int',
+  meta_response_old: 'bare',
+  drop_privileges: 'bare',
+  no_drop_privileges: 'bare',
+  relaxed_privileges: 'bare',
+  ext_path: 'text',
+  ext_page_size: 'int',
+  ext_wbuf_size: 'int',
+  ext_threads: 'int',
+  ext_io_depth: 'int',
+  ext_item_size: 'int',
+  ext_item_age: 'int',
+  ext_low_ttl: 'int',
+  ext_recache_rate: 'int',
+  ext_compact_under: 'int',
+  ext_drop_under: 'int',
+  ext_max_frag: 'float',
+  ext_max_sleep: 'int',
+  ext_drop_unread: 'bare',
+  ssl_chain_cert: 'text',
+  ssl_key: 'text',
+  ssl_keyformat: 'text',
+  ssl_verify_mode: 'int',
+  ssl_ciphers: 'text',
+  ssl_ca_cert: 'text',
+  ssl_wbuf_size: 'int',
+  ssl_session_cache: 'bare',
+  ssl_kernel_tls: 'bare',
+  ssl_min_version: 'int',
+};
+
+/** Checks one "name" or "name=value" suboption and applies it to config. */
+export function applyExtendedOption(config: Config, suboption: string): void {
+  const equals = suboption.indexOf('=');
+  const name = equals === -1 ? suboption : suboption.slice(0, equals);
+  const value = equals === -1 ? '' : suboption.slice(equals + 1);
+  const kind = SUBOPTIONS[name];
+  if (kind === undefined) throw new ConfigError(`-o/--extended: illegal suboption "${suboption}"`);
+  if (kind === 'bare' && equals !== -1) throw new ConfigError(`-o/--extended: ${name} takes no value`);
+  if (kind !== 'bare' && value === '') throw new ConfigError(`-o/--extended: ${name} needs a value (${name}=...)`);
+  if (kind === 'int' && !/^\d+$/.test(value)) throw new ConfigError(`-o/--extended: ${name}=${value} is not a whole number`);
+  if (kind === 'float' && !Number.isFinite(Number(value))) throw new ConfigError(`-o/--extended: ${name}=${value} is not a number`);
+
+  config.extended.set(name, kind === 'bare' ? 'yes' : value);
+  if (name === 'idle_timeout') config.idleTimeout = Number(value);
+  if (name === 'track_sizes') config.trackSizes = true;
+}

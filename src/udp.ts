@@ -1,0 +1,72 @@
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { isIPv6 } from 'node:net';
+import type { ServerContext } from './context.js';
+import { OutputBuffer } from './output.js';
+import { TextProtocol } from './protocol/text.js';
+
+/** memcached's UDP frame: request id, sequence number, datagram count, reserved (2 bytes each). */
+const HEADER = 8;
+/** memcached keeps each reply datagram, header included, within this size. */
+const MAX_DATAGRAM = 1400;
+
+/**
+ * The text protocol over UDP, framed as memcached frames it: every request is
+ * one datagram after an 8-byte header; the reply is split into datagrams that
+ * each carry the request id, their sequence number and the total count.
+ */
+export class UdpListener {
+  private readonly socket: Socket;
+  private readonly out = new OutputBuffer();
+
+  constructor(private readonly ctx: ServerContext) {
+    this.socket = createSocket({ type: isIPv6(ctx.config.listen) ? 'udp6' : 'udp4', reuseAddr: false });
+    this.socket.on('message', (message, remote) => this.onMessage(message, remote));
+    this.socket.on('error', (error) => ctx.log.warn({ err: error }, 'udp error'));
+  }
+
+  listen(host: string, port: number): Promise<{ address: string; port: number }> {
+    return new Promise((resolve, reject) => {
+      this.socket.once('error', reject);
+      this.socket.bind(port, host, () => {
+        this.socket.off('error', reject);
+        resolve(this.socket.address());
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => this.socket.close(() => resolve()));
+  }
+
+  private onMessage(message: Buffer, remote: RemoteInfo): void {
+    // Shorter than a header, or one datagram of a multi-datagram request: memcached ignores both.
+    if (message.length <= HEADER) return;
+    if (message.readUInt16BE(4) !== 1) return;
+    this.ctx.counters.bytes_read += message.length;
+    const requestId = message.readUInt16BE(0);
+
+    // Each datagram stands alone: a command cut short is dropped with it.
+    const protocol = new TextProtocol(this.ctx, this.out, Infinity);
+    protocol.execute(message, HEADER, message.length);
+    const pieces = this.out.take();
+    if (pieces.length === 0) return;
+    const reply = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+    this.send(reply, requestId, remote);
+  }
+
+  private send(reply: Buffer, requestId: number, remote: RemoteInfo): void {
+    const payload = MAX_DATAGRAM - HEADER;
+    const count = Math.ceil(reply.length / payload);
+    for (let sequence = 0; sequence < count; sequence++) {
+      const body = reply.subarray(sequence * payload, (sequence + 1) * payload);
+      const datagram = Buffer.allocUnsafe(HEADER + body.length);
+      datagram.writeUInt16BE(requestId, 0);
+      datagram.writeUInt16BE(sequence, 2);
+      datagram.writeUInt16BE(count, 4);
+      datagram.writeUInt16BE(0, 6);
+      body.copy(datagram, HEADER);
+      this.ctx.counters.bytes_written += datagram.length;
+      this.socket.send(datagram, remote.port, remote.address);
+    }
+  }
+}
