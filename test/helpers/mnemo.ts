@@ -5,27 +5,36 @@ import { fileURLToPath } from 'node:url';
 export const MNEMO_BIN = fileURLToPath(new URL('../../bin/mnemo', import.meta.url));
 
 export interface RunningServer {
+  /** The TCP port, or 0 when the server listens on a unix socket only. */
   port: number;
+  /** The UDP port from the ready line, or 0. */
+  udpPort: number;
   process: ChildProcess;
   /** Everything the server wrote to stderr so far. */
   stderr(): string;
   stop(): Promise<void>;
 }
 
-const READY = /listening on tcp [^\s:]+:(\d+)/;
+const READY = /listening on (.*)\n/;
 
-/** Starts bin/mnemo on a free port (-p -1) and resolves once its ready line names the port. */
-export async function startMnemo(args: string[] = []): Promise<RunningServer> {
-  const child = spawn(process.execPath, [MNEMO_BIN, '-p', '-1', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Starts bin/mnemo on a free port (-p -1) and resolves once its ready line names
+ * the listeners. env adds variables to the server's environment.
+ */
+export async function startMnemo(args: string[] = [], env: Record<string, string> = {}): Promise<RunningServer> {
+  const child = spawn(process.execPath, [MNEMO_BIN, '-p', '-1', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
   let stderr = '';
-  const port = await new Promise<number>((resolve, reject) => {
+  const listeners = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`mnemo did not start: ${stderr}`)), 10_000);
     child.stderr!.on('data', (chunk: Buffer) => {
       stderr += chunk.toString();
       const match = READY.exec(stderr);
       if (match) {
         clearTimeout(timer);
-        resolve(Number(match[1]));
+        resolve(match[1]!);
       }
     });
     child.once('exit', (code) => {
@@ -33,8 +42,10 @@ export async function startMnemo(args: string[] = []): Promise<RunningServer> {
       reject(new Error(`mnemo exited with ${code}: ${stderr}`));
     });
   });
+  const portOf = (transport: string): number => Number(new RegExp(`${transport} [^\\s,]+:(\\d+)`).exec(listeners)?.[1] ?? 0);
   return {
-    port,
+    port: portOf('tcp'),
+    udpPort: portOf('udp'),
     process: child,
     stderr: () => stderr,
     async stop() {
