@@ -35,6 +35,20 @@ export class OutputBuffer {
   /** Bytes queued and not yet taken, late replies aside. */
   private queuedBytes = 0;
 
+  /**
+   * When set, receives each response as soon as it ends (UDP frames every
+   * response on its own, as memcached does); streams leave it unset and batch.
+   */
+  constructor(private readonly onResponse: ((pieces: Buffer[], keepEmpty: boolean) => void) | null = null) {}
+
+  /**
+   * Marks the end of one response. keepEmpty: the response exists even with no
+   * bytes (the missed first key of a multi-get, which memcached frames empty).
+   */
+  endResponse(keepEmpty = false): void {
+    if (this.onResponse !== null) this.onResponse(this.take(), keepEmpty);
+  }
+
   get isEmpty(): boolean {
     return this.pos === this.start && this.queue.length === 0;
   }

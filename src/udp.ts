@@ -16,7 +16,10 @@ const MAX_DATAGRAM = 1400;
  */
 export class UdpListener {
   private readonly socket: Socket;
-  private readonly out = new OutputBuffer();
+  private readonly out = new OutputBuffer((pieces, keepEmpty) => this.sendResponse(pieces, keepEmpty));
+  /** Where the datagram being answered came from. */
+  private requestId = 0;
+  private remote: RemoteInfo | null = null;
 
   constructor(private readonly ctx: ServerContext) {
     this.socket = createSocket({ type: isIPv6(ctx.config.listen) ? 'udp6' : 'udp4', reuseAddr: false });
@@ -43,21 +46,29 @@ export class UdpListener {
     if (message.length <= HEADER) return;
     if (message.readUInt16BE(4) !== 1) return;
     this.ctx.counters.bytes_read += message.length;
-    const requestId = message.readUInt16BE(0);
+    this.requestId = message.readUInt16BE(0);
+    this.remote = remote;
 
     // Each datagram stands alone: a command cut short is dropped with it.
     const protocol = new TextProtocol(this.ctx, this.out, Infinity);
     protocol.execute(message, HEADER, message.length);
-    const pieces = this.out.take();
-    if (pieces.length === 0) return;
-    const reply = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
-    this.send(reply, requestId, remote);
+    this.out.endResponse();
   }
 
-  private send(reply: Buffer, requestId: number, remote: RemoteInfo): void {
+  /**
+   * Sends one response as its own run of datagrams, numbered 0..count-1. An empty
+   * response is dropped unless kept: memcached then sends a bare header saying
+   * zero datagrams, and clients may count on seeing it.
+   */
+  private sendResponse(pieces: Buffer[], keepEmpty: boolean): void {
+    if (this.remote === null) return;
+    if (pieces.length === 0 && !keepEmpty) return;
+    const reply = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+    const { requestId, remote } = this;
     const payload = MAX_DATAGRAM - HEADER;
     const count = Math.ceil(reply.length / payload);
-    for (let sequence = 0; sequence < count; sequence++) {
+    // An empty response still goes out once, as a header that counts zero datagrams.
+    for (let sequence = 0; sequence < Math.max(count, 1); sequence++) {
       const body = reply.subarray(sequence * payload, (sequence + 1) * payload);
       const datagram = Buffer.allocUnsafe(HEADER + body.length);
       datagram.writeUInt16BE(requestId, 0);

@@ -7,8 +7,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { connectClient } from './helpers/client.js';
-import { startMemcached } from './helpers/memcached.js';
+import { freePort, startMemcached } from './helpers/memcached.js';
 import { startMnemo, type RunningServer } from './helpers/mnemo.js';
+import { framed, udpRequest } from './helpers/udp.js';
 
 /**
  * One scripted session. Deliberate difference: memcached drops the unsent replies
@@ -34,8 +35,8 @@ const SENTINEL_REPLY = 'STORED\r\nVALUE __sentinel__ 0 4\r\ndone\r\nEND\r\n';
 
 function normalise(reply: string): string {
   return reply
-    .replace(/^(VALUE \S+ \d+ \d+) \d+\r$/gm, '$1 <cas>\r')
-    .replace(/^VERSION .*\r$/gm, 'VERSION <version>\r');
+    .replace(/(VALUE \S+ \d+ \d+) \d+\r\n/g, '$1 <cas>\r\n')
+    .replace(/VERSION [^\r]*\r\n/g, 'VERSION <version>\r\n');
 }
 
 async function play(port: number, session: Session): Promise<string> {
@@ -102,6 +103,40 @@ describe('differential: Mnemo replies as memcached does', () => {
     it(session.name, async () => {
       const expected = normalise(await play(memcached.port, session));
       const actual = normalise(await play(mnemo.port, session));
+      assert.equal(actual, expected);
+    });
+  }
+});
+
+describe('differential over UDP: the same sessions, one datagram each', () => {
+  let memcached: { port: number; stop(): Promise<void> };
+  let memcachedUdp: number;
+  let mnemo: RunningServer;
+
+  before(async () => {
+    memcachedUdp = await freePort();
+    memcached = await startMemcached(['-m', '64', '-U', String(memcachedUdp)]);
+    mnemo = await startMnemo(['-m', '64', '-U', '-1']);
+  });
+
+  after(async () => {
+    await mnemo?.stop();
+    await memcached?.stop();
+  });
+
+  async function playUdp(tcpPort: number, udpPort: number, session: Session): Promise<string> {
+    const setup = await connectClient(tcpPort);
+    assert.equal(await setup.request('flush_all\r\n'), 'OK\r\n');
+    if (session.setup !== undefined) await setup.request(session.setup + SENTINEL, SENTINEL_REPLY);
+    setup.close();
+    // The sentinel makes every session end with a reply, so a silent one still answers.
+    return framed(await udpRequest(udpPort, session.send + SENTINEL));
+  }
+
+  for (const session of sessions.filter((s) => !s.closes && !s.settle && s.send.length < 1200)) {
+    it(session.name, async () => {
+      const expected = normalise(await playUdp(memcached.port, memcachedUdp, session));
+      const actual = normalise(await playUdp(mnemo.port, mnemo.udpPort, session));
       assert.equal(actual, expected);
     });
   }

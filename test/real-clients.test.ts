@@ -1,11 +1,12 @@
 /** Real memcached clients against Mnemo: libmemcached's conformance suite and tools, and pymemcache. */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
+import Memcached from 'memcached';
 import { startMnemo, type RunningServer } from './helpers/mnemo.js';
 
 const run = promisify(execFile);
@@ -72,5 +73,33 @@ print('ok', c.version().decode())
 `;
     const { stdout } = await run(PYTHON, ['-c', script, String(server.port)]);
     assert.match(stdout, /^ok 1\.6\.18-mnemo-/);
+  });
+
+  it('works with the npm memcached client (text protocol)', async () => {
+    const client = new Memcached(`127.0.0.1:${server.port}`, { retries: 0, timeout: 2000 });
+    const call = <T>(fn: (done: (error: unknown, result: T) => void) => void): Promise<T> =>
+      new Promise((resolve, reject) => fn((error, result) => (error ? reject(error) : resolve(result))));
+    try {
+      assert.equal(await call<boolean>((done) => client.set('npm:key', 'hello-text', 60, done)), true);
+      assert.equal(await call<string>((done) => client.get('npm:key', done)), 'hello-text');
+      const gets = await call<{ cas: string }>((done) => client.gets('npm:key', done));
+      assert.equal(await call<boolean>((done) => client.cas('npm:key', 'v2', gets.cas, 60, done)), true);
+      assert.equal(await call<boolean>((done) => client.cas('npm:key', 'v3', gets.cas, 60, done)), false);
+      const many = await call<Record<string, string>>((done) => client.getMulti(['npm:key', 'npm:none'], done));
+      assert.deepEqual(many, { 'npm:key': 'v2' });
+      await call((done) => client.set('npm:n', 5, 60, done));
+      assert.equal(await call<number | boolean>((done) => client.incr('npm:n', 3, done)), 8);
+      assert.equal(await call<number | boolean>((done) => client.decr('npm:n', 10, done)), 0);
+      await call((done) => client.set('npm:obj', { a: 1 }, 60, done));
+      assert.deepEqual(await call((done) => client.get('npm:obj', done)), { a: 1 });
+      await assert.rejects(call((done) => client.add('npm:key', 'x', 60, done)), /Item is not stored/);
+      await call((done) => client.touch('npm:key', 100, (error: unknown) => done(error, true)));
+      assert.equal(await call<boolean>((done) => client.del('npm:key', (error: unknown) => done(error, true))), true);
+      // This client reads the last x.y.z of "1.6.18-mnemo-x.y.z": Mnemo's own version.
+      const version = await call<Array<{ version: string }>>((done) => client.version(done));
+      assert.equal(version[0]!.version, JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')).version);
+    } finally {
+      client.end();
+    }
   });
 });

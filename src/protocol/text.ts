@@ -116,6 +116,12 @@ export class TextProtocol {
   private lineEnd = 0;
   /** Length of the longest token the tokenizer saw. */
   private longestToken = 0;
+  /**
+   * The current and the previous command were gets (no command yet counts as one).
+   * Only UDP framing cares: see retrieve.
+   */
+  private isRetrieval = true;
+  private afterRetrieval = true;
 
   constructor(
     private readonly ctx: ServerContext,
@@ -152,8 +158,11 @@ export class TextProtocol {
       }
       let lineEnd = newline;
       if (lineEnd - pos > 1 && buf[lineEnd - 1] === CR) lineEnd--;
+      this.afterRetrieval = this.isRetrieval;
+      this.isRetrieval = false;
       const next = this.command(buf, pos, lineEnd, newline + 1, end);
       if (next < 0) return pos;
+      this.out.endResponse();
       pos = next;
       if (this.swallow > 0) {
         const dropped = Math.min(this.swallow, end - pos);
@@ -310,6 +319,7 @@ export class TextProtocol {
     }
     const { store, counters } = this.ctx;
     const out = this.out;
+    this.isRetrieval = true;
     let keyIndex = 1;
     let exptime = 0;
     if (withTouch) {
@@ -326,11 +336,16 @@ export class TextProtocol {
       out.bytes(BAD_FORMAT);
       return next;
     }
+    const firstKey = tokenStart[keyIndex]!;
+    const secondKey = tokenStart[keyIndex + 1]!;
     for (;;) {
       const last = this.ntokens - 1;
       for (; keyIndex < last; keyIndex++) {
         const ks = tokenStart[keyIndex]!;
         const ke = tokenEnd[keyIndex]!;
+        // memcached answers each key as a response of its own (UDP frames them apart); END joins the last.
+        // An empty first one still gets a frame, unless a non-get command came before it in the datagram.
+        if (ks !== firstKey) out.endResponse(ks === secondKey && this.afterRetrieval);
         const item = withTouch ? store.getAndTouch(buf, ks, ke, exptime) : store.get(buf, ks, ke);
         if (this.ctx.prefixStats.enabled) this.ctx.prefixStats.recordGet(buf, ks, ke, item !== null);
         if (withTouch) {

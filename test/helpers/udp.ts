@@ -2,9 +2,10 @@ import { createSocket } from 'node:dgram';
 
 /**
  * Sends one memcached UDP request (8-byte frame header + payload) and collects
- * the reply datagrams until all of them arrived; returns them in arrival order.
+ * reply datagrams until none arrived for quietMs; returns them in arrival order.
+ * (A request may get several responses, each a run of datagrams numbered 0..n-1.)
  */
-export async function udpRequest(port: number, payload: string | Buffer, requestId = 7, timeoutMs = 2000): Promise<Buffer[]> {
+export async function udpRequest(port: number, payload: string | Buffer, requestId = 7, quietMs = 150): Promise<Buffer[]> {
   const socket = createSocket('udp4');
   const body = typeof payload === 'string' ? Buffer.from(payload, 'latin1') : payload;
   const header = Buffer.alloc(8);
@@ -14,13 +15,12 @@ export async function udpRequest(port: number, payload: string | Buffer, request
   const datagrams: Buffer[] = [];
   try {
     return await new Promise<Buffer[]>((resolve, reject) => {
-      const timer = setTimeout(() => (datagrams.length > 0 ? resolve(datagrams) : reject(new Error('no UDP reply'))), timeoutMs);
+      const settle = () => (datagrams.length > 0 ? resolve(datagrams) : reject(new Error('no UDP reply')));
+      let timer = setTimeout(settle, 2000);
       socket.on('message', (message) => {
         datagrams.push(message);
-        if (datagrams.length === message.readUInt16BE(4)) {
-          clearTimeout(timer);
-          resolve(datagrams);
-        }
+        clearTimeout(timer);
+        timer = setTimeout(settle, quietMs);
       });
       socket.send(Buffer.concat([header, body]), port, '127.0.0.1');
     });
@@ -29,8 +29,12 @@ export async function udpRequest(port: number, payload: string | Buffer, request
   }
 }
 
-/** The reply payload, reassembled by sequence number. */
+/** The reply payloads in arrival order (loopback keeps order), headers dropped. */
 export function reassemble(datagrams: Buffer[]): string {
-  const ordered = [...datagrams].sort((a, b) => a.readUInt16BE(2) - b.readUInt16BE(2));
-  return Buffer.concat(ordered.map((d) => d.subarray(8))).toString('latin1');
+  return Buffer.concat(datagrams.map((d) => d.subarray(8))).toString('latin1');
+}
+
+/** Each datagram as "[sequence/count]payload", to compare framing as well as bytes. */
+export function framed(datagrams: Buffer[]): string {
+  return datagrams.map((d) => `[${d.readUInt16BE(2)}/${d.readUInt16BE(4)}]${d.subarray(8).toString('latin1')}`).join('');
 }
