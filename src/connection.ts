@@ -72,6 +72,11 @@ export class Connection {
     this.socket.destroy();
   }
 
+  /** Reads nothing more, writes what is queued, then closes (graceful shutdown). */
+  finish(): void {
+    if (!this.closed) this.close();
+  }
+
   private onData(chunk: Buffer): void {
     if (this.closed) return;
     this.ctx.counters.bytes_read += chunk.length;

@@ -32,17 +32,17 @@ async function serve(config: Config): Promise<void> {
   if (config.memoryFile !== null) log.warn({ memoryFile: config.memoryFile }, '-e accepted; warm restarts use --data-dir');
   const server = new MnemoServer(config, log);
   let stopping = false;
-  const stop = (reason: string): void => {
+  const stop = (reason: string, graceful = true): void => {
     if (stopping) return;
     stopping = true;
     log.info({ reason }, 'shutting down');
-    void server.close().then(() => {
+    void server.close(graceful).then(() => {
       if (config.pidFile !== null) rmSync(config.pidFile, { force: true });
       if (config.unixSocket !== null) rmSync(config.unixSocket, { force: true });
       process.exit(0);
     });
   };
-  server.onShutdownRequest = (graceful) => stop(graceful ? 'shutdown graceful command' : 'shutdown command');
+  server.onShutdownRequest = (graceful) => stop(graceful ? 'shutdown graceful command' : 'shutdown command', graceful);
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
 

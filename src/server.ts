@@ -90,12 +90,23 @@ export class MnemoServer implements ServerContext {
     return addresses;
   }
 
-  /** Stops accepting, closes every connection and stops the clock. */
-  async close(): Promise<void> {
-    this.clock.stop();
-    for (const connection of this.connections) connection.destroy();
-    await Promise.all(this.streams.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+  /**
+   * Stops accepting and closes every connection. Graceful: each connection first
+   * writes the replies of the commands it already read, within graceMs.
+   */
+  async close(graceful = true, graceMs = 5000): Promise<void> {
+    const closed = this.streams.map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
+    for (const connection of this.connections) {
+      if (graceful) connection.finish();
+      else connection.destroy();
+    }
+    const timer = setTimeout(() => {
+      for (const connection of this.connections) connection.destroy();
+    }, graceMs);
+    await Promise.all(closed);
+    clearTimeout(timer);
     await this.udp?.close();
+    this.clock.stop();
   }
 
   private streamServer(): Server {
