@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, describe, it } from 'node:test';
 import { connectClient, RawClient } from './helpers/client.js';
+import { freePort } from './helpers/memcached.js';
 import { runMnemo, startMnemo } from './helpers/mnemo.js';
 import { reassemble, udpRequest } from './helpers/udp.js';
 
@@ -113,7 +114,7 @@ describe('daemon and pid file', () => {
   it('detaches with -d, writes the pid file, and removes it on SIGTERM', async () => {
     const pidFile = join(dir, 'mnemo.pid');
     const logFile = join(dir, 'mnemo.log');
-    const port = 20000 + Math.floor(Math.random() * 20000);
+    const port = await freePort();
     const result = await runMnemo(['-d', '-p', String(port), '-P', pidFile, '--log-file', logFile, '-v']);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stderr, new RegExp(`listening on tcp 127\\.0\\.0\\.1:${port} \\(daemon pid \\d+\\)`));
@@ -196,7 +197,7 @@ describe('admin commands', () => {
       await client.request('set k 0 0 1\r\nx\r\n');
       assert.equal(await client.request('gets k\r\n', 'END\r\n'), 'VALUE k 0 1 0\r\nx\r\nEND\r\n');
       assert.equal((await statLines(client)).get('bytes'), '53');
-      assert.equal(await client.request('cas k 0 0 1 0\r\ny\r\n'), 'STORED\r\n');
+      assert.equal(await client.request('cas k 0 0 1 0\r\ny\r\n'), 'EXISTS\r\n');
       assert.equal(await client.request('cas k 0 0 1 7\r\nz\r\n'), 'EXISTS\r\n');
     }));
 

@@ -3,6 +3,7 @@ import type { ServerContext } from '../context.js';
 import type { StoreMode } from '../store/store.js';
 import { parseCasUnique, parseI32, parseU32, parseU64 } from '../c-numbers.js';
 import { statsGroup, writeGeneralStats, writeMetadump } from './stats-text.js';
+import { bytesEqual, startsWith, tokens } from './tokenizer.js';
 
 /**
  * memcached's text protocol (doc/protocol.txt), following proto_text.c closely:
@@ -17,8 +18,6 @@ import { statsGroup, writeGeneralStats, writeMetadump } from './stats-text.js';
 export const KEY_MAX_LENGTH = 250;
 /** memcached closes a connection that sends this much without a newline, unless it is a get. */
 const MAX_LINE_WITHOUT_NEWLINE = 2048;
-/** The tokenizer's limit; get and friends tokenize the rest of a long line in further rounds. */
-const MAX_TOKENS = 24;
 
 const SP = 0x20;
 const CR = 0x0d;
@@ -95,9 +94,6 @@ const OFF = lit('off');
 const DUMP = lit('dump');
 const ZERO = lit('0');
 
-/** Token boundaries of the current line, shared: commands run one at a time. */
-const tokenStart = new Int32Array(MAX_TOKENS);
-const tokenEnd = new Int32Array(MAX_TOKENS);
 
 export class TextProtocol {
   /** Bytes from `consumed` that must be present before execute() can go on (0: unknown). */
@@ -109,13 +105,6 @@ export class TextProtocol {
   /** Bytes of a refused data block still to be dropped as they arrive. */
   private swallow = 0;
   private noreply = false;
-  private ntokens = 0;
-  /** Where the tokenizer stopped on a line longer than MAX_TOKENS tokens, or -1. */
-  private rest = -1;
-  /** End of the tokenized line: its newline, or an earlier NUL. */
-  private lineEnd = 0;
-  /** Length of the longest token the tokenizer saw. */
-  private longestToken = 0;
   /**
    * The current and the previous command were gets (no command yet counts as one).
    * Only UDP framing cares: see retrieve.
@@ -188,57 +177,57 @@ export class TextProtocol {
    */
   private command(buf: Buffer, lineStart: number, lineEnd: number, next: number, end: number): number {
     this.noreply = false;
-    const ntokens = this.tokenize(buf, lineStart, lineEnd);
-    if (ntokens < 2 || tokenEnd[0]! - tokenStart[0]! < 2) {
+    const ntokens = tokens.tokenize(buf, lineStart, lineEnd);
+    if (ntokens < 2 || tokens.end[0]! - tokens.start[0]! < 2) {
       this.out.bytes(ERROR);
       return next;
     }
-    const s = tokenStart[0]!;
-    const e = tokenEnd[0]!;
+    const s = tokens.start[0]!;
+    const e = tokens.end[0]!;
     switch (buf[s]) {
       case 0x67: // g
-        if (tokenIs(buf, s, e, GET)) return this.retrieve(buf, next, false, false);
-        if (tokenIs(buf, s, e, GETS)) return this.retrieve(buf, next, true, false);
-        if (tokenIs(buf, s, e, GAT)) return this.retrieve(buf, next, false, true);
-        if (tokenIs(buf, s, e, GATS)) return this.retrieve(buf, next, true, true);
+        if (bytesEqual(buf, s, e, GET)) return this.retrieve(buf, next, false, false);
+        if (bytesEqual(buf, s, e, GETS)) return this.retrieve(buf, next, true, false);
+        if (bytesEqual(buf, s, e, GAT)) return this.retrieve(buf, next, false, true);
+        if (bytesEqual(buf, s, e, GATS)) return this.retrieve(buf, next, true, true);
         break;
       case 0x73: // s
-        if (tokenIs(buf, s, e, SET)) return this.update(buf, next, end, 'set');
-        if (tokenIs(buf, s, e, STATS)) return this.stats(buf, next);
-        if (tokenIs(buf, s, e, SHUTDOWN)) return this.shutdown(buf, next);
+        if (bytesEqual(buf, s, e, SET)) return this.update(buf, next, end, 'set');
+        if (bytesEqual(buf, s, e, STATS)) return this.stats(buf, next);
+        if (bytesEqual(buf, s, e, SHUTDOWN)) return this.shutdown(buf, next);
         break;
       case 0x61: // a
-        if (tokenIs(buf, s, e, ADD)) return this.update(buf, next, end, 'add');
-        if (tokenIs(buf, s, e, APPEND)) return this.update(buf, next, end, 'append');
+        if (bytesEqual(buf, s, e, ADD)) return this.update(buf, next, end, 'add');
+        if (bytesEqual(buf, s, e, APPEND)) return this.update(buf, next, end, 'append');
         break;
       case 0x63: // c
-        if (tokenIs(buf, s, e, CAS)) return this.update(buf, next, end, 'cas');
-        if (tokenIs(buf, s, e, CACHE_MEMLIMIT)) return this.cacheMemlimit(buf, next);
+        if (bytesEqual(buf, s, e, CAS)) return this.update(buf, next, end, 'cas');
+        if (bytesEqual(buf, s, e, CACHE_MEMLIMIT)) return this.cacheMemlimit(buf, next);
         break;
       case 0x69: // i
-        if (tokenIs(buf, s, e, INCR)) return this.arithmetic(buf, next, true);
+        if (bytesEqual(buf, s, e, INCR)) return this.arithmetic(buf, next, true);
         break;
       case 0x64: // d
-        if (tokenIs(buf, s, e, DELETE)) return this.remove(buf, next);
-        if (tokenIs(buf, s, e, DECR)) return this.arithmetic(buf, next, false);
+        if (bytesEqual(buf, s, e, DELETE)) return this.remove(buf, next);
+        if (bytesEqual(buf, s, e, DECR)) return this.arithmetic(buf, next, false);
         break;
       case 0x74: // t
-        if (tokenIs(buf, s, e, TOUCH)) return this.touch(buf, next);
+        if (bytesEqual(buf, s, e, TOUCH)) return this.touch(buf, next);
         break;
       default:
-        if (tokenIs(buf, s, e, REPLACE)) return this.update(buf, next, end, 'replace');
-        if (tokenIs(buf, s, e, PREPEND)) return this.update(buf, next, end, 'prepend');
-        if (tokenIs(buf, s, e, BGET)) return this.retrieve(buf, next, false, false);
-        if (tokenIs(buf, s, e, FLUSH_ALL)) return this.flushAll(buf, next);
-        if (tokenIs(buf, s, e, VERSION)) return this.version(next);
-        if (tokenIs(buf, s, e, QUIT)) {
+        if (bytesEqual(buf, s, e, REPLACE)) return this.update(buf, next, end, 'replace');
+        if (bytesEqual(buf, s, e, PREPEND)) return this.update(buf, next, end, 'prepend');
+        if (bytesEqual(buf, s, e, BGET)) return this.retrieve(buf, next, false, false);
+        if (bytesEqual(buf, s, e, FLUSH_ALL)) return this.flushAll(buf, next);
+        if (bytesEqual(buf, s, e, VERSION)) return this.version(next);
+        if (bytesEqual(buf, s, e, QUIT)) {
           this.closing = true;
           return next;
         }
-        if (tokenIs(buf, s, e, VERBOSITY)) return this.verbosity(buf, next);
-        if (tokenIs(buf, s, e, LRU_CRAWLER)) return this.lruCrawler(buf, next);
+        if (bytesEqual(buf, s, e, VERBOSITY)) return this.verbosity(buf, next);
+        if (bytesEqual(buf, s, e, LRU_CRAWLER)) return this.lruCrawler(buf, next);
         // An HTTP request sent to the cache port: hang up, as memcached does.
-        if (startsWith(buf, tokenStart[ntokens - 2]!, tokenEnd[ntokens - 2]!, 'HTTP/')) {
+        if (startsWith(buf, tokens.start[ntokens - 2]!, tokens.end[ntokens - 2]!, 'HTTP/')) {
           this.closing = true;
           return next;
         }
@@ -249,57 +238,10 @@ export class TextProtocol {
     return next;
   }
 
-  /**
-   * memcached's tokenize_command: splits on single spaces (runs of spaces make no
-   * empty tokens), stops at a NUL, and after MAX_TOKENS - 1 tokens leaves the rest
-   * of the line for the caller. Returns the count including the terminal token.
-   */
-  private tokenize(buf: Buffer, start: number, end: number): number {
-    let ntokens = 0;
-    let tokenBegin = start;
-    let i = start;
-    let longest = 0;
-    this.rest = -1;
-    for (; i < end; i++) {
-      const byte = buf[i]!;
-      if (byte === 0) {
-        end = i;
-        break;
-      }
-      if (byte === SP) {
-        if (tokenBegin !== i) {
-          tokenStart[ntokens] = tokenBegin;
-          tokenEnd[ntokens] = i;
-          if (i - tokenBegin > longest) longest = i - tokenBegin;
-          ntokens++;
-          if (ntokens === MAX_TOKENS - 1) {
-            i++;
-            tokenBegin = i;
-            if (i < end && buf[i] !== 0) this.rest = i;
-            break;
-          }
-        }
-        tokenBegin = i + 1;
-      }
-    }
-    if (tokenBegin < i) {
-      tokenStart[ntokens] = tokenBegin;
-      tokenEnd[ntokens] = i;
-      if (i - tokenBegin > longest) longest = i - tokenBegin;
-      ntokens++;
-    }
-    tokenStart[ntokens] = i;
-    tokenEnd[ntokens] = i;
-    this.lineEnd = end;
-    this.longestToken = longest;
-    this.ntokens = ntokens + 1;
-    return this.ntokens;
-  }
-
   /** memcached's set_noreply_maybe: the last real token is "noreply". */
   private checkNoreply(buf: Buffer): boolean {
-    const index = this.ntokens - 2;
-    if (tokenIs(buf, tokenStart[index]!, tokenEnd[index]!, NOREPLY)) this.noreply = true;
+    const index = tokens.count - 2;
+    if (bytesEqual(buf, tokens.start[index]!, tokens.end[index]!, NOREPLY)) this.noreply = true;
     return this.noreply;
   }
 
@@ -313,7 +255,7 @@ export class TextProtocol {
   }
 
   private retrieve(buf: Buffer, next: number, withCas: boolean, withTouch: boolean): number {
-    if (this.ntokens < 3) {
+    if (tokens.count < 3) {
       this.out.bytes(ERROR);
       return next;
     }
@@ -323,7 +265,7 @@ export class TextProtocol {
     let keyIndex = 1;
     let exptime = 0;
     if (withTouch) {
-      exptime = parseI32(buf, tokenStart[1]!, tokenEnd[1]!);
+      exptime = parseI32(buf, tokens.start[1]!, tokens.end[1]!);
       if (Number.isNaN(exptime)) {
         out.bytes(BAD_EXPTIME);
         return next;
@@ -336,13 +278,13 @@ export class TextProtocol {
       out.bytes(BAD_FORMAT);
       return next;
     }
-    const firstKey = tokenStart[keyIndex]!;
-    const secondKey = tokenStart[keyIndex + 1]!;
+    const firstKey = tokens.start[keyIndex]!;
+    const secondKey = tokens.start[keyIndex + 1]!;
     for (;;) {
-      const last = this.ntokens - 1;
+      const last = tokens.count - 1;
       for (; keyIndex < last; keyIndex++) {
-        const ks = tokenStart[keyIndex]!;
-        const ke = tokenEnd[keyIndex]!;
+        const ks = tokens.start[keyIndex]!;
+        const ke = tokens.end[keyIndex]!;
         // memcached answers each key as a response of its own (UDP frames them apart); END joins the last.
         // An empty first one still gets a frame, unless a non-get command came before it in the datagram.
         if (ks !== firstKey) out.endResponse(ks === secondKey && this.afterRetrieval);
@@ -364,8 +306,8 @@ export class TextProtocol {
         out.value(item.value);
         out.bytes(CRLF);
       }
-      if (this.rest < 0) break;
-      this.tokenize(buf, this.rest, this.lineEnd);
+      if (tokens.rest < 0) break;
+      tokens.tokenize(buf, tokens.rest, tokens.lineEnd);
       keyIndex = 0;
     }
     out.bytes(END);
@@ -374,14 +316,14 @@ export class TextProtocol {
 
   /** True when a key token from keyIndex on, in this round or the rest of the line, exceeds KEY_MAX_LENGTH. */
   private hasOverlongKey(buf: Buffer, keyIndex: number): boolean {
-    if (this.longestToken > KEY_MAX_LENGTH) {
-      for (let i = keyIndex; i < this.ntokens - 1; i++) {
-        if (tokenEnd[i]! - tokenStart[i]! > KEY_MAX_LENGTH) return true;
+    if (tokens.longest > KEY_MAX_LENGTH) {
+      for (let i = keyIndex; i < tokens.count - 1; i++) {
+        if (tokens.end[i]! - tokens.start[i]! > KEY_MAX_LENGTH) return true;
       }
     }
-    if (this.rest < 0) return false;
+    if (tokens.rest < 0) return false;
     let run = 0;
-    for (let i = this.rest; i < this.lineEnd; i++) {
+    for (let i = tokens.rest; i < tokens.lineEnd; i++) {
       if (buf[i] === SP) run = 0;
       else if (++run > KEY_MAX_LENGTH) return true;
     }
@@ -389,29 +331,29 @@ export class TextProtocol {
   }
 
   private update(buf: Buffer, next: number, end: number, mode: StoreMode): number {
-    const ntokens = this.ntokens;
+    const ntokens = tokens.count;
     const withCas = mode === 'cas';
     if (withCas ? ntokens !== 7 && ntokens !== 8 : ntokens !== 6 && ntokens !== 7) {
       this.out.bytes(ERROR);
       return next;
     }
     this.checkNoreply(buf);
-    const ks = tokenStart[1]!;
-    const ke = tokenEnd[1]!;
+    const ks = tokens.start[1]!;
+    const ke = tokens.end[1]!;
     if (ke - ks > KEY_MAX_LENGTH) {
       this.answer(BAD_FORMAT);
       return next;
     }
-    const flags = parseU32(buf, tokenStart[2]!, tokenEnd[2]!);
-    const exptime = parseI32(buf, tokenStart[3]!, tokenEnd[3]!);
-    const length = parseI32(buf, tokenStart[4]!, tokenEnd[4]!);
+    const flags = parseU32(buf, tokens.start[2]!, tokens.end[2]!);
+    const exptime = parseI32(buf, tokens.start[3]!, tokens.end[3]!);
+    const length = parseI32(buf, tokens.start[4]!, tokens.end[4]!);
     if (Number.isNaN(flags) || Number.isNaN(exptime) || Number.isNaN(length)) {
       this.answer(BAD_FORMAT);
       return next;
     }
     let casUnique = 0;
     if (withCas) {
-      casUnique = parseCasUnique(buf, tokenStart[5]!, tokenEnd[5]!);
+      casUnique = parseCasUnique(buf, tokens.start[5]!, tokens.end[5]!);
       if (Number.isNaN(casUnique)) {
         this.answer(BAD_FORMAT);
         return next;
@@ -471,18 +413,18 @@ export class TextProtocol {
   }
 
   private touch(buf: Buffer, next: number): number {
-    if (this.ntokens !== 4 && this.ntokens !== 5) {
+    if (tokens.count !== 4 && tokens.count !== 5) {
       this.out.bytes(ERROR);
       return next;
     }
     this.checkNoreply(buf);
-    const ks = tokenStart[1]!;
-    const ke = tokenEnd[1]!;
+    const ks = tokens.start[1]!;
+    const ke = tokens.end[1]!;
     if (ke - ks > KEY_MAX_LENGTH) {
       this.answer(BAD_FORMAT);
       return next;
     }
-    const exptime = parseI32(buf, tokenStart[2]!, tokenEnd[2]!);
+    const exptime = parseI32(buf, tokens.start[2]!, tokens.end[2]!);
     if (Number.isNaN(exptime)) {
       this.answer(BAD_EXPTIME);
       return next;
@@ -500,18 +442,18 @@ export class TextProtocol {
   }
 
   private arithmetic(buf: Buffer, next: number, incr: boolean): number {
-    if (this.ntokens !== 4 && this.ntokens !== 5) {
+    if (tokens.count !== 4 && tokens.count !== 5) {
       this.out.bytes(ERROR);
       return next;
     }
     this.checkNoreply(buf);
-    const ks = tokenStart[1]!;
-    const ke = tokenEnd[1]!;
+    const ks = tokens.start[1]!;
+    const ke = tokens.end[1]!;
     if (ke - ks > KEY_MAX_LENGTH) {
       this.answer(BAD_FORMAT);
       return next;
     }
-    const delta = parseU64(buf, tokenStart[2]!, tokenEnd[2]!);
+    const delta = parseU64(buf, tokens.start[2]!, tokens.end[2]!);
     if (delta === null) {
       this.answer(BAD_DELTA);
       return next;
@@ -536,14 +478,14 @@ export class TextProtocol {
   }
 
   private remove(buf: Buffer, next: number): number {
-    const ntokens = this.ntokens;
+    const ntokens = tokens.count;
     if (ntokens < 3 || ntokens > 5) {
       this.out.bytes(ERROR);
       return next;
     }
     if (ntokens > 3) {
       // Only "delete <key> 0" survives from the old delete-with-hold-time syntax.
-      const holdIsZero = tokenIs(buf, tokenStart[2]!, tokenEnd[2]!, ZERO);
+      const holdIsZero = bytesEqual(buf, tokens.start[2]!, tokens.end[2]!, ZERO);
       const setsNoreply = this.checkNoreply(buf);
       const valid = (ntokens === 4 && (holdIsZero || setsNoreply)) || (ntokens === 5 && holdIsZero && setsNoreply);
       if (!valid) {
@@ -551,8 +493,8 @@ export class TextProtocol {
         return next;
       }
     }
-    const ks = tokenStart[1]!;
-    const ke = tokenEnd[1]!;
+    const ks = tokens.start[1]!;
+    const ke = tokens.end[1]!;
     if (ke - ks > KEY_MAX_LENGTH) {
       this.answer(BAD_FORMAT);
       return next;
@@ -570,7 +512,7 @@ export class TextProtocol {
   }
 
   private flushAll(buf: Buffer, next: number): number {
-    const ntokens = this.ntokens;
+    const ntokens = tokens.count;
     if (ntokens > 4) {
       this.out.bytes(ERROR);
       return next;
@@ -583,7 +525,7 @@ export class TextProtocol {
     }
     let delay = 0;
     if (ntokens !== (this.noreply ? 3 : 2)) {
-      delay = parseI32(buf, tokenStart[1]!, tokenEnd[1]!);
+      delay = parseI32(buf, tokens.start[1]!, tokens.end[1]!);
       if (Number.isNaN(delay)) {
         this.answer(BAD_EXPTIME);
         return next;
@@ -600,12 +542,12 @@ export class TextProtocol {
   }
 
   private verbosity(buf: Buffer, next: number): number {
-    if (this.ntokens !== 3 && this.ntokens !== 4) {
+    if (tokens.count !== 3 && tokens.count !== 4) {
       this.out.bytes(ERROR);
       return next;
     }
     this.checkNoreply(buf);
-    const level = parseU32(buf, tokenStart[1]!, tokenEnd[1]!);
+    const level = parseU32(buf, tokens.start[1]!, tokens.end[1]!);
     if (Number.isNaN(level)) {
       this.answer(BAD_FORMAT);
       return next;
@@ -616,23 +558,23 @@ export class TextProtocol {
   }
 
   private stats(buf: Buffer, next: number): number {
-    const ntokens = this.ntokens;
+    const ntokens = tokens.count;
     const out = this.out;
     if (ntokens === 2) {
       writeGeneralStats(this.ctx, out);
       out.bytes(END);
       return next;
     }
-    const s = tokenStart[1]!;
-    const e = tokenEnd[1]!;
-    if (tokenIs(buf, s, e, RESET_WORD)) {
+    const s = tokens.start[1]!;
+    const e = tokens.end[1]!;
+    if (bytesEqual(buf, s, e, RESET_WORD)) {
       this.ctx.counters.reset();
       this.ctx.prefixStats.reset();
       out.bytes(RESET);
       return next;
     }
-    if (tokenIs(buf, s, e, DETAIL)) return this.statsDetail(buf, next);
-    if (tokenIs(buf, s, e, CACHEDUMP)) return this.cachedump(buf, next);
+    if (bytesEqual(buf, s, e, DETAIL)) return this.statsDetail(buf, next);
+    if (bytesEqual(buf, s, e, CACHEDUMP)) return this.cachedump(buf, next);
     const text = statsGroup(this.ctx, buf.toString('latin1', s, e));
     if (text === null) {
       out.bytes(ERROR);
@@ -645,17 +587,17 @@ export class TextProtocol {
 
   private statsDetail(buf: Buffer, next: number): number {
     const prefixStats = this.ctx.prefixStats;
-    const s = tokenStart[2]!;
-    const e = tokenEnd[2]!;
-    if (this.ntokens < 4) {
+    const s = tokens.start[2]!;
+    const e = tokens.end[2]!;
+    if (tokens.count < 4) {
       this.out.bytes(DETAIL_USAGE);
-    } else if (tokenIs(buf, s, e, ON)) {
+    } else if (bytesEqual(buf, s, e, ON)) {
       prefixStats.enabled = true;
       this.out.bytes(OK);
-    } else if (tokenIs(buf, s, e, OFF)) {
+    } else if (bytesEqual(buf, s, e, OFF)) {
       prefixStats.enabled = false;
       this.out.bytes(OK);
-    } else if (tokenIs(buf, s, e, DUMP)) {
+    } else if (bytesEqual(buf, s, e, DUMP)) {
       this.out.ascii(prefixStats.dump());
     } else {
       this.out.bytes(DETAIL_USAGE);
@@ -669,12 +611,12 @@ export class TextProtocol {
       this.out.bytes(CACHEDUMP_NOT_ALLOWED);
       return next;
     }
-    if (this.ntokens < 5) {
+    if (tokens.count < 5) {
       this.out.bytes(BAD_COMMAND_LINE);
       return next;
     }
-    const id = parseU32(buf, tokenStart[2]!, tokenEnd[2]!);
-    const limit = parseU32(buf, tokenStart[3]!, tokenEnd[3]!);
+    const id = parseU32(buf, tokens.start[2]!, tokens.end[2]!);
+    const limit = parseU32(buf, tokens.start[3]!, tokens.end[3]!);
     if (Number.isNaN(id) || Number.isNaN(limit)) {
       this.out.bytes(BAD_FORMAT);
       return next;
@@ -699,10 +641,10 @@ export class TextProtocol {
       this.out.bytes(SHUTDOWN_NOT_ENABLED);
       return next;
     }
-    if (this.ntokens === 2) {
+    if (tokens.count === 2) {
       this.closing = true;
       this.ctx.requestShutdown(false);
-    } else if (this.ntokens === 3 && tokenIs(buf, tokenStart[1]!, tokenEnd[1]!, GRACEFUL)) {
+    } else if (tokens.count === 3 && bytesEqual(buf, tokens.start[1]!, tokens.end[1]!, GRACEFUL)) {
       this.closing = true;
       this.ctx.requestShutdown(true);
     } else {
@@ -712,12 +654,12 @@ export class TextProtocol {
   }
 
   private cacheMemlimit(buf: Buffer, next: number): number {
-    if (this.ntokens !== 3 && this.ntokens !== 4) {
+    if (tokens.count !== 3 && tokens.count !== 4) {
       this.out.bytes(ERROR);
       return next;
     }
     this.checkNoreply(buf);
-    const megabytes = parseU32(buf, tokenStart[1]!, tokenEnd[1]!);
+    const megabytes = parseU32(buf, tokens.start[1]!, tokens.end[1]!);
     if (Number.isNaN(megabytes)) {
       this.answer(ERROR);
     } else if (megabytes < 8) {
@@ -733,15 +675,15 @@ export class TextProtocol {
 
   /** lru_crawler: `metadump` lists items (memcdump uses it); `crawl` reclaims expired items now. */
   private lruCrawler(buf: Buffer, next: number): number {
-    const ntokens = this.ntokens;
-    const s = tokenStart[1]!;
-    const e = tokenEnd[1]!;
-    if (ntokens === 4 && tokenIs(buf, s, e, METADUMP)) {
+    const ntokens = tokens.count;
+    const s = tokens.start[1]!;
+    const e = tokens.end[1]!;
+    if (ntokens === 4 && bytesEqual(buf, s, e, METADUMP)) {
       if (!this.ctx.config.dumpingEnabled) {
         this.out.bytes(METADUMP_NOT_ALLOWED);
         return next;
       }
-      const which = tokenIs(buf, tokenStart[2]!, tokenEnd[2]!, ALL) ? 0 : parseU32(buf, tokenStart[2]!, tokenEnd[2]!);
+      const which = bytesEqual(buf, tokens.start[2]!, tokens.end[2]!, ALL) ? 0 : parseU32(buf, tokens.start[2]!, tokens.end[2]!);
       if (Number.isNaN(which) || which >= 64) {
         this.out.bytes(BADCLASS);
         return next;
@@ -750,28 +692,11 @@ export class TextProtocol {
       this.out.bytes(END);
       return next;
     }
-    if (ntokens === 4 && tokenIs(buf, s, e, CRAWL)) {
+    if (ntokens === 4 && bytesEqual(buf, s, e, CRAWL)) {
       this.out.bytes(OK);
       return next;
     }
     this.out.bytes(ERROR);
     return next;
   }
-}
-
-function tokenIs(buf: Buffer, start: number, end: number, word: Buffer): boolean {
-  const length = word.length;
-  if (end - start !== length) return false;
-  for (let i = 0; i < length; i++) {
-    if (buf[start + i] !== word[i]) return false;
-  }
-  return true;
-}
-
-function startsWith(buf: Buffer, start: number, end: number, prefix: string): boolean {
-  if (end - start < prefix.length) return false;
-  for (let i = 0; i < prefix.length; i++) {
-    if (buf[start + i] !== prefix.charCodeAt(i)) return false;
-  }
-  return true;
 }

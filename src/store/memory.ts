@@ -177,7 +177,8 @@ export class MemoryStore implements Store {
         break;
       case 'cas':
         if (existing === null) return 'not_found';
-        if (existing.cas !== casUnique) return 'exists';
+        // Under -C no CAS ever matches, as in memcached.
+        if (!this.options.casEnabled || existing.cas !== casUnique) return 'exists';
         break;
       case 'set':
         break;
