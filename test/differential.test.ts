@@ -28,15 +28,19 @@ interface Session {
   settle?: boolean;
 }
 
-const sessions = JSON.parse(readFileSync(new URL('./corpus/text-sessions.json', import.meta.url), 'utf8')) as Session[];
+const corpus = (name: string): Session[] => JSON.parse(readFileSync(new URL(`./corpus/${name}`, import.meta.url), 'utf8')) as Session[];
+const sessions = [...corpus('text-sessions.json'), ...corpus('meta-sessions.json').map((s) => ({ ...s, name: `meta: ${s.name}` }))];
 
 const SENTINEL = 'set __sentinel__ 0 0 4\r\ndone\r\nget __sentinel__\r\n';
 const SENTINEL_REPLY = 'STORED\r\nVALUE __sentinel__ 0 4\r\ndone\r\nEND\r\n';
 
+/** Blanks what may differ: CAS values, times that can tick over mid-session, the version. */
 function normalise(reply: string): string {
   return reply
     .replace(/(VALUE \S+ \d+ \d+) \d+\r\n/g, '$1 <cas>\r\n')
-    .replace(/VERSION [^\r]*\r\n/g, 'VERSION <version>\r\n');
+    .replace(/VERSION [^\r]*\r\n/g, 'VERSION <version>\r\n')
+    .replace(/^((?:\[\d+\/\d+\])?(?:HD|VA|EX|NF|NS)\b[^\r]*)\r\n/gm, (line) => line.replace(/ c\d+/g, ' c<cas>').replace(/ t\d+/g, ' t<ttl>'))
+    .replace(/^((?:\[\d+\/\d+\])?ME [^\r]*)\r\n/gm, (line) => line.replace(/exp=-?\d+/, 'exp=<n>').replace(/la=\d+/, 'la=<n>').replace(/cas=\d+/, 'cas=<n>'));
 }
 
 async function play(port: number, session: Session): Promise<string> {

@@ -3,6 +3,8 @@ import type { ServerContext } from '../context.js';
 import type { StoreMode } from '../store/store.js';
 import { parseCasUnique, parseI32, parseU32, parseU64 } from '../c-numbers.js';
 import { statsGroup, writeGeneralStats, writeMetadump } from './stats-text.js';
+import { KEY_MAX_LENGTH } from './limits.js';
+import { MetaCommands, type MetaHost } from './meta.js';
 import { bytesEqual, startsWith, tokens } from './tokenizer.js';
 
 /**
@@ -15,7 +17,6 @@ import { bytesEqual, startsWith, tokens } from './tokenizer.js';
  * not fully arrived stops the loop and says how many bytes it is waiting for.
  */
 
-export const KEY_MAX_LENGTH = 250;
 /** memcached closes a connection that sends this much without a newline, unless it is a get. */
 const MAX_LINE_WITHOUT_NEWLINE = 2048;
 
@@ -95,7 +96,7 @@ const DUMP = lit('dump');
 const ZERO = lit('0');
 
 
-export class TextProtocol {
+export class TextProtocol implements MetaHost {
   /** Bytes from `consumed` that must be present before execute() can go on (0: unknown). */
   wanted = 0;
   /** Set when the connection must close, after writing what is queued. */
@@ -103,7 +104,7 @@ export class TextProtocol {
   /** execute() stopped early (-R reached, or replies piling up) with complete commands left. */
   yielded = false;
   /** Bytes of a refused data block still to be dropped as they arrive. */
-  private swallow = 0;
+  private swallowing = 0;
   private noreply = false;
   /**
    * The current and the previous command were gets (no command yet counts as one).
@@ -112,12 +113,24 @@ export class TextProtocol {
   private isRetrieval = true;
   private afterRetrieval = true;
 
+  private readonly meta: MetaCommands;
+
   constructor(
     private readonly ctx: ServerContext,
     private readonly out: OutputBuffer,
     /** -R: commands run per call before yielding. */
     private readonly commandsPerCall = ctx.config.reqsPerEvent,
-  ) {}
+  ) {
+    this.meta = new MetaCommands(ctx, out, this);
+  }
+
+  swallow(bytes: number): void {
+    this.swallowing = bytes;
+  }
+
+  want(bytes: number): void {
+    this.wanted = bytes;
+  }
 
   /**
    * Runs the commands in buf[start, end). Returns the offset of the first byte
@@ -127,9 +140,9 @@ export class TextProtocol {
     let pos = start;
     this.wanted = 0;
     this.yielded = false;
-    if (this.swallow > 0) {
-      const dropped = Math.min(this.swallow, end - pos);
-      this.swallow -= dropped;
+    if (this.swallowing > 0) {
+      const dropped = Math.min(this.swallowing, end - pos);
+      this.swallowing -= dropped;
       pos += dropped;
     }
     const limit = this.commandsPerCall;
@@ -153,9 +166,9 @@ export class TextProtocol {
       if (next < 0) return pos;
       this.out.endResponse();
       pos = next;
-      if (this.swallow > 0) {
-        const dropped = Math.min(this.swallow, end - pos);
-        this.swallow -= dropped;
+      if (this.swallowing > 0) {
+        const dropped = Math.min(this.swallowing, end - pos);
+        this.swallowing -= dropped;
         pos += dropped;
       }
     }
@@ -185,6 +198,25 @@ export class TextProtocol {
     const s = tokens.start[0]!;
     const e = tokens.end[0]!;
     switch (buf[s]) {
+      case 0x6d: // m: the meta commands are all two characters long
+        if (e - s === 2) {
+          switch (buf[s + 1]) {
+            case 0x67: // mg
+              return this.meta.get(buf, next);
+            case 0x73: // ms
+              return this.meta.set(buf, next, end);
+            case 0x64: // md
+              return this.meta.delete(buf, next);
+            case 0x61: // ma
+              return this.meta.arithmetic(buf, next);
+            case 0x6e: // mn
+              return this.meta.noop(next);
+            case 0x65: // me
+              return this.meta.debug(buf, next);
+          }
+          break;
+        }
+        return this.other(buf, s, e, next, end);
       case 0x67: // g
         if (bytesEqual(buf, s, e, GET)) return this.retrieve(buf, next, false, false);
         if (bytesEqual(buf, s, e, GETS)) return this.retrieve(buf, next, true, false);
@@ -215,24 +247,30 @@ export class TextProtocol {
         if (bytesEqual(buf, s, e, TOUCH)) return this.touch(buf, next);
         break;
       default:
-        if (bytesEqual(buf, s, e, REPLACE)) return this.update(buf, next, end, 'replace');
-        if (bytesEqual(buf, s, e, PREPEND)) return this.update(buf, next, end, 'prepend');
-        if (bytesEqual(buf, s, e, BGET)) return this.retrieve(buf, next, false, false);
-        if (bytesEqual(buf, s, e, FLUSH_ALL)) return this.flushAll(buf, next);
-        if (bytesEqual(buf, s, e, VERSION)) return this.version(next);
-        if (bytesEqual(buf, s, e, QUIT)) {
-          this.closing = true;
-          return next;
-        }
-        if (bytesEqual(buf, s, e, VERBOSITY)) return this.verbosity(buf, next);
-        if (bytesEqual(buf, s, e, LRU_CRAWLER)) return this.lruCrawler(buf, next);
-        // An HTTP request sent to the cache port: hang up, as memcached does.
-        if (startsWith(buf, tokens.start[ntokens - 2]!, tokens.end[ntokens - 2]!, 'HTTP/')) {
-          this.closing = true;
-          return next;
-        }
-        this.out.bytes(ERROR);
-        return next;
+        return this.other(buf, s, e, next, end);
+    }
+    this.out.bytes(ERROR);
+    return next;
+  }
+
+  /** Commands whose first letter memcached does not switch on. */
+  private other(buf: Buffer, s: number, e: number, next: number, end: number): number {
+    if (bytesEqual(buf, s, e, REPLACE)) return this.update(buf, next, end, 'replace');
+    if (bytesEqual(buf, s, e, PREPEND)) return this.update(buf, next, end, 'prepend');
+    if (bytesEqual(buf, s, e, BGET)) return this.retrieve(buf, next, false, false);
+    if (bytesEqual(buf, s, e, FLUSH_ALL)) return this.flushAll(buf, next);
+    if (bytesEqual(buf, s, e, VERSION)) return this.version(next);
+    if (bytesEqual(buf, s, e, QUIT)) {
+      this.closing = true;
+      return next;
+    }
+    if (bytesEqual(buf, s, e, VERBOSITY)) return this.verbosity(buf, next);
+    if (bytesEqual(buf, s, e, LRU_CRAWLER)) return this.lruCrawler(buf, next);
+    // An HTTP request sent to the cache port: hang up, as memcached does.
+    const last = tokens.count - 2;
+    if (startsWith(buf, tokens.start[last]!, tokens.end[last]!, 'HTTP/')) {
+      this.closing = true;
+      return next;
     }
     this.out.bytes(ERROR);
     return next;
@@ -370,7 +408,7 @@ export class TextProtocol {
       counters.store_too_large++;
       // A set that cannot be stored must not leave the old value behind.
       if (mode === 'set') store.delete(buf, ks, ke);
-      this.swallow = length + 2;
+      this.swallowing = length + 2;
       return next;
     }
     const dataEnd = next + length;

@@ -2,7 +2,17 @@ import type { Clock } from '../clock.js';
 import type { Counters } from '../observe/stats.js';
 import { parseU64 } from '../c-numbers.js';
 import { SizeClasses } from './size-classes.js';
-import type { ClassStats, DeltaResult, ItemDump, ItemView, Store, StoreMode, StoreResult } from './store.js';
+import {
+  STORE_BINARY_KEY,
+  STORE_INVALIDATE,
+  type ClassStats,
+  type DeltaResult,
+  type ItemDump,
+  type ItemView,
+  type Store,
+  type StoreMode,
+  type StoreResult,
+} from './store.js';
 
 /**
  * The bytes memcached charges an item (its ITEM_ntotal): a 48-byte header, an
@@ -30,6 +40,8 @@ function emptyClassStats(id: number, classes: SizeClasses): ClassStats {
   };
 }
 
+const EMPTY = Buffer.alloc(0);
+
 /** How many items the background sweep looks at per clock tick. */
 const SWEEP_PER_TICK = 10_000;
 
@@ -37,6 +49,8 @@ class Entry implements ItemView {
   prev: Entry | null = null;
   next: Entry | null = null;
   fetched = false;
+  stale = false;
+  tokenSent = false;
   constructor(
     readonly key: string,
     public value: Buffer,
@@ -47,7 +61,12 @@ class Entry implements ItemView {
     public time: number,
     public size: number,
     public sizeClass: number,
+    public binaryKey: boolean,
   ) {}
+
+  get lastAccess(): number {
+    return this.time;
+  }
 }
 
 export interface MemoryStoreOptions {
@@ -147,6 +166,36 @@ export class MemoryStore implements Store {
     return entry;
   }
 
+  peek(key: Buffer, keyStart: number, keyEnd: number): ItemView | null {
+    return this.lookup(key.toString('latin1', keyStart, keyEnd));
+  }
+
+  markAccessed(item: ItemView): void {
+    this.access(item as Entry);
+  }
+
+  setExptime(item: ItemView, exptime: number): void {
+    (item as Entry).exptime = this.clock.expiryFrom(exptime);
+  }
+
+  setTokenSent(item: ItemView): void {
+    (item as Entry).tokenSent = true;
+  }
+
+  invalidate(item: ItemView): void {
+    const entry = item as Entry;
+    entry.stale = true;
+    entry.tokenSent = false;
+    entry.cas = this.nextCas();
+  }
+
+  vivify(key: Buffer, keyStart: number, keyEnd: number, exptime: number, binaryKey: boolean): ItemView | null {
+    const name = key.toString('latin1', keyStart, keyEnd);
+    const size = this.sizeOf(keyEnd - keyStart, 0, 0);
+    if (this.put(name, EMPTY, 0, this.clock.expiryFrom(exptime), size, binaryKey) !== 'stored') return null;
+    return this.items.get(name)!;
+  }
+
   getAndTouch(key: Buffer, keyStart: number, keyEnd: number, exptime: number): ItemView | null {
     const entry = this.lookup(key.toString('latin1', keyStart, keyEnd));
     if (entry === null) return null;
@@ -159,10 +208,12 @@ export class MemoryStore implements Store {
     mode: StoreMode,
     key: Buffer, keyStart: number, keyEnd: number,
     data: Buffer, dataStart: number, dataEnd: number,
-    flags: number, exptime: number, casUnique: number,
+    flags: number, exptime: number, casUnique: number, options = 0,
   ): StoreResult {
     const name = key.toString('latin1', keyStart, keyEnd);
     const existing = this.lookup(name);
+    const binaryKey = (options & STORE_BINARY_KEY) !== 0;
+    let markStale = false;
     switch (mode) {
       case 'add':
         if (existing !== null) {
@@ -171,15 +222,22 @@ export class MemoryStore implements Store {
         }
         break;
       case 'replace':
+        if (existing === null) return 'not_stored';
+        break;
       case 'append':
       case 'prepend':
         if (existing === null) return 'not_stored';
+        if (casUnique !== 0 && existing.cas !== casUnique) return 'exists';
         break;
       case 'cas':
         if (existing === null) return 'not_found';
-        // Under -C no CAS ever matches, as in memcached.
-        if (!this.options.casEnabled || existing.cas !== casUnique) return 'exists';
-        break;
+        if (this.options.casEnabled && existing.cas === casUnique) break;
+        // Meta I: an older CAS still stores the value, marked stale; under -C nothing matches.
+        if (this.options.casEnabled && (options & STORE_INVALIDATE) !== 0 && casUnique < existing.cas) {
+          markStale = true;
+          break;
+        }
+        return 'exists';
       case 'set':
         break;
     }
@@ -199,14 +257,27 @@ export class MemoryStore implements Store {
       }
       const size = this.sizeOf(keyEnd - keyStart, value.length, flags);
       if (size > this.options.maxItemSize) return 'not_stored';
-      return this.put(name, value, flags, existing.exptime, size);
+      return this.put(name, value, flags, existing.exptime, size, binaryKey);
     }
 
     const size = this.sizeOf(keyEnd - keyStart, dataEnd - dataStart, flags);
     if (size > this.options.maxItemSize) return 'too_large';
     value = Buffer.allocUnsafe(dataEnd - dataStart);
     data.copy(value, 0, dataStart, dataEnd);
-    return this.put(name, value, flags, this.clock.expiryFrom(exptime), size);
+    if (!markStale) return this.put(name, value, flags, this.clock.expiryFrom(exptime), size, binaryKey);
+    // A stale write keeps the TTL and the win-token state of the item it replaces.
+    const { exptime: keptExptime, tokenSent } = existing!;
+    const result = this.put(name, value, flags, keptExptime, size, binaryKey);
+    const stored = this.items.get(name);
+    if (result === 'stored' && stored !== undefined) {
+      stored.stale = true;
+      stored.tokenSent = tokenSent;
+    }
+    return result;
+  }
+
+  get lastCas(): number {
+    return this.casCounter;
   }
 
   delete(key: Buffer, keyStart: number, keyEnd: number): boolean {
@@ -216,9 +287,10 @@ export class MemoryStore implements Store {
     return true;
   }
 
-  applyDelta(key: Buffer, keyStart: number, keyEnd: number, delta: bigint, incr: boolean): DeltaResult {
+  applyDelta(key: Buffer, keyStart: number, keyEnd: number, delta: bigint, incr: boolean, casUnique = 0): DeltaResult {
     const entry = this.lookup(key.toString('latin1', keyStart, keyEnd));
     if (entry === null) return 'not_found';
+    if (casUnique !== 0 && entry.cas !== casUnique) return 'exists';
     const current = entry.value.length === 0 ? null : parseU64(entry.value, 0, entry.value.length);
     if (current === null) return 'non_numeric';
     let next: bigint;
@@ -232,7 +304,7 @@ export class MemoryStore implements Store {
     const value = Buffer.alloc(Math.max(digits.length, entry.value.length), 0x20);
     value.write(digits, 0, 'latin1');
     const size = this.sizeOf(keyEnd - keyStart, value.length, entry.flags);
-    const stored = this.put(entry.key, value, entry.flags, entry.exptime, size);
+    const stored = this.put(entry.key, value, entry.flags, entry.exptime, size, entry.binaryKey);
     return stored === 'stored' ? next : 'no_memory';
   }
 
@@ -262,7 +334,11 @@ export class MemoryStore implements Store {
     return entry;
   }
 
-  private put(name: string, value: Buffer, flags: number, exptime: number, size: number): StoreResult {
+  private nextCas(): number {
+    return this.options.casEnabled ? ++this.casCounter : 0;
+  }
+
+  private put(name: string, value: Buffer, flags: number, exptime: number, size: number, binaryKey: boolean): StoreResult {
     const existing = this.items.get(name);
     if (existing !== undefined) this.unlink(existing);
     const sizeClass = this.sizeClasses.classOf(size);
@@ -270,8 +346,7 @@ export class MemoryStore implements Store {
       this.classStats[sizeClass]!.outofmemory++;
       return 'no_memory';
     }
-    const cas = this.options.casEnabled ? ++this.casCounter : 0;
-    const entry = new Entry(name, value, flags, exptime, cas, this.clock.now, size, sizeClass);
+    const entry = new Entry(name, value, flags, exptime, this.nextCas(), this.clock.now, size, sizeClass, binaryKey);
     this.items.set(name, entry);
     this.linkAtHead(entry);
     this.bytes += size;

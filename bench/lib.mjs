@@ -1,0 +1,347 @@
+// Helpers for bench/run.mjs: servers, /proc readings, a pipelined loader, a latency probe,
+// and a memcaslap runner. Plain Node, no dependencies.
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+export function cpuCount() {
+  try {
+    return Number(execFileSync('nproc', { encoding: 'utf8' }).trim());
+  } catch {
+    return 1;
+  }
+}
+
+/** Fields of /proc/PID/stat after the command name, so fields[0] is field 3 (state). */
+function statFields(text) {
+  return text.slice(text.lastIndexOf(')') + 2).trim().split(/\s+/);
+}
+
+/** utime+stime of a live process, in seconds. */
+export function cpuSeconds(pid) {
+  const f = statFields(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK; // fields 14, 15
+}
+
+/** VmRSS of a live process, in bytes. */
+export function rssBytes(pid) {
+  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+export async function freePort() {
+  const srv = net.createServer();
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const { port } = srv.address();
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/** Every child we start, so an interrupted run leaves nothing behind. */
+const children = new Set();
+function killChildren() {
+  for (const c of children) {
+    try {
+      process.kill(c.pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+}
+process.on('exit', killChildren);
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    killChildren();
+    process.exit(130);
+  });
+}
+
+function track(child) {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+async function connectOnce(port) {
+  const sock = net.connect({ port, host: '127.0.0.1', noDelay: true });
+  await Promise.race([
+    once(sock, 'connect'),
+    once(sock, 'error').then(([e]) => Promise.reject(e)),
+  ]);
+  return sock;
+}
+
+export async function connect(port, timeoutMs = 10000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await connectOnce(port);
+    } catch (e) {
+      if (Date.now() > deadline) throw e;
+      await sleep(50);
+    }
+  }
+}
+
+/** Sends one request, resolves with the reply once `done(text)` says it is complete. */
+export async function request(port, text, done = (s) => s.endsWith('\r\n')) {
+  const sock = await connect(port);
+  try {
+    sock.write(text);
+    let buf = '';
+    for await (const chunk of sock) {
+      buf += chunk.toString('latin1');
+      if (done(buf)) return buf;
+    }
+    return buf;
+  } finally {
+    sock.destroy();
+  }
+}
+
+export async function stats(port) {
+  const reply = await request(port, 'stats\r\n', (s) => s.endsWith('END\r\n'));
+  const out = {};
+  for (const m of reply.matchAll(/^STAT (\S+) (.*)\r$/gm)) out[m[1]] = m[2];
+  return out;
+}
+
+/**
+ * Starts a server pinned to `cpu` (or unpinned when cpu is null).
+ * kind: 'memcached' | 'mnemo' | 'naive'. Resolves when it accepts connections.
+ */
+export async function startServer(kind, { mb, cpu, repoRoot, naivePath, cpuProfDir }) {
+  let cmd;
+  let args;
+  let port = kind === 'mnemo' ? -1 : await freePort();
+  if (kind === 'memcached') {
+    cmd = 'memcached';
+    args = ['-t', '1', '-u', 'root', '-U', '0', '-l', '127.0.0.1', '-p', String(port), '-m', String(mb)];
+  } else if (kind === 'mnemo') {
+    cmd = process.execPath;
+    args = [];
+    if (cpuProfDir) args.push('--cpu-prof', '--cpu-prof-dir', cpuProfDir);
+    args.push(`${repoRoot}/bin/mnemo`, '-p', '-1', '-m', String(mb), '-l', '127.0.0.1');
+  } else if (kind === 'naive') {
+    if (!existsSync(naivePath)) throw new Error(`${naivePath} is absent`);
+    cmd = process.execPath;
+    args = [naivePath, String(port), '127.0.0.1'];
+  } else {
+    throw new Error(`unknown server ${kind}`);
+  }
+  if (cpu !== null) {
+    args = ['-c', String(cpu), cmd, ...args];
+    cmd = 'taskset';
+  }
+  const child = track(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+  let output = '';
+  const collect = (d) => {
+    output += d.toString();
+    if (output.length > 64 * 1024) output = output.slice(-32 * 1024);
+  };
+  child.stdout.on('data', collect);
+  child.stderr.on('data', collect);
+  const exited = once(child, 'exit').then(([code, sig]) => {
+    throw new Error(`${kind} exited (${code ?? sig}) before it was ready: ${output.trim().slice(-500)}`);
+  });
+  exited.catch(() => {});
+  if (kind === 'mnemo') {
+    const ready = new Promise((resolve) => {
+      const check = () => {
+        const m = / listening on tcp [^\s]+:(\d+)/.exec(output);
+        if (m) resolve(Number(m[1]));
+      };
+      child.stderr.on('data', check);
+      child.stdout.on('data', check);
+    });
+    const timeout = sleep(15000).then(() => {
+      throw new Error(`mnemo did not print its listening line in 15 s: ${output.trim().slice(-500)}`);
+    });
+    port = await Promise.race([ready, exited, timeout]);
+  }
+  // Ready means it answers `version`.
+  const reply = await Promise.race([
+    request(port, 'version\r\n'),
+    exited,
+    sleep(15000).then(() => {
+      throw new Error(`${kind} did not answer 'version' in 15 s`);
+    }),
+  ]);
+  if (!reply.startsWith('VERSION ')) throw new Error(`${kind}: unexpected reply to version: ${reply}`);
+  const version = reply.slice(8).trim();
+  return {
+    kind,
+    pid: child.pid,
+    port,
+    version,
+    output: () => output,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const gone = await Promise.race([once(child, 'exit').then(() => true), sleep(5000).then(() => false)]);
+      if (!gone) {
+        child.kill('SIGKILL');
+        await once(child, 'exit');
+      }
+    },
+  };
+}
+
+/**
+ * Loads `count` items with pipelined `set ... noreply` over `conns` connections, then
+ * waits for a `version` reply on each so every set has been processed.
+ * Returns the number of error lines the server sent back (noreply hides successes only).
+ */
+export async function load(port, { count, keyOf, valueSize, conns = 4, batchBytes = 256 * 1024 }) {
+  const value = 'x'.repeat(valueSize);
+  const per = Math.ceil(count / conns);
+  let errors = 0;
+  let sample = '';
+  await Promise.all(
+    Array.from({ length: conns }, async (_, c) => {
+      const from = c * per;
+      const to = Math.min(count, from + per);
+      if (from >= to) return;
+      const sock = await connect(port);
+      let received = '';
+      sock.on('data', (d) => {
+        received += d.toString('latin1');
+      });
+      let i = from;
+      while (i < to) {
+        let chunk = '';
+        while (i < to && chunk.length < batchBytes) {
+          chunk += `set ${keyOf(i)} 0 0 ${valueSize} noreply\r\n${value}\r\n`;
+          i++;
+        }
+        if (!sock.write(chunk, 'latin1')) await once(sock, 'drain');
+      }
+      sock.write('version\r\n');
+      while (!/VERSION [^\r]*\r\n$/.test(received)) {
+        await Promise.race([
+          once(sock, 'data'),
+          once(sock, 'close').then(() => {
+            throw new Error('loader connection closed');
+          }),
+        ]);
+      }
+      const extra = received.replace(/VERSION [^\r]*\r\n$/, '');
+      if (extra.length > 0) {
+        errors += extra.split('\r\n').filter(Boolean).length;
+        if (!sample) sample = extra.slice(0, 200);
+      }
+      sock.destroy();
+    }),
+  );
+  return { errors, sample };
+}
+
+/**
+ * A low-rate latency probe: one `get key` at a time on its own connection, at most one
+ * every `intervalMs`, each timed with process.hrtime from write to the end of the reply.
+ */
+export async function startProbe(port, key, intervalMs = 2) {
+  const sock = await connect(port);
+  const req = Buffer.from(`get ${key}\r\n`, 'latin1');
+  const samples = []; // microseconds
+  let t0 = 0n;
+  let outstanding = false;
+  let pending = '';
+  let errors = 0;
+  sock.on('data', (d) => {
+    pending += d.toString('latin1');
+    if (pending.endsWith('END\r\n')) {
+      samples.push(Number(process.hrtime.bigint() - t0) / 1000);
+      if (!pending.startsWith('VALUE ')) errors++; // a miss still times the round trip
+      pending = '';
+      outstanding = false;
+    } else if (/^(ERROR|CLIENT_ERROR|SERVER_ERROR)[^\n]*\n$/.test(pending)) {
+      errors++;
+      pending = '';
+      outstanding = false;
+    }
+  });
+  sock.on('error', () => {});
+  const timer = setInterval(() => {
+    if (outstanding) return;
+    outstanding = true;
+    t0 = process.hrtime.bigint();
+    sock.write(req);
+  }, intervalMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      sock.destroy();
+      return { samples, errors };
+    },
+  };
+}
+
+export function percentile(sorted, p) {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i];
+}
+
+export function median(xs) {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+/** Parses memcaslap's closing block. Throws when there is no "Ops: N TPS: N" line. */
+export function parseMemaslap(text) {
+  const run = /Run time:\s*([\d.]+)s\s+Ops:\s*(\d+)\s+TPS:\s*(\d+)/.exec(text);
+  if (!run) throw new Error(`no 'Run time: ... Ops: ... TPS: ...' line in memcaslap output:\n${text.slice(-800)}`);
+  const num = (name) => {
+    const m = new RegExp(`^\\s*${name}:\\s*(\\d+)`, 'm').exec(text);
+    return m ? Number(m[1]) : NaN;
+  };
+  return {
+    seconds: Number(run[1]),
+    ops: Number(run[2]),
+    tps: Number(run[3]),
+    cmdGet: num('cmd_get'),
+    cmdSet: num('cmd_set'),
+    getMisses: num('get_misses'),
+  };
+}
+
+/**
+ * Runs memcaslap (pinned to `cpu` when not null) and returns its parsed totals plus its own
+ * CPU time: the wrapping shell prints its cutime+cstime (fields 16, 17 of /proc/$$/stat)
+ * once memcaslap has been waited for.
+ */
+export async function runMemaslap(args, { cpu }) {
+  const inner = cpu !== null ? `taskset -c ${cpu} memcaslap "$@"` : 'memcaslap "$@"';
+  const script = `${inner}; rc=$?; echo "__MS_STAT__ $(cat /proc/$$/stat)"; exit $rc`;
+  const started = process.hrtime.bigint();
+  const child = track(spawn('sh', ['-c', script, 'sh', ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  let out = '';
+  child.stdout.on('data', (d) => (out += d.toString()));
+  child.stderr.on('data', (d) => (out += d.toString()));
+  const [code] = await once(child, 'exit');
+  const wall = Number(process.hrtime.bigint() - started) / 1e9;
+  const statLine = /__MS_STAT__ (.*)/.exec(out);
+  let genCpu = NaN;
+  if (statLine) {
+    const f = statFields(statLine[1]);
+    genCpu = (Number(f[13]) + Number(f[14])) / CLK_TCK; // fields 16, 17
+  }
+  const text = out.replace(/__MS_STAT__.*\n?/, '');
+  if (code !== 0) throw new Error(`memcaslap exited ${code}:\n${text.slice(-800)}`);
+  return { ...parseMemaslap(text), genCpu, wall, raw: text };
+}

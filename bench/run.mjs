@@ -1,0 +1,380 @@
+#!/usr/bin/env node
+// Mnemo vs memcached benchmark harness. See bench/NOTES.md.
+//   npm run bench          full run: scenarios a-e, 3 rounds, 8 s per server per run
+//   npm run bench:smoke    scenario a only, one round, 5 s per server; never asserts on timings
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  cpuCount,
+  cpuSeconds,
+  load,
+  median,
+  percentile,
+  rssBytes,
+  runMemaslap,
+  startProbe,
+  startServer,
+  stats,
+} from './lib.mjs';
+
+const HELP = `Usage: node bench/run.mjs [options]
+  --scenarios=LIST   comma-separated subset of a,b,c,d,e (default: all)
+                       a  50 conns, 10% set / 90% get, 32 B values, 100k keys prefilled
+                       b  as a, with multi-gets of 16 keys (memcaslap -d 16)
+                       c  as a, with 4 KiB values
+                       d  memory: RSS per item after loading 1,000,000 items of 100 B
+                       e  naive-node-server.mjs (../shared/bench) under workload a
+  --rounds=N         rounds; server order alternates each round (default 3)
+  --seconds=S        memcaslap run time per server per run (default 8)
+  --memory=MB        -m for every server (default 1024)
+  --keys=N           keys prefilled and memcaslap's window in a-c (default 100000)
+  --mem-items=N      items loaded in d (default 1000000)
+  --out=FILE         Markdown output (default bench/results/latest.md)
+  --cpu-prof=DIR     run Mnemo under node --cpu-prof, profiles written to DIR
+  --smoke            scenario a, 1 round, 5 s, output to bench/results/smoke.md.tmp
+  --verbose          print memcaslap's raw output
+  -h, --help`;
+
+const { values: opt } = parseArgs({
+  options: {
+    scenarios: { type: 'string' },
+    rounds: { type: 'string' },
+    seconds: { type: 'string' },
+    memory: { type: 'string', default: '1024' },
+    keys: { type: 'string', default: '100000' },
+    'mem-items': { type: 'string', default: '1000000' },
+    out: { type: 'string' },
+    'cpu-prof': { type: 'string' },
+    smoke: { type: 'boolean', default: false },
+    verbose: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (opt.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+
+const benchDir = path.dirname(fileURLToPath(import.meta.url));
+const repoRoot = path.resolve(benchDir, '..');
+const naivePath = path.resolve(repoRoot, '../shared/bench/naive-node-server.mjs');
+const smoke = opt.smoke;
+const scenarios = new Set((opt.scenarios ?? (smoke ? 'a' : 'a,b,c,d,e')).split(',').map((s) => s.trim()).filter(Boolean));
+for (const s of scenarios) if (!'abcde'.includes(s) || s.length !== 1) usage(`unknown scenario '${s}'`);
+const rounds = int(opt.rounds ?? (smoke ? '1' : '3'), 'rounds');
+const seconds = int(opt.seconds ?? (smoke ? '5' : '8'), 'seconds');
+const mb = int(opt.memory, 'memory');
+const keys = int(opt.keys, 'keys');
+const memItems = int(opt['mem-items'], 'mem-items');
+const outFile = path.resolve(opt.out ?? path.join(benchDir, 'results', smoke ? 'smoke.md.tmp' : 'latest.md'));
+const CONNS = 50;
+// memcaslap's window is per connection and takes only k/m/g suffixes (k = 1024): 2k x 50 = 102,400 keys.
+const msWindow = `${Math.max(1, Math.round(keys / CONNS / 1024))}k`;
+
+function usage(msg) {
+  console.error(`bench: ${msg}\n${HELP}`);
+  process.exit(2);
+}
+function int(s, name) {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n <= 0) usage(`--${name} must be a positive integer`);
+  return n;
+}
+const log = (msg) => process.stderr.write(`${msg}\n`);
+
+// Pinning: servers on core 0; memcaslap, this harness, its loader and its probe on core 1.
+const pin = cpuCount() >= 2;
+const SERVER_CPU = pin ? 0 : null;
+const GEN_CPU = pin ? 1 : null;
+if (pin) execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
+
+if (!existsSync(path.join(repoRoot, 'dist', 'main.js'))) {
+  console.error('bench: dist/main.js is missing: run `npm run build` first (npm run bench does)');
+  process.exit(1);
+}
+const naiveNote = scenarios.has('e') && !existsSync(naivePath) ? `scenario e skipped: ${naivePath} is absent` : null;
+if (naiveNote) {
+  scenarios.delete('e');
+  log(`bench: ${naiveNote}`);
+}
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'mnemo-bench-'));
+process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
+function memaslapConfig(valueSize) {
+  const file = path.join(tmp, `memaslap-${valueSize}.cnf`);
+  // 64-byte keys (memaslap's default), fixed value size, 10% set (cmd 0) / 90% get (cmd 1).
+  writeFileSync(file, `key\n64 64 1\nvalue\n${valueSize} ${valueSize} 1\ncmd\n0 0.1\n1 0.9\n`);
+  return file;
+}
+const prefillKey = (i) => `prefill:${String(i).padStart(56, '0')}`; // 64 bytes, like memaslap's keys
+const memKey = (i) => `bench:${String(i).padStart(10, '0')}`; // 16 bytes
+
+const WORKLOADS = {
+  a: { title: 'a: 32 B values, single gets', valueSize: 32, division: 1 },
+  b: { title: 'b: 32 B values, multi-get of 16', valueSize: 32, division: 16 },
+  c: { title: 'c: 4 KiB values, single gets', valueSize: 4096, division: 1 },
+};
+const LABEL = { memcached: 'memcached', mnemo: 'Mnemo', naive: 'naive-node-server' };
+
+function serversFor(w) {
+  const list = [];
+  if (scenarios.has(w)) list.push('memcached', 'mnemo');
+  if (w === 'a' && scenarios.has('e')) {
+    if (!list.includes('memcached')) list.push('memcached');
+    list.push('naive');
+  }
+  return list;
+}
+
+const results = {}; // results[w][server] = per-round measurements
+const failures = [];
+const versions = {};
+const commands = new Set();
+
+async function runWorkload(w, kind, round) {
+  const { valueSize, division } = WORKLOADS[w];
+  const srv = await startServer(kind, {
+    mb,
+    cpu: SERVER_CPU,
+    repoRoot,
+    naivePath,
+    cpuProfDir: kind === 'mnemo' ? opt['cpu-prof'] : undefined,
+  });
+  versions[kind] = srv.version;
+  try {
+    const pre = await load(srv.port, { count: keys, keyOf: prefillKey, valueSize, conns: 4 });
+    if (pre.errors) log(`  warning: ${kind} answered ${pre.errors} error lines to the prefill: ${pre.sample}`);
+    await sleep(200);
+    const args = ['-s', `127.0.0.1:${srv.port}`, '-T', '1', '-c', String(CONNS), '-w', msWindow,
+      '-t', `${seconds}s`, '-X', String(valueSize), '-F', memaslapConfig(valueSize)];
+    if (division > 1) args.push('-d', String(division));
+    commands.add(`${pin ? `taskset -c ${GEN_CPU} ` : ''}memcaslap ${args.join(' ').replace(/127\.0\.0\.1:\d+/, '127.0.0.1:PORT').replace(/-F \S+/, '-F <cfg>')}`);
+    const cpu0 = cpuSeconds(srv.pid);
+    const ms = runMemaslap(args, { cpu: GEN_CPU });
+    ms.catch(() => {});
+    // The probe covers the middle of the run: from 0.3 s in to 0.2 s before the end.
+    await sleep(300);
+    const probe = await startProbe(srv.port, prefillKey(0), 2);
+    const stopAt = sleep(Math.max(100, seconds * 1000 - 500)).then(() => 'timer');
+    await Promise.race([stopAt, ms.then(() => 'done', () => 'done')]);
+    const pr = probe.stop();
+    const r = await ms;
+    const cpu1 = cpuSeconds(srv.pid);
+    if (opt.verbose) log(r.raw);
+    const sorted = pr.samples.sort((x, y) => x - y);
+    const serverOps = r.ops + sorted.length;
+    const m = {
+      round,
+      tps: r.tps,
+      ops: r.ops,
+      p50: percentile(sorted, 50) / 1000,
+      p99: percentile(sorted, 99) / 1000,
+      probes: sorted.length,
+      probeErrors: pr.errors,
+      cpuPerMop: ((cpu1 - cpu0) / serverOps) * 1e6,
+      genPct: (r.genCpu / r.wall) * 100,
+      getMisses: r.getMisses,
+    };
+    log(`  ${LABEL[kind].padEnd(17)} ${fmtOps(m.tps).padStart(7)} ops/s  p50 ${fmtMs(m.p50)}  p99 ${fmtMs(m.p99)} ms` +
+      `  CPU ${m.cpuPerMop.toFixed(2)} s/Mop  generator ${m.genPct.toFixed(0)}%` +
+      (m.getMisses ? `  get_misses ${m.getMisses}` : '') + (m.probeErrors ? `  probe misses/errors ${m.probeErrors}` : ''));
+    return m;
+  } finally {
+    await srv.stop();
+  }
+}
+
+async function runMemory(kind, round) {
+  const srv = await startServer(kind, { mb, cpu: SERVER_CPU, repoRoot, naivePath });
+  versions[kind] = srv.version;
+  try {
+    await sleep(300);
+    const before = rssBytes(srv.pid);
+    const t0 = Date.now();
+    const res = await load(srv.port, { count: memItems, keyOf: memKey, valueSize: 100, conns: 4 });
+    const loadSec = (Date.now() - t0) / 1000;
+    await sleep(1000);
+    const after = rssBytes(srv.pid);
+    const st = await stats(srv.port);
+    const stored = Number(st.curr_items);
+    const m = { round, before, after, stored, perItem: (after - before) / memItems, loadSec, errors: res.errors };
+    log(`  ${LABEL[kind].padEnd(17)} RSS ${mib(before)} -> ${mib(after)} MiB, ${stored} items stored, ` +
+      `${m.perItem.toFixed(0)} B/item, loaded in ${loadSec.toFixed(1)} s` + (res.errors ? `, ${res.errors} error lines: ${res.sample}` : ''));
+    return m;
+  } finally {
+    await srv.stop();
+  }
+}
+
+const fmtOps = (x) => (Number.isFinite(x) ? (x >= 1e6 ? `${(x / 1e6).toFixed(2)}M` : `${(x / 1e3).toFixed(1)}k`) : '—');
+const fmtMs = (x) => (Number.isFinite(x) ? x.toFixed(3) : '—');
+const fmtX = (x) => (Number.isFinite(x) ? `${x.toFixed(2)}×` : '—');
+const mib = (b) => (b / 1048576).toFixed(1);
+
+function record(w, kind, m) {
+  ((results[w] ??= {})[kind] ??= []).push(m);
+}
+
+const started = Date.now();
+const order = (list, round) => (round % 2 === 0 ? list : [...list].reverse());
+let startFailure = null;
+outer: for (let round = 0; round < rounds; round++) {
+  log(`round ${round + 1}/${rounds}`);
+  for (const w of ['a', 'b', 'c']) {
+    const servers = serversFor(w);
+    if (servers.length === 0) continue;
+    log(` ${WORKLOADS[w].title}`);
+    for (const kind of order(servers, round)) {
+      try {
+        record(w, kind, await runWorkload(w, kind, round));
+      } catch (e) {
+        const msg = `round ${round + 1}, ${w}, ${kind}: ${e.message}`;
+        log(`  FAILED ${msg}`);
+        failures.push(msg);
+        if (/before it was ready|did not (print|answer)|ECONNREFUSED|is absent/.test(e.message)) {
+          startFailure = msg;
+          break outer;
+        }
+      }
+    }
+  }
+  if (scenarios.has('d')) {
+    log(` d: memory, ${memItems} items of 100 B`);
+    for (const kind of order(['memcached', 'mnemo'], round)) {
+      try {
+        record('d', kind, await runMemory(kind, round));
+      } catch (e) {
+        const msg = `round ${round + 1}, d, ${kind}: ${e.message}`;
+        log(`  FAILED ${msg}`);
+        failures.push(msg);
+        if (/before it was ready|did not (print|answer)/.test(e.message)) {
+          startFailure = msg;
+          break outer;
+        }
+      }
+    }
+  }
+}
+const elapsed = (Date.now() - started) / 1000;
+
+// ---- report ----
+/** Median over rounds of a per-round ratio num[k]/den[k], pairing runs of the same round. */
+function ratio(numRuns, denRuns, key) {
+  if (!numRuns || !denRuns) return NaN;
+  const xs = [];
+  for (const n of numRuns) {
+    const d = denRuns.find((x) => x.round === n.round);
+    if (d) xs.push(n[key] / d[key]);
+  }
+  return median(xs);
+}
+const med = (runs, key) => (runs ? median(runs.map((r) => r[key])) : NaN);
+
+function gitDescribe() {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: repoRoot, encoding: 'utf8' }).trim();
+    return dirty ? `${head} + uncommitted changes in src/` : head;
+  } catch {
+    return 'unknown';
+  }
+}
+
+const lines = [];
+const L = (s = '') => lines.push(s);
+L(`# Mnemo vs memcached${smoke ? ' (smoke run: one round, timings not meaningful)' : ''}`);
+L();
+L(`${new Date().toISOString()} · Mnemo ${versions.mnemo ?? '?'} at ${gitDescribe()} · memcached ${versions.memcached ?? '?'} · Node ${process.version} · ` +
+  `${os.cpus().length} cores, ${pin ? 'servers pinned to core 0, memcaslap + harness to core 1' : 'no pinning (fewer than 2 cores)'} · ` +
+  `${rounds} round(s), ${seconds} s per run, -m ${mb} · took ${elapsed.toFixed(0)} s`);
+L();
+const ws = ['a', 'b', 'c'].filter((w) => results[w]);
+if (ws.length || results.a?.naive) {
+  L('| scenario | server | ops/s | p50 ms | p99 ms | server CPU s per M ops | generator CPU |');
+  L('|---|---|---|---|---|---|---|');
+  const row = (title, kind, runs) =>
+    L(`| ${title} | ${LABEL[kind]} | ${fmtOps(med(runs, 'tps'))} | ${fmtMs(med(runs, 'p50'))} | ${fmtMs(med(runs, 'p99'))} | ` +
+      `${med(runs, 'cpuPerMop').toFixed(2)} | ${med(runs, 'genPct').toFixed(0)}% |`);
+  const ratioRow = (title, label, num, den) =>
+    L(`| ${title} | **${label}** | **${fmtX(ratio(num, den, 'tps'))}** | ${fmtX(ratio(num, den, 'p50'))} | ` +
+      `${fmtX(ratio(num, den, 'p99'))} | **${fmtX(ratio(num, den, 'cpuPerMop'))}** | |`);
+  for (const w of ws) {
+    const r = results[w];
+    if (!r.mnemo) continue;
+    if (r.memcached) row(WORKLOADS[w].title, 'memcached', r.memcached);
+    row(WORKLOADS[w].title, 'mnemo', r.mnemo);
+    if (r.memcached) ratioRow(WORKLOADS[w].title, 'Mnemo / memcached', r.mnemo, r.memcached);
+  }
+  if (results.a?.naive) {
+    const t = 'e: naive Node server, workload a';
+    if (!results.a.mnemo && results.a.memcached) row(t, 'memcached', results.a.memcached);
+    row(t, 'naive', results.a.naive);
+    ratioRow(t, 'naive / memcached', results.a.naive, results.a.memcached);
+    if (results.a.mnemo) ratioRow(t, 'Mnemo / naive', results.a.mnemo, results.a.naive);
+  }
+  L();
+  L('Values are medians over rounds; ratios are medians of the per-round ratios (runs of the same round). ' +
+    'ops/s: memcaslap TPS (a multi-get of 16 counts 16). p50/p99: a separate probe connection sending one `get` ' +
+    'at a time, at most every 2 ms, during the load. Server CPU: utime+stime of the server process over the run ' +
+    'divided by operations (memcaslap + probe) — seconds per million ops, i.e. µs per op. Generator CPU: memcaslap ' +
+    'CPU time over wall time; near 100% means the load generator, not the server, set the pace.');
+  L();
+}
+if (results.d) {
+  const d = results.d;
+  L(`| d: memory, ${memItems.toLocaleString('en-US')} items of 100 B, 16 B keys | RSS before | RSS after | items stored | RSS per item |`);
+  L('|---|---|---|---|---|');
+  for (const kind of ['memcached', 'mnemo']) {
+    if (!d[kind]) continue;
+    L(`| ${LABEL[kind]} | ${mib(med(d[kind], 'before'))} MiB | ${mib(med(d[kind], 'after'))} MiB | ` +
+      `${med(d[kind], 'stored')} | ${med(d[kind], 'perItem').toFixed(0)} B |`);
+  }
+  if (d.mnemo && d.memcached) L(`| **Mnemo / memcached** | | | | **${fmtX(ratio(d.mnemo, d.memcached, 'perItem'))}** |`);
+  L();
+  L('RSS per item = (VmRSS after loading − VmRSS before) / items loaded, 1 s after the last set was acknowledged; ' +
+    'loaded with pipelined `set … noreply` over 4 connections.');
+  L();
+}
+if (naiveNote) L(`Note: ${naiveNote}.`), L();
+if (failures.length) {
+  L('## Failures');
+  for (const f of failures) L(`- ${f.split('\n')[0]}`);
+  L();
+}
+L('<details><summary>Per-round measurements</summary>');
+L();
+L('| round | scenario | server | ops/s | p50 ms | p99 ms | CPU s/Mop | generator | get_misses |');
+L('|---|---|---|---|---|---|---|---|---|');
+for (const w of ['a', 'b', 'c']) {
+  for (const [kind, runs] of Object.entries(results[w] ?? {})) {
+    for (const m of runs) {
+      L(`| ${m.round + 1} | ${w} | ${LABEL[kind]} | ${fmtOps(m.tps)} | ${fmtMs(m.p50)} | ${fmtMs(m.p99)} | ` +
+        `${m.cpuPerMop.toFixed(2)} | ${m.genPct.toFixed(0)}% | ${m.getMisses} |`);
+    }
+  }
+}
+for (const [kind, runs] of Object.entries(results.d ?? {})) {
+  for (const m of runs) L(`| ${m.round + 1} | d | ${LABEL[kind]} | RSS ${mib(m.before)} → ${mib(m.after)} MiB | | | ${m.perItem.toFixed(0)} B/item | | |`);
+}
+L();
+L('Load commands (PORT and the config file vary; the config sets 64-byte keys, the value size, 10% set / 90% get):');
+L();
+for (const c of commands) L(`    ${c}`);
+L();
+L('</details>');
+
+const md = lines.join('\n') + '\n';
+mkdirSync(path.dirname(outFile), { recursive: true });
+writeFileSync(outFile, md);
+console.log(md);
+log(`bench: wrote ${path.relative(process.cwd(), outFile)} (${elapsed.toFixed(0)} s)`);
+if (startFailure) {
+  log(`bench: a server failed to start: ${startFailure}`);
+  process.exit(1);
+}
+process.exit(failures.length ? 1 : 0);
