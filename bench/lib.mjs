@@ -200,11 +200,13 @@ export async function startServer(kind, { mb, cpu, repoRoot, naivePath, cpuProfD
 }
 
 /**
- * Loads `count` items with pipelined `set ... noreply` over `conns` connections, then
- * waits for a `version` reply on each so every set has been processed.
+ * Loads `count` items with pipelined `set ... noreply` over `conns` connections. Each batch of
+ * about `batchBytes` ends with a `version`, and at most `inflight` batches per connection are
+ * unacknowledged, so the server never holds more than ~inflight*batchBytes of unread input per
+ * connection and every set has been processed when load() resolves.
  * Returns the number of error lines the server sent back (noreply hides successes only).
  */
-export async function load(port, { count, keyOf, valueSize, conns = 4, batchBytes = 256 * 1024 }) {
+export async function load(port, { count, keyOf, valueSize, conns = 4, batchBytes = 64 * 1024, inflight = 4 }) {
   const value = 'x'.repeat(valueSize);
   const per = Math.ceil(count / conns);
   let errors = 0;
@@ -215,10 +217,37 @@ export async function load(port, { count, keyOf, valueSize, conns = 4, batchByte
       const to = Math.min(count, from + per);
       if (from >= to) return;
       const sock = await connect(port);
-      let received = '';
+      let acked = 0;
+      let sent = 0;
+      let pending = '';
+      let wake = null;
+      let closed = null;
       sock.on('data', (d) => {
-        received += d.toString('latin1');
+        pending += d.toString('latin1');
+        let nl;
+        while ((nl = pending.indexOf('\r\n')) !== -1) {
+          const line = pending.slice(0, nl);
+          pending = pending.slice(nl + 2);
+          if (line.startsWith('VERSION ')) acked++;
+          else {
+            errors++;
+            if (!sample) sample = line.slice(0, 200);
+          }
+        }
+        if (wake) wake();
       });
+      sock.on('close', () => {
+        closed = new Error(`loader connection closed by the server after ${acked} of ${sent} batches`);
+        if (wake) wake();
+      });
+      sock.on('error', () => {});
+      const waitFor = async (n) => {
+        while (acked < n) {
+          if (closed) throw closed;
+          await new Promise((r) => (wake = r));
+          wake = null;
+        }
+      };
       let i = from;
       while (i < to) {
         let chunk = '';
@@ -226,22 +255,13 @@ export async function load(port, { count, keyOf, valueSize, conns = 4, batchByte
           chunk += `set ${keyOf(i)} 0 0 ${valueSize} noreply\r\n${value}\r\n`;
           i++;
         }
-        if (!sock.write(chunk, 'latin1')) await once(sock, 'drain');
+        chunk += 'version\r\n';
+        sent++;
+        if (closed) throw closed;
+        sock.write(chunk, 'latin1');
+        await waitFor(sent - inflight);
       }
-      sock.write('version\r\n');
-      while (!/VERSION [^\r]*\r\n$/.test(received)) {
-        await Promise.race([
-          once(sock, 'data'),
-          once(sock, 'close').then(() => {
-            throw new Error('loader connection closed');
-          }),
-        ]);
-      }
-      const extra = received.replace(/VERSION [^\r]*\r\n$/, '');
-      if (extra.length > 0) {
-        errors += extra.split('\r\n').filter(Boolean).length;
-        if (!sample) sample = extra.slice(0, 200);
-      }
+      await waitFor(sent);
       sock.destroy();
     }),
   );

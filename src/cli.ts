@@ -1,3 +1,4 @@
+import { accessSync, constants } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, DEFAULTS, type Config } from './config.js';
 import { applyExtendedOption } from './extended-options.js';
@@ -47,12 +48,13 @@ const OPTIONS = {
   napi_ids: { type: 'string', short: 'N' },
   // Mnemo's own, long names only.
   'log-file': { type: 'string' },
+  'sasl-pwdb': { type: 'string' },
 } as const;
 
 type OptionName = keyof typeof OPTIONS;
 
 /** Flags whose features belong to later work: refused with a clear message until they land. */
-const NOT_YET: OptionName[] = ['enable-sasl', 'auth-file', 'enable-ssl'];
+const NOT_YET: OptionName[] = ['enable-ssl'];
 
 export const HELP = `Usage: mnemo [options]
 A memcached-compatible cache server. Flags use memcached's names and meanings.
@@ -73,7 +75,10 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
   -F, --disable-flush-all     disable the flush_all command
   -A, --enable-shutdown       enable the "shutdown" command
   -X, --disable-dumping       disable stats cachedump and lru_crawler metadump
-  -B, --protocol=<name>       ascii or auto (default: auto); binary is not supported yet
+  -B, --protocol=<name>       ascii, binary or auto (default: auto-negotiate per connection)
+  -S, --enable-sasl           require SASL PLAIN authentication (binary protocol only)
+      --sasl-pwdb=<file>      SASL passwords, "user:password" lines (or MEMCACHED_SASL_PWDB)
+  -Y, --auth-file=<file>      require ASCII authentication: "user:pass" lines
   -D <char>                   key prefix delimiter for "stats detail" (turns it on)
   -d, --daemon                run in the background
   -P, --pidfile=<file>        write the process id to <file> (with or without -d)
@@ -89,7 +94,7 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
   -i, --license               print the license and exit
   -V, --version               print the version and exit
 
-Not supported yet: -S (SASL), -Y (ASCII auth), -Z (TLS), -B binary.
+Not supported yet: -Z (TLS).
 `;
 
 export type CliResult =
@@ -141,6 +146,14 @@ function decimal(name: OptionName, text: string, min: number): number {
     throw new ConfigError(`${flagName(name)}: '${text}' must be a number above ${min}`);
   }
   return value;
+}
+
+function readable(name: OptionName, path: string): void {
+  try {
+    accessSync(path, constants.R_OK);
+  } catch {
+    throw new ConfigError(`${flagName(name)}: cannot read ${path}`);
+  }
 }
 
 /** memcached's -I: bytes, or a number with a k or m unit. */
@@ -204,11 +217,29 @@ export function parseCommandLine(argv: string[]): CliResult {
   if (values['disable-dumping']) config.dumpingEnabled = false;
   if (values.protocol !== undefined) {
     const protocol = values.protocol;
-    if (protocol === 'binary') throw new ConfigError(`not supported yet: ${flagName('protocol')} binary`);
-    if (protocol !== 'auto' && protocol !== 'ascii') {
+    if (protocol !== 'auto' && protocol !== 'ascii' && protocol !== 'binary') {
       throw new ConfigError(`${flagName('protocol')}: '${protocol}' is not one of ascii, binary, auto`);
     }
     config.protocol = protocol;
+  }
+  if (values['enable-sasl']) {
+    // memcached: SASL works over the binary protocol only.
+    if (config.protocol === 'ascii') {
+      throw new ConfigError(`${flagName('enable-sasl')}: cannot allow the ASCII protocol (-B ascii) while using SASL`);
+    }
+    config.saslEnabled = true;
+    config.protocol = 'binary';
+    config.saslPasswordFile = values['sasl-pwdb'] ?? process.env.MEMCACHED_SASL_PWDB ?? null;
+    if (config.saslPasswordFile === null) {
+      throw new ConfigError(`${flagName('enable-sasl')}: needs --sasl-pwdb=<file> or MEMCACHED_SASL_PWDB`);
+    }
+    readable('sasl-pwdb', config.saslPasswordFile);
+  } else if (values['sasl-pwdb'] !== undefined) {
+    throw new ConfigError(`${flagName('sasl-pwdb')}: only with -S/--enable-sasl`);
+  }
+  if (values['auth-file'] !== undefined) {
+    readable('auth-file', values['auth-file']);
+    config.authFile = values['auth-file'];
   }
   if (values['prefix-delimiter'] !== undefined) {
     if (values['prefix-delimiter'].length !== 1) {

@@ -42,8 +42,14 @@ export interface Config {
   casEnabled: boolean;
   /** -X turns `stats cachedump` and `lru_crawler metadump` off. */
   dumpingEnabled: boolean;
-  /** -B: which protocols a connection may speak. */
+  /** -B: which protocols a connection may speak (-S forces binary, as in memcached). */
   protocol: 'auto' | 'ascii' | 'binary';
+  /** -S: binary connections must authenticate with SASL PLAIN against saslPasswordFile. */
+  saslEnabled: boolean;
+  /** --sasl-pwdb or MEMCACHED_SASL_PWDB: `user:password` lines. */
+  saslPasswordFile: string | null;
+  /** -Y: text connections must first send `set <any> 0 0 N` with `user pass` as data. */
+  authFile: string | null;
   /** -D: key prefix delimiter for `stats detail`; giving it turns detail on. */
   prefixDelimiter: string;
   detailEnabled: boolean;
@@ -81,6 +87,9 @@ export const DEFAULTS: Readonly<Config> = {
   casEnabled: true,
   dumpingEnabled: true,
   protocol: 'auto',
+  saslEnabled: false,
+  saslPasswordFile: null,
+  authFile: null,
   prefixDelimiter: ':',
   detailEnabled: false,
   trackSizes: false,

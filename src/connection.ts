@@ -1,6 +1,9 @@
 import type { Socket } from 'node:net';
 import type { ServerContext } from './context.js';
 import { OUTPUT_HARD_CAP, OUTPUT_SOFT_CAP, OutputBuffer } from './output.js';
+import { BinaryProtocol } from './protocol/binary.js';
+import type { Protocol } from './protocol/protocol.js';
+import { SaslAuthenticator } from './protocol/sasl.js';
 import { TextProtocol } from './protocol/text.js';
 
 /** A get line may grow this long before the connection is dropped (memcached lets it grow unbounded). */
@@ -15,7 +18,8 @@ const SMALL_LEFTOVER = 16 * 1024;
  */
 export class Connection {
   private readonly out = new OutputBuffer();
-  private readonly protocol: TextProtocol;
+  /** Chosen from the first byte received, as memcached does (0x80: binary). */
+  private protocol: Protocol | null = null;
   /** Bytes received but not consumed yet, in arrival order. */
   private parts: Buffer[] = [];
   private buffered = 0;
@@ -33,7 +37,6 @@ export class Connection {
     private readonly ctx: ServerContext,
     readonly id: number,
   ) {
-    this.protocol = new TextProtocol(ctx, this.out);
     this.lastActive = ctx.clock.now;
     this.openedAt = ctx.clock.now;
     socket.setNoDelay(true);
@@ -83,16 +86,25 @@ export class Connection {
     this.lastActive = this.ctx.clock.now;
     this.parts.push(chunk);
     this.buffered += chunk.length;
+    this.protocol ??= this.chooseProtocol(chunk[0]!);
     if (this.waiting || this.buffered < this.wanted) return;
     this.run();
+  }
+
+  private chooseProtocol(firstByte: number): Protocol {
+    const { config, saslPasswords } = this.ctx;
+    const binary = config.protocol === 'binary' || (config.protocol === 'auto' && firstByte === 0x80);
+    if (!binary) return new TextProtocol(this.ctx, this.out);
+    return new BinaryProtocol(this.ctx, this.out, saslPasswords === null ? null : new SaslAuthenticator(saslPasswords));
   }
 
   /** Runs what the buffered input allows, writes the replies, and decides what comes next. */
   private run(): void {
     this.waiting = false;
-    if (this.closed || this.buffered === 0) return;
+    const protocol = this.protocol;
+    if (this.closed || this.buffered === 0 || protocol === null) return;
     const input = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.buffered);
-    const consumed = this.protocol.execute(input, 0, input.length);
+    const consumed = protocol.execute(input, 0, input.length);
     const left = input.length - consumed;
     if (left === 0) {
       this.parts = [];
@@ -101,11 +113,11 @@ export class Connection {
       this.parts = [left < SMALL_LEFTOVER && input.length > 4 * SMALL_LEFTOVER ? Buffer.from(rest) : rest];
     }
     this.buffered = left;
-    this.wanted = this.protocol.wanted > 0 ? this.protocol.wanted - consumed : 0;
-    if (this.wanted === 0 && left > MAX_PENDING_LINE) this.protocol.closing = true;
+    this.wanted = protocol.wanted > 0 ? protocol.wanted - consumed : 0;
+    if (this.wanted === 0 && left > MAX_PENDING_LINE) protocol.closing = true;
 
     this.flush();
-    if (this.protocol.closing) {
+    if (protocol.closing) {
       this.close();
       return;
     }
@@ -118,7 +130,7 @@ export class Connection {
       // The client is behind: stop reading and running its commands until it drains.
       this.waiting = true;
       this.socket.pause();
-    } else if (this.protocol.yielded) {
+    } else if (protocol.yielded) {
       // -R: commands are left over; let other connections run first.
       this.waiting = true;
       this.ctx.counters.conn_yields++;

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import type { PrefixStats } from './observe/prefix-stats.js';
+import type { PasswordFile } from './protocol/sasl.js';
 import type { Counters } from './observe/stats.js';
 import type { Store } from './store/store.js';
 
@@ -25,6 +26,10 @@ export interface ServerContext {
   /** The string `version` and `stats` report. */
   readonly version: string;
   readonly connections: ReadonlySet<ConnectionInfo>;
+  /** -S: passwords binary connections authenticate against. */
+  readonly saslPasswords: PasswordFile | null;
+  /** -Y: passwords text connections authenticate against. */
+  readonly asciiPasswords: PasswordFile | null;
   /** memcached's `verbosity` command; Mnemo maps it onto the log level. */
   setVerbosity(level: number): void;
   /** The `shutdown` command (allowed with -A). */

@@ -7,6 +7,7 @@ import { Connection } from './connection.js';
 import type { ServerContext } from './context.js';
 import { levelForVerbosity } from './log.js';
 import { PrefixStats } from './observe/prefix-stats.js';
+import { PasswordFile } from './protocol/sasl.js';
 import { Counters } from './observe/stats.js';
 import { MemoryStore } from './store/memory.js';
 import type { Store } from './store/store.js';
@@ -30,6 +31,8 @@ export class MnemoServer implements ServerContext {
   readonly store: Store;
   readonly version = PROTOCOL_VERSION;
   readonly connections = new Set<Connection>();
+  readonly saslPasswords: PasswordFile | null;
+  readonly asciiPasswords: PasswordFile | null;
   /** Called when a client sends `shutdown` (with -A); main decides how to stop. */
   onShutdownRequest: (graceful: boolean) => void = () => {};
   private readonly streams: Server[] = [];
@@ -53,6 +56,8 @@ export class MnemoServer implements ServerContext {
       this.counters,
     );
     this.prefixStats = new PrefixStats(config.prefixDelimiter, config.detailEnabled);
+    this.saslPasswords = config.saslPasswordFile === null ? null : new PasswordFile(config.saslPasswordFile);
+    this.asciiPasswords = config.authFile === null ? null : new PasswordFile(config.authFile);
     this.clock.onTick((now) => this.kickIdle(now));
   }
 

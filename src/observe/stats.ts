@@ -27,6 +27,8 @@ export class Counters {
   cas_badval = 0;
   touch_hits = 0;
   touch_misses = 0;
+  auth_cmds = 0;
+  auth_errors = 0;
 
   conn_yields = 0;
   idle_kicks = 0;

@@ -6,10 +6,15 @@ import type { OutputBuffer } from '../output.js';
  * memcstat, memcached-tool and exporters read Mnemo unchanged. Only fields that
  * mean something in Mnemo are listed; figures are Mnemo's own.
  */
-export function writeGeneralStats(ctx: ServerContext, out: OutputBuffer): void {
+type Pairs = Array<[string, string | number]>;
+
+function general(ctx: ServerContext): Pairs {
   const { counters: c, store, config, clock } = ctx;
   const usage = process.resourceUsage();
-  const stat = (name: string, value: string | number): void => out.ascii(`STAT ${name} ${value}\r\n`);
+  const pairs: Pairs = [];
+  const stat = (name: string, value: string | number): void => {
+    pairs.push([name, value]);
+  };
   stat('pid', process.pid);
   stat('uptime', clock.now - clock.started);
   stat('time', clock.now);
@@ -44,8 +49,8 @@ export function writeGeneralStats(ctx: ServerContext, out: OutputBuffer): void {
   stat('touch_misses', c.touch_misses);
   stat('store_too_large', c.store_too_large);
   stat('store_no_memory', c.store_no_memory);
-  stat('auth_cmds', 0);
-  stat('auth_errors', 0);
+  stat('auth_cmds', c.auth_cmds);
+  stat('auth_errors', c.auth_errors);
   stat('idle_kicks', c.idle_kicks);
   stat('bytes_read', c.bytes_read);
   stat('bytes_written', c.bytes_written);
@@ -60,11 +65,17 @@ export function writeGeneralStats(ctx: ServerContext, out: OutputBuffer): void {
   stat('evicted_unfetched', c.evicted_unfetched);
   stat('evictions', c.evictions);
   stat('reclaimed', c.reclaimed);
+  return pairs;
 }
 
-/** `stats <group>` for settings, items, slabs, sizes and conns; null for a group memcached does not know. */
-export function statsGroup(ctx: ServerContext, group: string): string | null {
+/**
+ * The statistics of a `stats` group ('' for the general ones): settings, items,
+ * slabs, sizes, conns; null for a group memcached does not know.
+ */
+export function statsPairs(ctx: ServerContext, group: string): Pairs | null {
   switch (group) {
+    case '':
+      return general(ctx);
     case 'settings':
       return settings(ctx);
     case 'items':
@@ -80,19 +91,19 @@ export function statsGroup(ctx: ServerContext, group: string): string | null {
   }
 }
 
-function lines(pairs: Array<[string, string | number]>): string {
-  let text = '';
-  for (const [name, value] of pairs) text += `STAT ${name} ${value}\r\n`;
-  return text;
+/** The text protocol's form: one STAT line per statistic (END is the caller's). */
+export function writeStats(out: OutputBuffer, pairs: Pairs): void {
+  for (const [name, value] of pairs) out.ascii(`STAT ${name} ${value}\r\n`);
 }
+
 
 const yesNo = (value: boolean): string => (value ? 'yes' : 'no');
 
-function settings(ctx: ServerContext): string {
+function settings(ctx: ServerContext): Pairs {
   const config = ctx.config;
   const extended = config.extended;
   const option = (name: string, fallback: string | number): string | number => extended.get(name) ?? fallback;
-  return lines([
+  return [
     ['maxbytes', ctx.store.bytesLimit],
     ['maxconns', config.connLimit],
     ['tcpport', config.unixSocket === null ? config.port : 0],
@@ -135,7 +146,7 @@ function settings(ctx: ServerContext): string {
     ['track_sizes', yesNo(config.trackSizes)],
     ['ssl_enabled', 'no'],
     ['memory_file', config.memoryFile ?? '(null)'],
-  ]);
+  ];
 }
 
 /**
@@ -143,12 +154,12 @@ function settings(ctx: ServerContext): string {
  * for reporting, so page and chunk figures describe how memcached would hold the
  * same items, and mem_requested is what Mnemo charges them.
  */
-function items(ctx: ServerContext): string {
-  let text = '';
+function items(ctx: ServerContext): Pairs {
+  const text: Pairs = [];
   for (const cls of ctx.store.sizeClassStats()) {
     if (cls.id === 0 || (cls.number === 0 && cls.evicted === 0 && cls.reclaimed === 0)) continue;
     const p = `items:${cls.id}:`;
-    text += lines([
+    text.push(...(<Pairs>[
       [`${p}number`, cls.number],
       [`${p}mem_requested`, cls.mem_requested],
       [`${p}evicted`, cls.evicted],
@@ -157,20 +168,20 @@ function items(ctx: ServerContext): string {
       [`${p}reclaimed`, cls.reclaimed],
       [`${p}expired_unfetched`, cls.expired_unfetched],
       [`${p}evicted_unfetched`, cls.evicted_unfetched],
-    ]);
+    ]));
   }
   return text;
 }
 
-function slabs(ctx: ServerContext): string {
-  let text = '';
+function slabs(ctx: ServerContext): Pairs {
+  const text: Pairs = [];
   let active = 0;
   for (const cls of ctx.store.sizeClassStats()) {
     if (cls.id === 0 || cls.number === 0) continue;
     active++;
     const pages = Math.ceil(cls.number / cls.perPage);
     const p = `${cls.id}:`;
-    text += lines([
+    text.push(...(<Pairs>[
       [`${p}chunk_size`, cls.chunkSize],
       [`${p}chunks_per_page`, cls.perPage],
       [`${p}total_pages`, pages],
@@ -179,17 +190,15 @@ function slabs(ctx: ServerContext): string {
       [`${p}free_chunks`, pages * cls.perPage - cls.number],
       [`${p}free_chunks_end`, 0],
       [`${p}mem_requested`, cls.mem_requested],
-    ]);
+    ]));
   }
-  return text + lines([
-    ['active_slabs', active],
-    ['total_malloced', ctx.store.bytesUsed],
-  ]);
+  text.push(['active_slabs', active], ['total_malloced', ctx.store.bytesUsed]);
+  return text;
 }
 
 /** With -o track_sizes: items counted by total size rounded up to 32 bytes, as memcached reports them. */
-function sizes(ctx: ServerContext): string {
-  if (!ctx.config.trackSizes) return lines([['sizes_status', 'disabled']]);
+function sizes(ctx: ServerContext): Pairs {
+  if (!ctx.config.trackSizes) return [['sizes_status', 'disabled']];
   const histogram = new Map<number, number>();
   ctx.store.dump((item) => {
     const bucket = Math.ceil(item.size / 32) * 32;
@@ -197,21 +206,21 @@ function sizes(ctx: ServerContext): string {
     return true;
   });
   const buckets = [...histogram.entries()].sort((a, b) => a[0] - b[0]);
-  return lines([['sizes_status', 'enabled'], ...buckets.map(([size, count]): [string, number] => [String(size), count])]);
+  return [['sizes_status', 'enabled'], ...buckets.map(([size, count]): [string, number] => [String(size), count])];
 }
 
-function conns(ctx: ServerContext): string {
+function conns(ctx: ServerContext): Pairs {
   const now = ctx.clock.now;
-  let text = '';
+  const text: Pairs = [];
   for (const connection of ctx.connections) {
     const transport = connection.localAddress === 'unix' ? 'unix' : 'tcp';
     const p = `${connection.id}:`;
-    text += lines([
+    text.push(...(<Pairs>[
       [`${p}addr`, `${transport}:${connection.peer}`],
       [`${p}listen_addr`, `${transport}:${connection.localAddress}`],
       [`${p}state`, connection.state],
       [`${p}secs_since_last_cmd`, now - connection.lastActive],
-    ]);
+    ]));
   }
   return text;
 }

@@ -2,7 +2,7 @@ import { OUTPUT_SOFT_CAP, type OutputBuffer } from '../output.js';
 import type { ServerContext } from '../context.js';
 import type { StoreMode } from '../store/store.js';
 import { parseCasUnique, parseI32, parseU32, parseU64 } from '../c-numbers.js';
-import { statsGroup, writeGeneralStats, writeMetadump } from './stats-text.js';
+import { statsPairs, writeMetadump, writeStats } from './stats-text.js';
 import { KEY_MAX_LENGTH } from './limits.js';
 import { MetaCommands, type MetaHost } from './meta.js';
 import { bytesEqual, startsWith, tokens } from './tokenizer.js';
@@ -114,6 +114,8 @@ export class TextProtocol implements MetaHost {
   private afterRetrieval = true;
 
   private readonly meta: MetaCommands;
+  /** -Y: nothing but the authentication `set` runs until it succeeds. */
+  private authenticated: boolean;
 
   constructor(
     private readonly ctx: ServerContext,
@@ -122,6 +124,7 @@ export class TextProtocol implements MetaHost {
     private readonly commandsPerCall = ctx.config.reqsPerEvent,
   ) {
     this.meta = new MetaCommands(ctx, out, this);
+    this.authenticated = ctx.asciiPasswords === null;
   }
 
   swallow(bytes: number): void {
@@ -162,7 +165,9 @@ export class TextProtocol implements MetaHost {
       if (lineEnd - pos > 1 && buf[lineEnd - 1] === CR) lineEnd--;
       this.afterRetrieval = this.isRetrieval;
       this.isRetrieval = false;
-      const next = this.command(buf, pos, lineEnd, newline + 1, end);
+      const next = this.authenticated
+        ? this.command(buf, pos, lineEnd, newline + 1, end)
+        : this.authenticate(buf, pos, lineEnd, newline + 1, end);
       if (next < 0) return pos;
       this.out.endResponse();
       pos = next;
@@ -274,6 +279,45 @@ export class TextProtocol implements MetaHost {
     }
     this.out.bytes(ERROR);
     return next;
+  }
+
+  /**
+   * memcached's ASCII authentication (-Y): the line must look like
+   * `set <any> <flags> <exptime> <bytes>` and its data be `user pass`.
+   */
+  private authenticate(buf: Buffer, lineStart: number, lineEnd: number, next: number, end: number): number {
+    const out = this.out;
+    tokens.tokenize(buf, lineStart, lineEnd);
+    const length = tokens.count >= 6 && bytesEqual(buf, tokens.start[0]!, tokens.end[0]!, SET) ? parseU32(buf, tokens.start[4]!, tokens.end[4]!) : NaN;
+    if (Number.isNaN(length)) {
+      out.ascii('CLIENT_ERROR unauthenticated\r\n');
+      return next;
+    }
+    const dataEnd = next + length;
+    if (dataEnd + 2 > end) {
+      this.wanted = dataEnd + 2;
+      return -1;
+    }
+    if (buf[dataEnd] !== CR || buf[dataEnd + 1] !== LF) {
+      out.ascii('CLIENT_ERROR bad command line termination\r\n');
+      return dataEnd + 2;
+    }
+    tokens.tokenize(buf, next, dataEnd);
+    if (tokens.count < 3) {
+      out.ascii('CLIENT_ERROR bad authentication token format\r\n');
+      return dataEnd + 2;
+    }
+    const counters = this.ctx.counters;
+    counters.auth_cmds++;
+    const user = buf.toString('utf8', tokens.start[0]!, tokens.end[0]!);
+    if (this.ctx.asciiPasswords!.check(user, buf.subarray(tokens.start[1]!, tokens.end[1]!))) {
+      this.authenticated = true;
+      out.bytes(STORED);
+    } else {
+      counters.auth_errors++;
+      out.ascii('CLIENT_ERROR authentication failure\r\n');
+    }
+    return dataEnd + 2;
   }
 
   /** memcached's set_noreply_maybe: the last real token is "noreply". */
@@ -599,7 +643,7 @@ export class TextProtocol implements MetaHost {
     const ntokens = tokens.count;
     const out = this.out;
     if (ntokens === 2) {
-      writeGeneralStats(this.ctx, out);
+      writeStats(out, statsPairs(this.ctx, '')!);
       out.bytes(END);
       return next;
     }
@@ -613,12 +657,12 @@ export class TextProtocol implements MetaHost {
     }
     if (bytesEqual(buf, s, e, DETAIL)) return this.statsDetail(buf, next);
     if (bytesEqual(buf, s, e, CACHEDUMP)) return this.cachedump(buf, next);
-    const text = statsGroup(this.ctx, buf.toString('latin1', s, e));
-    if (text === null) {
+    const pairs = statsPairs(this.ctx, buf.toString('latin1', s, e));
+    if (pairs === null || s === e) {
       out.bytes(ERROR);
       return next;
     }
-    out.ascii(text);
+    writeStats(out, pairs);
     out.bytes(END);
     return next;
   }

@@ -1,0 +1,469 @@
+import type { ServerContext } from '../context.js';
+import { OUTPUT_SOFT_CAP, type OutputBuffer } from '../output.js';
+import type { ItemView, StoreMode } from '../store/store.js';
+import { statsPairs } from './stats-text.js';
+import { KEY_MAX_LENGTH } from './limits.js';
+import type { Protocol } from './protocol.js';
+import type { SaslAuthenticator } from './sasl.js';
+
+/**
+ * memcached's binary protocol (deprecated upstream, still the default of
+ * php-memcached sessions, memjs and others): 24-byte headers, quiet variants
+ * that answer only on error, status codes and error texts as proto_bin.c sends them.
+ */
+
+const HEADER = 24;
+const REQUEST_MAGIC = 0x80;
+const RESPONSE_MAGIC = 0x81;
+
+export const Opcode = {
+  Get: 0x00, Set: 0x01, Add: 0x02, Replace: 0x03, Delete: 0x04, Increment: 0x05, Decrement: 0x06,
+  Quit: 0x07, Flush: 0x08, GetQ: 0x09, Noop: 0x0a, Version: 0x0b, GetK: 0x0c, GetKQ: 0x0d,
+  Append: 0x0e, Prepend: 0x0f, Stat: 0x10, SetQ: 0x11, AddQ: 0x12, ReplaceQ: 0x13, DeleteQ: 0x14,
+  IncrementQ: 0x15, DecrementQ: 0x16, QuitQ: 0x17, FlushQ: 0x18, AppendQ: 0x19, PrependQ: 0x1a,
+  Verbosity: 0x1b, Touch: 0x1c, Gat: 0x1d, GatQ: 0x1e, SaslListMechs: 0x20, SaslAuth: 0x21,
+  SaslStep: 0x22, GatK: 0x23, GatKQ: 0x24,
+} as const;
+
+export const Status = {
+  Ok: 0x00, KeyNotFound: 0x01, KeyExists: 0x02, TooLarge: 0x03, InvalidArguments: 0x04,
+  NotStored: 0x05, NonNumeric: 0x06, AuthError: 0x20, AuthContinue: 0x21,
+  UnknownCommand: 0x81, OutOfMemory: 0x82,
+} as const;
+
+const ERROR_TEXT: Record<number, Buffer> = {
+  [Status.OutOfMemory]: Buffer.from('Out of memory'),
+  [Status.UnknownCommand]: Buffer.from('Unknown command'),
+  [Status.KeyNotFound]: Buffer.from('Not found'),
+  [Status.InvalidArguments]: Buffer.from('Invalid arguments'),
+  [Status.KeyExists]: Buffer.from('Data exists for key.'),
+  [Status.TooLarge]: Buffer.from('Too large.'),
+  [Status.NonNumeric]: Buffer.from('Non-numeric server-side value for incr or decr'),
+  [Status.NotStored]: Buffer.from('Not stored.'),
+  [Status.AuthError]: Buffer.from('Auth failure.'),
+};
+
+/** Quiet opcodes and the command they are a quiet form of. */
+const QUIET_OF: Record<number, number> = {
+  [Opcode.SetQ]: Opcode.Set, [Opcode.AddQ]: Opcode.Add, [Opcode.ReplaceQ]: Opcode.Replace,
+  [Opcode.DeleteQ]: Opcode.Delete, [Opcode.IncrementQ]: Opcode.Increment, [Opcode.DecrementQ]: Opcode.Decrement,
+  [Opcode.QuitQ]: Opcode.Quit, [Opcode.FlushQ]: Opcode.Flush, [Opcode.AppendQ]: Opcode.Append,
+  [Opcode.PrependQ]: Opcode.Prepend, [Opcode.GetQ]: Opcode.Get, [Opcode.GetKQ]: Opcode.GetK,
+  [Opcode.GatQ]: Opcode.Gat, [Opcode.GatKQ]: Opcode.GatK,
+};
+
+const NO_EXPIRY_CREATE = 0xffffffff;
+
+export class BinaryProtocol implements Protocol {
+  wanted = 0;
+  closing = false;
+  yielded = false;
+  private swallowing = 0;
+  /** Request fields of the command being answered. */
+  private opcode = 0;
+  private opaque = 0;
+  private quiet = false;
+  private readonly header = Buffer.alloc(HEADER);
+  private readonly scratch = Buffer.alloc(20);
+
+  constructor(
+    private readonly ctx: ServerContext,
+    private readonly out: OutputBuffer,
+    private readonly sasl: SaslAuthenticator | null,
+    private readonly commandsPerCall = ctx.config.reqsPerEvent,
+  ) {}
+
+  execute(buf: Buffer, start: number, end: number): number {
+    let pos = start;
+    this.wanted = 0;
+    this.yielded = false;
+    let commands = 0;
+    for (;;) {
+      if (this.swallowing > 0) {
+        const dropped = Math.min(this.swallowing, end - pos);
+        this.swallowing -= dropped;
+        pos += dropped;
+      }
+      if (pos >= end || this.closing) return pos;
+      if (commands === this.commandsPerCall || this.out.pendingBytes > OUTPUT_SOFT_CAP) {
+        this.yielded = true;
+        return pos;
+      }
+      if (end - pos < HEADER) return pos;
+      if (buf[pos] !== REQUEST_MAGIC) {
+        // Not a request: memcached drops the connection without a reply.
+        this.closing = true;
+        return pos;
+      }
+      const extlen = buf[pos + 4]!;
+      const keylen = buf.readUInt16BE(pos + 2);
+      const bodylen = buf.readUInt32BE(pos + 8);
+      // Like memcached, act once header, extras and key are here; a value is awaited by the command.
+      if (end - pos < HEADER + extlen + keylen) {
+        this.wanted = pos - start + HEADER + extlen + keylen;
+        return pos;
+      }
+      const next = this.command(buf, pos, end, extlen, keylen, bodylen);
+      if (next < 0) return pos;
+      commands++;
+      pos = next;
+    }
+  }
+
+  /** Runs one request at pos. Returns where the next starts, or -1 when its value has not arrived. */
+  private command(buf: Buffer, pos: number, end: number, extlen: number, keylen: number, bodylen: number): number {
+    const raw = buf[pos + 1]!;
+    this.opaque = buf.readUInt32BE(pos + 12);
+    const cas = readCas(buf, pos + 16);
+    const extras = pos + HEADER;
+    const keyStart = extras + extlen;
+    const keyEnd = keyStart + keylen;
+    const afterKey = keyEnd;
+    this.opcode = raw;
+
+    if (keylen > bodylen || keylen + extlen > bodylen) {
+      this.error(Status.UnknownCommand);
+      this.closing = true;
+      return afterKey;
+    }
+    if (this.sasl !== null && !this.sasl.authenticated && !isAuthFree(raw)) {
+      this.error(Status.AuthError);
+      this.closing = true;
+      return afterKey;
+    }
+    const plain = QUIET_OF[raw];
+    this.quiet = plain !== undefined;
+    const op = plain ?? raw;
+    if (keylen > KEY_MAX_LENGTH) return this.protocolError(afterKey);
+
+    const { store, counters } = this.ctx;
+    switch (op) {
+      case Opcode.Version:
+        if (extlen !== 0 || keylen !== 0 || bodylen !== 0) return this.protocolError(afterKey);
+        this.respond(Status.Ok, 0, 0, Buffer.from(this.ctx.version), 0);
+        return afterKey;
+      case Opcode.Noop:
+        if (extlen !== 0 || keylen !== 0 || bodylen !== 0) return this.protocolError(afterKey);
+        this.respond(Status.Ok, 0, 0, null, 0);
+        return afterKey;
+      case Opcode.Quit:
+        if (extlen !== 0 || keylen !== 0 || bodylen !== 0) return this.protocolError(afterKey);
+        if (!this.quiet) this.respond(Status.Ok, 0, 0, null, 0);
+        this.closing = true;
+        return afterKey;
+      case Opcode.Flush: {
+        if (keylen !== 0 || bodylen !== extlen || (extlen !== 0 && extlen !== 4)) return this.protocolError(afterKey);
+        if (!this.ctx.config.flushEnabled) {
+          this.error(Status.AuthError);
+          return afterKey;
+        }
+        const delay = extlen === 4 ? buf.readUInt32BE(extras) : 0;
+        store.flushAll(delay > 0x7fffffff ? delay - 0x100000000 : delay);
+        counters.cmd_flush++;
+        this.success(0, 0, null, 0);
+        return afterKey;
+      }
+      case Opcode.Set:
+      case Opcode.Add:
+      case Opcode.Replace:
+        if (extlen !== 8 || keylen === 0 || bodylen < keylen + 8) return this.protocolError(afterKey);
+        return this.update(buf, pos, end, op, keyStart, keyEnd, bodylen - keylen - extlen, cas, buf.readUInt32BE(extras), buf.readUInt32BE(extras + 4));
+      case Opcode.Append:
+      case Opcode.Prepend:
+        if (keylen === 0 || extlen !== 0) return this.protocolError(afterKey);
+        return this.update(buf, pos, end, op, keyStart, keyEnd, bodylen - keylen, cas, 0, 0);
+      case Opcode.Get:
+      case Opcode.GetK:
+        if (extlen !== 0 || bodylen !== keylen || keylen === 0) return this.protocolError(afterKey);
+        this.retrieve(buf, keyStart, keyEnd, op === Opcode.GetK, false, 0);
+        return afterKey;
+      case Opcode.Touch:
+      case Opcode.Gat:
+      case Opcode.GatK:
+        if (extlen !== 4 || keylen === 0) return this.protocolError(afterKey);
+        this.retrieve(buf, keyStart, keyEnd, op === Opcode.GatK, true, buf.readUInt32BE(extras));
+        return afterKey;
+      case Opcode.Delete:
+        if (keylen === 0 || extlen !== 0 || bodylen !== keylen) return this.protocolError(afterKey);
+        this.remove(buf, keyStart, keyEnd, cas);
+        return afterKey;
+      case Opcode.Increment:
+      case Opcode.Decrement:
+        if (keylen === 0 || extlen !== 20 || bodylen !== keylen + extlen) return this.protocolError(afterKey);
+        this.arithmetic(buf, extras, keyStart, keyEnd, op === Opcode.Increment, cas);
+        return afterKey;
+      case Opcode.Stat:
+        if (extlen !== 0) return this.protocolError(afterKey);
+        this.stat(buf, keyStart, keyEnd);
+        return afterKey;
+      case Opcode.Verbosity:
+        if (extlen !== 4 || keylen !== 0 || bodylen !== 4) return this.protocolError(afterKey);
+        this.ctx.setVerbosity(Math.min(buf.readUInt32BE(extras), 2));
+        this.success(0, 0, null, 0);
+        return afterKey;
+      case Opcode.SaslListMechs:
+        if (extlen !== 0 || keylen !== 0 || bodylen !== 0) return this.protocolError(afterKey);
+        if (this.sasl === null) return this.unknown(afterKey, bodylen - keylen);
+        this.success(0, 0, Buffer.from(this.sasl.mechanisms), 0);
+        return afterKey;
+      case Opcode.SaslAuth:
+      case Opcode.SaslStep:
+        if (extlen !== 0 || keylen === 0) return this.protocolError(afterKey);
+        if (this.sasl === null) return this.unknown(afterKey, bodylen - keylen);
+        return this.saslAuth(buf, pos, end, keyStart, keyEnd, bodylen - keylen);
+      default:
+        return this.unknown(afterKey, bodylen);
+    }
+  }
+
+  private update(
+    buf: Buffer, pos: number, end: number, op: number,
+    keyStart: number, keyEnd: number, valueLength: number, cas: number, flags: number, exptime: number,
+  ): number {
+    const { store, counters, prefixStats } = this.ctx;
+    const valueStart = keyEnd;
+    const valueEnd = valueStart + valueLength;
+    if (prefixStats.enabled) prefixStats.recordSet(buf, keyStart, keyEnd);
+    if (!store.fits(keyEnd - keyStart, valueLength, flags)) {
+      counters.store_too_large++;
+      this.error(Status.TooLarge);
+      if (op === Opcode.Set) store.delete(buf, keyStart, keyEnd);
+      this.swallowing = valueLength;
+      return valueStart;
+    }
+    if (valueEnd > end) {
+      this.wanted = valueEnd - pos;
+      return -1;
+    }
+    counters.cmd_set++;
+    let mode: StoreMode;
+    switch (op) {
+      case Opcode.Add:
+        mode = 'add';
+        break;
+      case Opcode.Replace:
+        mode = 'replace';
+        break;
+      case Opcode.Append:
+        mode = 'append';
+        break;
+      case Opcode.Prepend:
+        mode = 'prepend';
+        break;
+      default:
+        mode = 'set';
+    }
+    if (cas !== 0 && (mode === 'set' || mode === 'add' || mode === 'replace')) mode = 'cas';
+    const result = store.store(mode, buf, keyStart, keyEnd, buf, valueStart, valueEnd, flags, asSigned(exptime), cas);
+    if (mode === 'cas') {
+      if (result === 'stored') counters.cas_hits++;
+      else if (result === 'exists') counters.cas_badval++;
+      else if (result === 'not_found') counters.cas_misses++;
+    }
+    switch (result) {
+      case 'stored':
+        this.success(0, 0, null, store.lastCas);
+        break;
+      case 'exists':
+        this.error(Status.KeyExists);
+        break;
+      case 'not_found':
+        this.error(Status.KeyNotFound);
+        break;
+      case 'no_memory':
+        counters.store_no_memory++;
+        this.error(Status.OutOfMemory);
+        break;
+      default:
+        // memcached reports a refused add as "exists" and a refused replace as "not found".
+        this.error(op === Opcode.Add ? Status.KeyExists : op === Opcode.Replace ? Status.KeyNotFound : Status.NotStored);
+    }
+    return valueEnd;
+  }
+
+  private retrieve(buf: Buffer, keyStart: number, keyEnd: number, withKey: boolean, touch: boolean, exptime: number): void {
+    const { store, counters, prefixStats } = this.ctx;
+    const item = touch ? store.getAndTouch(buf, keyStart, keyEnd, asSigned(exptime)) : store.get(buf, keyStart, keyEnd);
+    if (prefixStats.enabled) prefixStats.recordGet(buf, keyStart, keyEnd, item !== null);
+    if (touch) {
+      counters.cmd_touch++;
+      if (item === null) counters.touch_misses++;
+      else counters.touch_hits++;
+    } else {
+      counters.cmd_get++;
+      if (item === null) counters.get_misses++;
+      else counters.get_hits++;
+    }
+    if (item === null) {
+      if (this.quiet) return;
+      if (withKey) this.respond(Status.KeyNotFound, 0, keyEnd - keyStart, buf.subarray(keyStart, keyEnd), 0);
+      else this.error(Status.KeyNotFound);
+      return;
+    }
+    this.sendItem(item, withKey ? buf.subarray(keyStart, keyEnd) : null, this.opcode !== Opcode.Touch);
+  }
+
+  /** A hit: flags as extras, then the key if asked for, then the value unless this is a touch. */
+  private sendItem(item: ItemView, key: Buffer | null, withValue: boolean): void {
+    const keyLength = key === null ? 0 : key.length;
+    const bodyLength = 4 + keyLength + (withValue ? item.value.length : 0);
+    this.writeHeader(Status.Ok, 4, keyLength, bodyLength, item.cas);
+    this.scratch.writeUInt32BE(item.flags, 0);
+    this.out.slice(this.scratch, 0, 4);
+    if (key !== null) this.out.bytes(key);
+    if (withValue) this.out.value(item.value);
+  }
+
+  private remove(buf: Buffer, keyStart: number, keyEnd: number, cas: number): void {
+    const { store, counters, prefixStats } = this.ctx;
+    if (prefixStats.enabled) prefixStats.recordDelete(buf, keyStart, keyEnd);
+    const item = store.peek(buf, keyStart, keyEnd);
+    if (item === null) {
+      counters.delete_misses++;
+      this.error(Status.KeyNotFound);
+    } else if (cas !== 0 && cas !== item.cas) {
+      this.error(Status.KeyExists);
+    } else {
+      counters.delete_hits++;
+      store.delete(buf, keyStart, keyEnd);
+      this.success(0, 0, null, 0);
+    }
+  }
+
+  private arithmetic(buf: Buffer, extras: number, keyStart: number, keyEnd: number, incr: boolean, cas: number): void {
+    const { store, counters } = this.ctx;
+    const delta = buf.readBigUInt64BE(extras);
+    const initial = buf.readBigUInt64BE(extras + 8);
+    const expiration = buf.readUInt32BE(extras + 16);
+    let result = store.applyDelta(buf, keyStart, keyEnd, delta, incr, cas);
+    if (typeof result === 'bigint') {
+      if (incr) counters.incr_hits++;
+      else counters.decr_hits++;
+    } else if (result === 'not_found') {
+      if (expiration === NO_EXPIRY_CREATE) {
+        if (incr) counters.incr_misses++;
+        else counters.decr_misses++;
+        this.error(Status.KeyNotFound);
+        return;
+      }
+      const digits = Buffer.from(initial.toString(), 'latin1');
+      const stored = store.store('add', buf, keyStart, keyEnd, digits, 0, digits.length, 0, asSigned(expiration), 0);
+      if (stored !== 'stored') {
+        this.error(stored === 'no_memory' ? Status.OutOfMemory : Status.NotStored);
+        return;
+      }
+      result = initial;
+    }
+    if (result === 'non_numeric') return this.error(Status.NonNumeric);
+    if (result === 'exists') return this.error(Status.KeyExists);
+    if (result === 'no_memory') return this.error(Status.OutOfMemory);
+    this.scratch.writeBigUInt64BE(result, 0);
+    const item = store.peek(buf, keyStart, keyEnd);
+    this.success(0, 0, this.scratch.subarray(0, 8), item?.cas ?? 0);
+  }
+
+  /** STAT: one response per statistic, then an empty one; the key names the group. */
+  private stat(buf: Buffer, keyStart: number, keyEnd: number): void {
+    const group = buf.toString('latin1', keyStart, keyEnd);
+    if (group === 'reset') {
+      this.ctx.counters.reset();
+      this.ctx.prefixStats.reset();
+    } else if (group === 'detail on' || group === 'detail off') {
+      this.ctx.prefixStats.enabled = group === 'detail on';
+    } else {
+      const pairs = statsPairs(this.ctx, group);
+      if (pairs === null) {
+        this.error(Status.KeyNotFound);
+        return;
+      }
+      for (const [name, value] of pairs) {
+        const nameBytes = Buffer.from(name, 'latin1');
+        const valueBytes = Buffer.from(String(value), 'latin1');
+        this.writeHeader(Status.Ok, 0, nameBytes.length, nameBytes.length + valueBytes.length, 0);
+        this.out.bytes(nameBytes);
+        this.out.bytes(valueBytes);
+      }
+    }
+    this.writeHeader(Status.Ok, 0, 0, 0, 0);
+  }
+
+  private saslAuth(buf: Buffer, pos: number, end: number, keyStart: number, keyEnd: number, valueLength: number): number {
+    const valueEnd = keyEnd + valueLength;
+    if (valueEnd > end) {
+      this.wanted = valueEnd - pos;
+      return -1;
+    }
+    const counters = this.ctx.counters;
+    const mechanism = buf.toString('latin1', keyStart, keyEnd);
+    counters.auth_cmds++;
+    if (this.sasl!.authenticate(mechanism, buf.subarray(keyEnd, valueEnd))) {
+      this.success(0, 0, Buffer.from('Authenticated'), 0);
+    } else {
+      counters.auth_errors++;
+      this.error(Status.AuthError);
+    }
+    return valueEnd;
+  }
+
+  /** A request with impossible lengths for its opcode: memcached answers EINVAL and hangs up. */
+  private protocolError(next: number): number {
+    this.error(Status.InvalidArguments);
+    this.closing = true;
+    return next;
+  }
+
+  /** An opcode memcached does not know; like memcached, what follows the key is dropped as its body. */
+  private unknown(next: number, swallow: number): number {
+    this.error(Status.UnknownCommand);
+    this.swallowing = swallow;
+    return next;
+  }
+
+  /** A success reply, left out for quiet commands. */
+  private success(extlen: number, keylen: number, body: Buffer | null, cas: number): void {
+    if (this.quiet) return;
+    this.respond(Status.Ok, extlen, keylen, body, cas);
+  }
+
+  /** Errors are sent even for quiet commands. */
+  private error(status: number): void {
+    this.respond(status, 0, 0, ERROR_TEXT[status] ?? null, 0);
+  }
+
+  private respond(status: number, extlen: number, keylen: number, body: Buffer | null, cas: number): void {
+    this.writeHeader(status, extlen, keylen, body === null ? 0 : body.length, cas);
+    if (body !== null && body.length > 0) this.out.value(body);
+  }
+
+  private writeHeader(status: number, extlen: number, keylen: number, bodylen: number, cas: number): void {
+    const header = this.header;
+    header[0] = RESPONSE_MAGIC;
+    header[1] = this.opcode;
+    header.writeUInt16BE(keylen, 2);
+    header[4] = extlen;
+    header[5] = 0;
+    header.writeUInt16BE(status, 6);
+    header.writeUInt32BE(bodylen, 8);
+    header.writeUInt32BE(this.opaque, 12);
+    header.writeUInt32BE(Math.floor(cas / 0x100000000), 16);
+    header.writeUInt32BE(cas % 0x100000000, 20);
+    this.out.bytes(header);
+  }
+}
+
+/** SASL and version work before authentication, as in memcached. */
+function isAuthFree(opcode: number): boolean {
+  return opcode === Opcode.SaslListMechs || opcode === Opcode.SaslAuth || opcode === Opcode.SaslStep || opcode === Opcode.Version;
+}
+
+/** A CAS from the wire as a number: exact up to 2^53, and no item has a CAS above that. */
+function readCas(buf: Buffer, at: number): number {
+  const high = buf.readUInt32BE(at);
+  const low = buf.readUInt32BE(at + 4);
+  return high >= 0x200000 ? Infinity : high * 0x100000000 + low;
+}
+
+/** Binary exptimes are unsigned on the wire; memcached reads them into a signed time. */
+function asSigned(value: number): number {
+  return value > 0x7fffffff ? value - 0x100000000 : value;
+}
