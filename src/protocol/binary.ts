@@ -157,8 +157,7 @@ export class BinaryProtocol implements Protocol {
           this.error(Status.AuthError);
           return afterKey;
         }
-        const delay = extlen === 4 ? buf.readUInt32BE(extras) : 0;
-        store.flushAll(delay > 0x7fffffff ? delay - 0x100000000 : delay);
+        store.flushAll(extlen === 4 ? buf.readUInt32BE(extras) : 0);
         counters.cmd_flush++;
         this.success(0, 0, null, 0);
         return afterKey;
@@ -196,11 +195,6 @@ export class BinaryProtocol implements Protocol {
         if (extlen !== 0) return this.protocolError(afterKey);
         this.stat(buf, keyStart, keyEnd);
         return afterKey;
-      case Opcode.Verbosity:
-        if (extlen !== 4 || keylen !== 0 || bodylen !== 4) return this.protocolError(afterKey);
-        this.ctx.setVerbosity(Math.min(buf.readUInt32BE(extras), 2));
-        this.success(0, 0, null, 0);
-        return afterKey;
       case Opcode.SaslListMechs:
         if (extlen !== 0 || keylen !== 0 || bodylen !== 0) return this.protocolError(afterKey);
         if (this.sasl === null) return this.unknown(afterKey, bodylen - keylen);
@@ -212,7 +206,8 @@ export class BinaryProtocol implements Protocol {
         if (this.sasl === null) return this.unknown(afterKey, bodylen - keylen);
         return this.saslAuth(buf, pos, end, keyStart, keyEnd, bodylen - keylen);
       default:
-        return this.unknown(afterKey, bodylen);
+        // memcached 1.6 knows no other opcode (verbosity included) and answers "Unknown command".
+        return this.unknown(afterKey, bodylen - keylen - extlen);
     }
   }
 
@@ -254,7 +249,7 @@ export class BinaryProtocol implements Protocol {
         mode = 'set';
     }
     if (cas !== 0 && (mode === 'set' || mode === 'add' || mode === 'replace')) mode = 'cas';
-    const result = store.store(mode, buf, keyStart, keyEnd, buf, valueStart, valueEnd, flags, asSigned(exptime), cas);
+    const result = store.store(mode, buf, keyStart, keyEnd, buf, valueStart, valueEnd, flags, exptime, cas);
     if (mode === 'cas') {
       if (result === 'stored') counters.cas_hits++;
       else if (result === 'exists') counters.cas_badval++;
@@ -283,7 +278,7 @@ export class BinaryProtocol implements Protocol {
 
   private retrieve(buf: Buffer, keyStart: number, keyEnd: number, withKey: boolean, touch: boolean, exptime: number): void {
     const { store, counters, prefixStats } = this.ctx;
-    const item = touch ? store.getAndTouch(buf, keyStart, keyEnd, asSigned(exptime)) : store.get(buf, keyStart, keyEnd);
+    const item = touch ? store.getAndTouch(buf, keyStart, keyEnd, exptime) : store.get(buf, keyStart, keyEnd);
     if (prefixStats.enabled) prefixStats.recordGet(buf, keyStart, keyEnd, item !== null);
     if (touch) {
       counters.cmd_touch++;
@@ -347,7 +342,7 @@ export class BinaryProtocol implements Protocol {
         return;
       }
       const digits = Buffer.from(initial.toString(), 'latin1');
-      const stored = store.store('add', buf, keyStart, keyEnd, digits, 0, digits.length, 0, asSigned(expiration), 0);
+      const stored = store.store('add', buf, keyStart, keyEnd, digits, 0, digits.length, 0, expiration, 0);
       if (stored !== 'stored') {
         this.error(stored === 'no_memory' ? Status.OutOfMemory : Status.NotStored);
         return;
@@ -412,7 +407,11 @@ export class BinaryProtocol implements Protocol {
     return next;
   }
 
-  /** An opcode memcached does not know; like memcached, what follows the key is dropped as its body. */
+  /**
+   * An opcode memcached does not know. memcached then drops a whole body length
+   * after the key, eating into the next request; Mnemo drops only the rest of
+   * this request's body, so the connection stays in step.
+   */
   private unknown(next: number, swallow: number): number {
     this.error(Status.UnknownCommand);
     this.swallowing = swallow;
@@ -461,9 +460,4 @@ function readCas(buf: Buffer, at: number): number {
   const high = buf.readUInt32BE(at);
   const low = buf.readUInt32BE(at + 4);
   return high >= 0x200000 ? Infinity : high * 0x100000000 + low;
-}
-
-/** Binary exptimes are unsigned on the wire; memcached reads them into a signed time. */
-function asSigned(value: number): number {
-  return value > 0x7fffffff ? value - 0x100000000 : value;
 }
