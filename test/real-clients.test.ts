@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import Memcached from 'memcached';
+import memjs from 'memjs';
 import { startMnemo, type RunningServer } from './helpers/mnemo.js';
 
 const run = promisify(execFile);
@@ -27,10 +28,100 @@ after(async () => {
 });
 
 describe('real clients', () => {
-  it('passes every ASCII test of memccapable', async () => {
-    const { stdout } = await run('memccapable', ['-h', '127.0.0.1', '-p', String(server.port), '-a'], { timeout: 60_000 });
-    assert.doesNotMatch(stdout, /\[(fail|FAIL)\]/);
-    assert.match(stdout, /All tests passed/);
+  for (const [mode, flag] of [['ASCII', '-a'], ['binary', '-b']]) {
+    it(`passes every ${mode} test of memccapable`, async () => {
+      const { stdout } = await run('memccapable', ['-h', '127.0.0.1', '-p', String(server.port), flag!], { timeout: 60_000 });
+      assert.doesNotMatch(stdout, /\[(fail|FAIL)\]/);
+      assert.match(stdout, /All tests passed/);
+    });
+  }
+
+  it('works with python-binary-memcached and pylibmc (text and binary)', async () => {
+    const script = `
+import sys, bmemcached, pylibmc
+port = sys.argv[1]
+b = bmemcached.Client(['127.0.0.1:' + port])
+assert b.set('bm:k', 'v1', 60) and b.get('bm:k') == 'v1' and b.set('bm:n', 1) and b.incr('bm:n', 2) == 3
+assert b.add('bm:k', 'x') is False and b.replace('bm:k', 'v2') and b.get('bm:k') == 'v2'
+assert b.delete('bm:k') and b.get('bm:k') is None
+for binary in (False, True):
+    p = pylibmc.Client(['127.0.0.1:' + port], binary=binary, behaviors={'tcp_nodelay': True, 'ketama': True, 'cas': True})
+    p.set('pl:k', 'v2', time=60)
+    assert p.get('pl:k') == 'v2' and p.get_multi(['pl:k', 'nope']) == {'pl:k': 'v2'} and p.gets('pl:k')[1] and p.touch('pl:k', 30)
+    p.set('pl:n', 5); assert p.incr('pl:n', 2) == 7 and p.decr('pl:n', 10) == 0
+    value, cas = p.gets('pl:k'); assert p.cas('pl:k', 'v3', cas) and not p.cas('pl:k', 'v4', cas)
+    assert p.append('pl:k', '!') and p.get('pl:k') == 'v3!' and p.delete('pl:k')
+print('ok')
+`;
+    const { stdout } = await run(PYTHON, ['-c', script, String(server.port)]);
+    assert.equal(stdout.trim(), 'ok');
+  });
+
+  it('keeps PHP sessions with php-memcached, in its default binary mode and in text mode', async () => {
+    const script = join(dir, 'session.php');
+    await writeFile(script, `<?php
+ini_set('session.use_cookies', '0'); ini_set('session.use_only_cookies', '0'); ini_set('session.cache_limiter', '');
+[$_, $sid, $mode] = $argv;
+session_id($sid);
+if (!session_start()) { fwrite(STDERR, "session_start failed\\n"); exit(1); }
+if ($mode === 'write') { $_SESSION['user'] = 'alice'; $_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1; }
+echo json_encode($_SESSION), "\\n";
+session_write_close();
+`);
+    for (const binary of ['1', '0']) {
+      const sid = `mnemo0session0id0${binary}`;
+      let last = '';
+      for (const mode of ['write', 'write', 'read']) {
+        const { stdout } = await run('php', [
+          '-d', 'session.save_handler=memcached', '-d', `session.save_path=127.0.0.1:${server.port}`,
+          '-d', `memcached.sess_binary_protocol=${binary}`, script, sid, mode,
+        ]);
+        last = stdout.trim();
+      }
+      assert.deepEqual(JSON.parse(last), { user: 'alice', n: 2 }, `binary=${binary}`);
+    }
+  });
+
+  it('works with the php Memcached class in both protocols', async () => {
+    const script = join(dir, 'memc.php');
+    await writeFile(script, `<?php
+$m = new Memcached();
+$m->setOption(Memcached::OPT_BINARY_PROTOCOL, (bool)$argv[2]);
+$m->setOption(Memcached::OPT_COMPRESSION, false);
+$m->addServer('127.0.0.1', (int)$argv[1]);
+$ok = $m->set('php:k', ['a' => 1], 60) && $m->get('php:k') === ['a' => 1];
+$m->set('php:s', 'x'); $ok = $ok && $m->append('php:s', 'y') && $m->get('php:s') === 'xy';
+$ok = $ok && count($m->getMulti(['php:k', 'php:s', 'php:none'])) === 2;
+$v = $m->get('php:s', null, Memcached::GET_EXTENDED); $ok = $ok && $m->cas($v['cas'], 'php:s', 'z');
+if ($argv[2]) { $m->delete('php:ctr'); $ok = $ok && $m->increment('php:ctr', 1, 10, 60) === 10; }
+$ok = $ok && $m->touch('php:s', 100) && $m->delete('php:s') && $m->get('php:s') === false && $m->getResultCode() === Memcached::RES_NOTFOUND;
+echo $ok ? 'ok' : 'fail', "\\n";
+`);
+    for (const binary of ['0', '1']) {
+      const { stdout } = await run('php', [script, String(server.port), binary]);
+      assert.equal(stdout.trim(), 'ok', `binary=${binary}`);
+    }
+  });
+
+  it('works with memjs (binary protocol)', async () => {
+    const client = memjs.Client.create(`127.0.0.1:${server.port}`, { timeout: 1, retries: 0, logger: { log: () => {} } });
+    try {
+      await client.set('mj:key', 'hello-binary', { expires: 60 });
+      const { value, flags } = await client.get('mj:key');
+      assert.equal(value?.toString(), 'hello-binary');
+      assert.equal(flags?.length, 4);
+      assert.equal(await client.add('mj:key', 'x', {}), false);
+      await client.delete('mj:ctr');
+      assert.equal((await client.increment('mj:ctr', 1, { initial: 100 })).value, 100);
+      assert.equal((await client.increment('mj:ctr', 10, {})).value, 110);
+      assert.equal(await client.append('mj:key', '!'), true);
+      assert.equal((await client.get('mj:key')).value?.toString(), 'hello-binary!');
+      assert.equal(await client.touch('mj:key', 120), true);
+      assert.equal(await client.delete('mj:key'), true);
+      assert.equal((await client.get('mj:key')).value, null);
+    } finally {
+      client.close();
+    }
   });
 
   it('round-trips a file with memccp and memccat', async () => {
