@@ -6,7 +6,8 @@ import { ConfigError, type Config } from './config.js';
  * TLS buffers) are accepted so existing start scripts keep working, and shown in
  * `stats settings`. Anything else is refused, as memcached refuses it.
  */
-type Kind = 'bare' | 'int' | 'float' | 'text';
+/** bare: no value (memcached ignores one if given); optional: bare or with a number. */
+type Kind = 'bare' | 'optional' | 'int' | 'float' | 'text';
 
 const SUBOPTIONS: Record<string, Kind> = {
   // Applied by Mnemo.
@@ -35,15 +36,13 @@ const SUBOPTIONS: Record<string, Kind> = {
   slab_sizes: 'text',
   slab_reassign: 'bare',
   no_slab_reassign: 'bare',
-  slab_automove: 'int',
+  slab_automove: 'optional',
+  no_slab_automove: 'bare',
   slab_automove_ratio: 'float',
   slab_automove_window: 'int',
   slab_automove_freeratio: 'float',
   watcher_logbuf_size: 'int',
   worker_logbuf_size: 'int',
-  lru_segmented: 'bare',
-  no_lru_segmented: 'bare',
-  hashexpand: 'bare',
   no_hashexpand: 'bare',
   modern: 'bare',
   no_modern: 'bare',
@@ -51,9 +50,9 @@ const SUBOPTIONS: Record<string, Kind> = {
   inline_ascii_resp: 'bare',
   no_inline_ascii_resp: 'bare',
   sock_cookie_id: 'int',
-  meta_response_old: 'bare',
   drop_privileges: 'bare',
   no_drop_privileges: 'bare',
+  // Not in memcached 1.6.18's table, but passed by tooling written for builds that have it.
   relaxed_privileges: 'bare',
   ext_path: 'text',
   ext_page_size: 'int',
@@ -88,12 +87,15 @@ export function applyExtendedOption(config: Config, suboption: string): void {
   const value = equals === -1 ? '' : suboption.slice(equals + 1);
   const kind = SUBOPTIONS[name];
   if (kind === undefined) throw new ConfigError(`-o/--extended: illegal suboption "${suboption}"`);
-  if (kind === 'bare' && equals !== -1) throw new ConfigError(`-o/--extended: ${name} takes no value`);
-  if (kind !== 'bare' && value === '') throw new ConfigError(`-o/--extended: ${name} needs a value (${name}=...)`);
-  if (kind === 'int' && !/^\d+$/.test(value)) throw new ConfigError(`-o/--extended: ${name}=${value} is not a whole number`);
+  if ((kind === 'int' || kind === 'float' || kind === 'text') && value === '') {
+    throw new ConfigError(`-o/--extended: ${name} needs a value (${name}=...)`);
+  }
+  if ((kind === 'int' || (kind === 'optional' && value !== '')) && !/^\d+$/.test(value)) {
+    throw new ConfigError(`-o/--extended: ${name}=${value} is not a whole number`);
+  }
   if (kind === 'float' && !Number.isFinite(Number(value))) throw new ConfigError(`-o/--extended: ${name}=${value} is not a number`);
 
-  config.extended.set(name, kind === 'bare' ? 'yes' : value);
+  config.extended.set(name, kind === 'bare' ? 'yes' : kind === 'optional' && value === '' ? '1' : value);
   if (name === 'idle_timeout') config.idleTimeout = Number(value);
   if (name === 'track_sizes') config.trackSizes = true;
 }

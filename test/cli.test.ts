@@ -76,7 +76,7 @@ describe('command line', () => {
     [['-Y', '/no/such/file'], /-Y\/--auth-file: cannot read \/no\/such\/file/],
     [['-o', 'bogus'], /-o\/--extended: illegal suboption "bogus"/],
     [['-o', 'idle_timeout=abc'], /-o\/--extended: idle_timeout=abc is not a whole number/],
-    [['-o', 'modern=1'], /-o\/--extended: modern takes no value/],
+    [['-o', 'hashpower'], /-o\/--extended: hashpower needs a value/],
     [['-a', '999'], /-a\/--unix-mask: '999' is not an octal mask/],
     [['-u', 'no-such-user-here'], /-u\/--user: can't find the user no-such-user-here/],
     [['stray'], /stray/],
