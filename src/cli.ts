@@ -49,6 +49,7 @@ const OPTIONS = {
   // Mnemo's own, long names only.
   'log-file': { type: 'string' },
   'sasl-pwdb': { type: 'string' },
+  'test-clock': { type: 'boolean' },
 } as const;
 
 type OptionName = keyof typeof OPTIONS;
@@ -90,6 +91,7 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
                               idle_timeout=<s>, track_sizes; memcached internals
                               such as modern, hashpower=<n>, no_lru_crawler are accepted
   -f, -n, -k, -L, -r, -W, -N  memcached memory and process tuning: accepted, no effect
+      --test-clock            for tests: the command "debugtime <seconds>" moves the clock on
   -h, --help                  print this help and exit
   -i, --license               print the license and exit
   -V, --version               print the version and exit
@@ -254,6 +256,7 @@ export function parseCommandLine(argv: string[]): CliResult {
   if (values['slab-min-size'] !== undefined) config.slabMinSize = integer('slab-min-size', values['slab-min-size'], 1, 1 << 20);
   if (values['napi_ids'] !== undefined) integer('napi_ids', values['napi_ids'], 1, 1024);
   config.daemon = values.daemon === true;
+  config.testClock = values['test-clock'] === true;
   config.pidFile = values.pidfile ?? null;
   config.logFile = values['log-file'] ?? null;
   config.user = values.user ?? null;

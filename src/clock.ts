@@ -9,6 +9,8 @@ export class Clock {
   /** Unix seconds when the process started; absolute exptimes at or before it are already past. */
   readonly started: number;
   now: number;
+  /** Seconds added by `debugtime` (--test-clock only), so tests can expire items without waiting. */
+  private skew = 0;
   private timer: NodeJS.Timeout | null = null;
   private readonly listeners: Array<(now: number) => void> = [];
 
@@ -34,8 +36,14 @@ export class Clock {
   }
 
   tick(): void {
-    this.now = Math.floor(Date.now() / 1000);
+    this.now = Math.floor(Date.now() / 1000) + this.skew;
     for (const listener of this.listeners) listener(this.now);
+  }
+
+  /** Moves the clock forward by seconds at once (memcached's debug-build `debugtime`). */
+  advance(seconds: number): void {
+    this.skew += seconds;
+    this.tick();
   }
 
   /**

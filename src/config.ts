@@ -58,6 +58,8 @@ export interface Config {
   /** -f and -n: memcached's slab sizing, used to report `stats items/slabs` in its classes. */
   slabGrowthFactor: number;
   slabMinSize: number;
+  /** --test-clock: allow `debugtime <seconds>` to move the clock (tests only). */
+  testClock: boolean;
   /** Every -o suboption as given, for `stats settings`. */
   extended: Map<string, string>;
 }
@@ -95,6 +97,7 @@ export const DEFAULTS: Readonly<Config> = {
   trackSizes: false,
   slabGrowthFactor: 1.25,
   slabMinSize: 48,
+  testClock: false,
   extended: new Map(),
 };
 

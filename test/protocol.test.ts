@@ -274,3 +274,21 @@ describe('stats', () => {
     assert.equal(now.get('get_misses'), '0');
   });
 });
+
+describe('test clock', () => {
+  it('moves time with debugtime under --test-clock, and refuses it otherwise', async () => {
+    const clocked = await startMnemo(['--test-clock']);
+    const c = await connectClient(clocked.port);
+    try {
+      await c.request('set t 0 100 1\r\nx\r\n');
+      assert.equal(await c.request('debugtime 99\r\n'), 'OK\r\n');
+      assert.equal(await c.request('get t\r\n', 'END\r\n'), 'VALUE t 0 1\r\nx\r\nEND\r\n');
+      assert.equal(await c.request('debugtime 2\r\n'), 'OK\r\n');
+      assert.equal(await c.request('get t\r\n', 'END\r\n'), 'END\r\n');
+    } finally {
+      c.close();
+      await clocked.stop();
+    }
+    assert.equal(await client.request('debugtime 5\r\n'), 'ERROR\r\n');
+  });
+});

@@ -78,6 +78,7 @@ const STATS = lit('stats');
 const FLUSH_ALL = lit('flush_all');
 const VERSION = lit('version');
 const VERBOSITY = lit('verbosity');
+const DEBUGTIME = lit('debugtime');
 const QUIT = lit('quit');
 const NOREPLY = lit('noreply');
 const RESET_WORD = lit('reset');
@@ -247,6 +248,7 @@ export class TextProtocol implements MetaHost {
       case 0x64: // d
         if (bytesEqual(buf, s, e, DELETE)) return this.remove(buf, next);
         if (bytesEqual(buf, s, e, DECR)) return this.arithmetic(buf, next, false);
+        if (this.ctx.config.testClock && bytesEqual(buf, s, e, DEBUGTIME)) return this.debugtime(buf, next);
         break;
       case 0x74: // t
         if (bytesEqual(buf, s, e, TOUCH)) return this.touch(buf, next);
@@ -615,6 +617,18 @@ export class TextProtocol implements MetaHost {
     }
     this.ctx.store.flushAll(delay);
     this.answer(OK);
+    return next;
+  }
+
+  /** `debugtime <seconds>` (only with --test-clock): moves the clock forward, running the expiry sweep. */
+  private debugtime(buf: Buffer, next: number): number {
+    const seconds = tokens.count === 3 ? parseI32(buf, tokens.start[1]!, tokens.end[1]!) : NaN;
+    if (Number.isNaN(seconds) || seconds < 0) {
+      this.out.bytes(ERROR);
+      return next;
+    }
+    this.ctx.clock.advance(seconds);
+    this.out.bytes(OK);
     return next;
   }
 
