@@ -50,6 +50,8 @@ const OPTIONS = {
   'log-file': { type: 'string' },
   'sasl-pwdb': { type: 'string' },
   'test-clock': { type: 'boolean' },
+  'metrics-port': { type: 'string' },
+  'log-format': { type: 'string' },
 } as const;
 
 type OptionName = keyof typeof OPTIONS;
@@ -84,6 +86,9 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
   -d, --daemon                run in the background
   -P, --pidfile=<file>        write the process id to <file> (with or without -d)
       --log-file=<file>       append logs to <file> (where they go when detached)
+      --log-format=<fmt>      json (default) or pretty
+      --metrics-port=<num>    HTTP: /metrics (Prometheus), /healthz, /readyz and a live
+                              dashboard at /, on the -l address; 0 picks a free port
   -u, --user=<user>           switch to <user> after opening listeners (when run as root)
   -e, --memory-file=<file>    accepted; warm restarts use --data-dir instead
   -v, --verbose               log more: -v info, -vv debug, -vvv trace
@@ -257,6 +262,12 @@ export function parseCommandLine(argv: string[]): CliResult {
   if (values['napi_ids'] !== undefined) integer('napi_ids', values['napi_ids'], 1, 1024);
   config.daemon = values.daemon === true;
   config.testClock = values['test-clock'] === true;
+  if (values['metrics-port'] !== undefined) config.metricsPort = integer('metrics-port', values['metrics-port'], 0, 65535);
+  if (values['log-format'] !== undefined) {
+    const format = values['log-format'];
+    if (format !== 'json' && format !== 'pretty') throw new ConfigError(`${flagName('log-format')}: '${format}' is not json or pretty`);
+    config.logFormat = format;
+  }
   config.pidFile = values.pidfile ?? null;
   config.logFile = values['log-file'] ?? null;
   config.user = values.user ?? null;

@@ -58,6 +58,10 @@ export interface Config {
   /** -f and -n: memcached's slab sizing, used to report `stats items/slabs` in its classes. */
   slabGrowthFactor: number;
   slabMinSize: number;
+  /** --metrics-port: HTTP port for /metrics, /healthz, /readyz and the dashboard (0 picks one); null for none. */
+  metricsPort: number | null;
+  /** --log-format: JSON lines, or human-readable. */
+  logFormat: 'json' | 'pretty';
   /** --test-clock: allow `debugtime <seconds>` to move the clock (tests only). */
   testClock: boolean;
   /** Every -o suboption as given, for `stats settings`. */
@@ -97,6 +101,8 @@ export const DEFAULTS: Readonly<Config> = {
   trackSizes: false,
   slabGrowthFactor: 1.25,
   slabMinSize: 48,
+  metricsPort: null,
+  logFormat: 'json',
   testClock: false,
   extended: new Map(),
 };

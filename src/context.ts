@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
+import type { LatencyRecorder } from './observe/latency.js';
 import type { PrefixStats } from './observe/prefix-stats.js';
 import type { PasswordFile } from './protocol/sasl.js';
 import type { Counters } from './observe/stats.js';
@@ -20,6 +21,8 @@ export interface ServerContext {
   readonly store: Store;
   readonly counters: Counters;
   readonly prefixStats: PrefixStats;
+  /** Per-command latency, recorded only when metrics are served. */
+  readonly latency: LatencyRecorder;
   readonly config: Config;
   readonly clock: Clock;
   readonly log: Logger;

@@ -1,12 +1,19 @@
 import { pino, type Logger } from 'pino';
+import pretty from 'pino-pretty';
 
 /** memcached's -v count as a log level: quiet shows warnings, -v info, -vv debug, -vvv trace. */
 export function levelForVerbosity(verbosity: number): string {
   return ['warn', 'info', 'debug', 'trace'][Math.max(0, Math.min(verbosity, 3))]!;
 }
 
-/** JSON logs to --log-file, or to stderr so stdout stays free for what a command prints. */
-export function createLogger(verbosity: number, logFile: string | null = null): Logger {
-  const destination = pino.destination({ dest: logFile ?? 2, sync: true, append: true, mkdir: logFile !== null });
-  return pino({ name: 'mnemo', level: levelForVerbosity(verbosity) }, destination);
+/**
+ * Logs to --log-file, or to stderr so stdout stays free for what a command
+ * prints. JSON lines by default; --log-format pretty for people reading along.
+ */
+export function createLogger(verbosity: number, logFile: string | null = null, format: 'json' | 'pretty' = 'json'): Logger {
+  const options = { name: 'mnemo', level: levelForVerbosity(verbosity) };
+  if (format === 'pretty') {
+    return pino(options, pretty({ destination: logFile ?? 2, sync: true, append: true, mkdir: logFile !== null }));
+  }
+  return pino(options, pino.destination({ dest: logFile ?? 2, sync: true, append: true, mkdir: logFile !== null }));
 }

@@ -4,6 +4,7 @@ import { ConfigError, type Config } from './config.js';
 import { detach, isDaemonChild, reportToParent } from './daemon.js';
 import { createLogger } from './log.js';
 import { dropPrivileges } from './privileges.js';
+import { ObservabilityServer } from './observe/http.js';
 import { MnemoServer, type ListenerAddress } from './server.js';
 import { MNEMO_VERSION } from './version.js';
 
@@ -28,15 +29,16 @@ function writePortFile(path: string, addresses: ListenerAddress[]): void {
 }
 
 async function serve(config: Config): Promise<void> {
-  const log = createLogger(config.verbosity, config.logFile);
+  const log = createLogger(config.verbosity, config.logFile, config.logFormat);
   if (config.memoryFile !== null) log.warn({ memoryFile: config.memoryFile }, '-e accepted; warm restarts use --data-dir');
   const server = new MnemoServer(config, log);
+  const observability = config.metricsPort === null ? null : new ObservabilityServer(server);
   let stopping = false;
   const stop = (reason: string, graceful = true): void => {
     if (stopping) return;
     stopping = true;
     log.info({ reason }, 'shutting down');
-    void server.close(graceful).then(() => {
+    void Promise.all([server.close(graceful), observability?.close()]).then(() => {
       if (config.pidFile !== null) rmSync(config.pidFile, { force: true });
       if (config.unixSocket !== null) rmSync(config.unixSocket, { force: true });
       process.exit(0);
@@ -63,6 +65,15 @@ async function serve(config: Config): Promise<void> {
       }
     } catch (error) {
       fail((error as Error).message);
+    }
+  }
+
+  if (observability !== null) {
+    try {
+      const http = await observability.listen(config.listen, config.metricsPort!);
+      process.stderr.write(`mnemo metrics on http://${http.address}:${http.port}\n`);
+    } catch (error) {
+      fail(`cannot listen on ${config.listen}:${config.metricsPort} for --metrics-port: ${(error as Error).message}`);
     }
   }
 

@@ -6,6 +6,7 @@ import type { Config } from './config.js';
 import { Connection } from './connection.js';
 import type { ServerContext } from './context.js';
 import { levelForVerbosity } from './log.js';
+import { LatencyRecorder } from './observe/latency.js';
 import { PrefixStats } from './observe/prefix-stats.js';
 import { PasswordFile } from './protocol/sasl.js';
 import { Counters } from './observe/stats.js';
@@ -28,6 +29,9 @@ export class MnemoServer implements ServerContext {
   readonly clock = new Clock();
   readonly counters = new Counters();
   readonly prefixStats: PrefixStats;
+  readonly latency: LatencyRecorder;
+  /** Able to answer correctly: listening (later also loaded from disk and synced with peers). */
+  ready = false;
   readonly store: Store;
   readonly version = PROTOCOL_VERSION;
   readonly connections = new Set<Connection>();
@@ -56,6 +60,7 @@ export class MnemoServer implements ServerContext {
       this.counters,
     );
     this.prefixStats = new PrefixStats(config.prefixDelimiter, config.detailEnabled);
+    this.latency = new LatencyRecorder(config.metricsPort !== null);
     this.saslPasswords = config.saslPasswordFile === null ? null : new PasswordFile(config.saslPasswordFile);
     this.asciiPasswords = config.authFile === null ? null : new PasswordFile(config.authFile);
     this.clock.onTick((now) => this.kickIdle(now));
@@ -81,6 +86,7 @@ export class MnemoServer implements ServerContext {
       await listenOn(server, { path: config.unixSocket, backlog: config.backlog });
       chmodSync(config.unixSocket, config.unixMask & 0o777);
       addresses.push({ transport: 'unix', address: config.unixSocket, port: 0 });
+      this.ready = true;
       return addresses;
     }
     const server = this.streamServer();
@@ -92,6 +98,7 @@ export class MnemoServer implements ServerContext {
       const udp = await this.udp.listen(config.listen, config.udpPort === -1 ? 0 : config.udpPort);
       addresses.push({ transport: 'udp', address: `${udp.address}:${udp.port}`, port: udp.port });
     }
+    this.ready = true;
     return addresses;
   }
 

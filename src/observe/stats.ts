@@ -38,12 +38,25 @@ export class Counters {
 
   store_too_large = 0;
   store_no_memory = 0;
+  /** Results of storage commands from every protocol, for metrics (memcached's stats have no such fields). */
+  store_stored = 0;
+  store_not_stored = 0;
+  store_exists = 0;
+  store_not_found = 0;
 
   total_items = 0;
   evictions = 0;
   reclaimed = 0;
   expired_unfetched = 0;
   evicted_unfetched = 0;
+
+  /** Counts one storage command's result. */
+  recordStore(result: 'stored' | 'not_stored' | 'exists' | 'not_found' | 'too_large' | 'no_memory'): void {
+    if (result === 'stored') this.store_stored++;
+    else if (result === 'not_stored') this.store_not_stored++;
+    else if (result === 'exists') this.store_exists++;
+    else if (result === 'not_found') this.store_not_found++;
+  }
 
   /** `stats reset`: zero every counter; gauges such as curr_connections stay. */
   reset(): void {

@@ -1,4 +1,5 @@
 import type { ServerContext } from '../context.js';
+import { binaryFamily } from '../observe/latency.js';
 import { OUTPUT_SOFT_CAP, type OutputBuffer } from '../output.js';
 import type { ItemView, StoreMode } from '../store/store.js';
 import { statsPairs } from './stats-text.js';
@@ -103,8 +104,11 @@ export class BinaryProtocol implements Protocol {
         this.wanted = pos - start + HEADER + extlen + keylen;
         return pos;
       }
+      const latency = this.ctx.latency;
+      const startedAt = latency.start();
       const next = this.command(buf, pos, end, extlen, keylen, bodylen);
       if (next < 0) return pos;
+      if (latency.enabled) latency.stop(binaryFamily(buf[pos + 1]!), startedAt);
       commands++;
       pos = next;
     }
@@ -250,6 +254,7 @@ export class BinaryProtocol implements Protocol {
     }
     if (cas !== 0 && (mode === 'set' || mode === 'add' || mode === 'replace')) mode = 'cas';
     const result = store.store(mode, buf, keyStart, keyEnd, buf, valueStart, valueEnd, flags, exptime, cas);
+    counters.recordStore(result);
     if (mode === 'cas') {
       if (result === 'stored') counters.cas_hits++;
       else if (result === 'exists') counters.cas_badval++;

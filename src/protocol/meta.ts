@@ -381,6 +381,7 @@ export class MetaCommands {
     const options = (f.keyBinary ? STORE_BINARY_KEY : 0) | (f.invalidate && mode === 'cas' ? STORE_INVALIDATE : 0);
     const ttl = f.newTtl ? f.ttl : 0;
     const result = store.store(mode, f.key, f.keyStart, f.keyEnd, buf, next, dataEnd, f.clientFlags, ttl, f.cas, options);
+    counters.recordStore(result);
     if (mode === 'cas') {
       if (result === 'stored') counters.cas_hits++;
       else if (result === 'exists') counters.cas_badval++;

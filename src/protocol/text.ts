@@ -3,6 +3,7 @@ import type { ServerContext } from '../context.js';
 import type { StoreMode } from '../store/store.js';
 import { parseCasUnique, parseI32, parseU32, parseU64 } from '../c-numbers.js';
 import { statsPairs, writeMetadump, writeStats } from './stats-text.js';
+import { textFamily } from '../observe/latency.js';
 import { KEY_MAX_LENGTH } from './limits.js';
 import { MetaCommands, type MetaHost } from './meta.js';
 import { bytesEqual, startsWith, tokens } from './tokenizer.js';
@@ -113,6 +114,9 @@ export class TextProtocol implements MetaHost {
    */
   private isRetrieval = true;
   private afterRetrieval = true;
+  /** Where the current command's name is in the buffer (for the latency family). */
+  private nameStart = 0;
+  private nameEnd = 0;
 
   private readonly meta: MetaCommands;
   /** -Y: nothing but the authentication `set` runs until it succeeds. */
@@ -166,10 +170,13 @@ export class TextProtocol implements MetaHost {
       if (lineEnd - pos > 1 && buf[lineEnd - 1] === CR) lineEnd--;
       this.afterRetrieval = this.isRetrieval;
       this.isRetrieval = false;
+      const latency = this.ctx.latency;
+      const startedAt = latency.start();
       const next = this.authenticated
         ? this.command(buf, pos, lineEnd, newline + 1, end)
         : this.authenticate(buf, pos, lineEnd, newline + 1, end);
       if (next < 0) return pos;
+      if (latency.enabled) latency.stop(textFamily(buf, this.nameStart, this.nameEnd), startedAt);
       this.out.endResponse();
       pos = next;
       if (this.swallowing > 0) {
@@ -203,6 +210,8 @@ export class TextProtocol implements MetaHost {
     }
     const s = tokens.start[0]!;
     const e = tokens.end[0]!;
+    this.nameStart = s;
+    this.nameEnd = e;
     switch (buf[s]) {
       case 0x6d: // m: the meta commands are all two characters long
         if (e - s === 2) {
@@ -468,6 +477,7 @@ export class TextProtocol implements MetaHost {
       return dataEnd + 2;
     }
     const result = store.store(mode, buf, ks, ke, buf, next, dataEnd, flags, exptime, casUnique);
+    counters.recordStore(result);
     switch (result) {
       case 'stored':
         if (withCas) counters.cas_hits++;
