@@ -1,0 +1,232 @@
+/**
+ * Observability and operations: Prometheus metrics, health, the dashboard in a
+ * real browser, nginx's memcached_pass, express sessions, and SIGTERM under load.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import express from 'express';
+import session from 'express-session';
+import connectMemcached from 'connect-memcached';
+import { chromium } from 'playwright-core';
+import { connectClient } from './helpers/client.js';
+import { freePort } from './helpers/memcached.js';
+import { startMnemo, type RunningServer } from './helpers/mnemo.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'mnemo-observe-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+async function startWithMetrics(args: string[] = []): Promise<{ server: RunningServer; metricsUrl: string }> {
+  const server = await startMnemo(['--metrics-port', '0', ...args]);
+  const match = /mnemo metrics on (http:\/\/\S+)/.exec(server.stderr());
+  assert.ok(match, server.stderr());
+  return { server, metricsUrl: match[1]! };
+}
+
+/** Prometheus text exposition as series -> value. */
+function parseExposition(text: string): Map<string, number> {
+  const values = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    assert.ok(match, `not exposition format: ${line}`);
+    values.set(match[1]!, Number(match[2]));
+  }
+  return values;
+}
+
+describe('metrics and health', () => {
+  it('serves Prometheus metrics that move with traffic', async () => {
+    const { server, metricsUrl } = await startWithMetrics();
+    try {
+      const before = parseExposition(await (await fetch(`${metricsUrl}/metrics`)).text());
+      const client = await connectClient(server.port);
+      await client.request('set m 0 0 5\r\nhello\r\nget m\r\nget m\r\nget nope\r\ndelete m\r\nincr nope 1\r\n', 'DELETED\r\nNOT_FOUND\r\n');
+      client.close();
+      const after = parseExposition(await (await fetch(`${metricsUrl}/metrics`)).text());
+      const delta = (series: string) => (after.get(series) ?? NaN) - (before.get(series) ?? 0);
+      assert.equal(delta('mnemo_commands_total{command="get",result="hit"}'), 2);
+      assert.equal(delta('mnemo_commands_total{command="get",result="miss"}'), 1);
+      assert.equal(delta('mnemo_commands_total{command="set",result="stored"}'), 1);
+      assert.equal(delta('mnemo_commands_total{command="delete",result="hit"}'), 1);
+      assert.equal(delta('mnemo_commands_total{command="incr",result="miss"}'), 1);
+      assert.equal(delta('mnemo_command_duration_seconds_count{family="get"}'), 3);
+      assert.equal(after.get('mnemo_command_duration_seconds_bucket{family="get",le="+Inf"}'), after.get('mnemo_command_duration_seconds_count{family="get"}'));
+      assert.ok(delta('mnemo_read_bytes_total') > 50);
+      assert.ok(delta('mnemo_connections_total') >= 1);
+      assert.equal(after.get('mnemo_memory_limit_bytes'), 64 * 1024 * 1024);
+      assert.equal(after.get('mnemo_items'), 0);
+      assert.ok((after.get('mnemo_process_resident_memory_bytes') ?? 0) > 0);
+
+      const health = await fetch(`${metricsUrl}/healthz`);
+      assert.equal(health.status, 200);
+      assert.equal((await health.json() as { status: string }).status, 'ok');
+      const ready = await fetch(`${metricsUrl}/readyz`);
+      assert.deepEqual(await ready.json(), { ready: true });
+      assert.equal((await fetch(`${metricsUrl}/nope`)).status, 404);
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
+describe('dashboard', () => {
+  it('renders its charts in headless Chromium and updates them after traffic', async () => {
+    const { server, metricsUrl } = await startWithMetrics();
+    const browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+        '--disable-component-update', '--disable-sync'],
+    });
+    try {
+      const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+      await page.goto(metricsUrl);
+      await page.waitForFunction(() => Number(document.body.dataset.updates ?? 0) >= 2, undefined, { timeout: 10_000 });
+      const client = await connectClient(server.port);
+      for (let round = 0; round < 3; round++) {
+        let batch = '';
+        for (let i = 0; i < 200; i++) batch += `set k${i} 0 0 3\r\nabc\r\nget k${i}\r\n`;
+        await client.request(batch, 'VALUE k199 0 3\r\nabc\r\nEND\r\n');
+        await new Promise((resolve) => setTimeout(resolve, 600));
+      }
+      await page.waitForFunction(() => Number(document.body.dataset.updates ?? 0) >= 5, undefined, { timeout: 10_000 });
+      client.close();
+      const text = await page.textContent('#mem-now');
+      assert.match(text ?? '', /200 items/);
+      assert.match((await page.textContent('#ops-now')) ?? '', /ops\/s/);
+      // Every chart has drawn something: its canvas holds non-transparent pixels.
+      const painted = await page.evaluate(() =>
+        [...document.querySelectorAll('canvas')].map((canvas) => {
+          const data = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+          let count = 0;
+          for (let i = 3; i < data.length; i += 4) if (data[i]! > 0) count++;
+          return count;
+        }),
+      );
+      assert.equal(painted.length, 6);
+      // The operations chart plotted the traffic: its set series rose above zero.
+      const peakSets = (await page.evaluate('Math.max(...series.ops.set)')) as number;
+      assert.ok(peakSets > 50, `peak sets/s ${peakSets}`);
+      for (const pixels of painted) assert.ok(pixels > 100, `a canvas is empty: ${painted}`);
+      mkdirSync(join(root, 'test-results'), { recursive: true });
+      await page.screenshot({ path: join(root, 'test-results', 'dashboard.png'), fullPage: true });
+    } finally {
+      await browser.close();
+      await server.stop();
+    }
+  });
+});
+
+describe('nginx memcached_pass', () => {
+  it('serves a stored page from Mnemo and falls back to the application on a miss', async () => {
+    const server = await startMnemo();
+    const application: Server = createServer((_request, response) => {
+      response.writeHead(200, { 'content-type': 'text/plain' });
+      response.end('from the application');
+    });
+    application.listen(0, '127.0.0.1');
+    await once(application, 'listening');
+    const appPort = (application.address() as { port: number }).port;
+    const nginxPort = await freePort();
+    const prefix = join(dir, 'nginx');
+    mkdirSync(join(prefix, 'logs'), { recursive: true });
+    const config = readFileSync(join(root, 'examples/nginx/nginx.conf'), 'utf8')
+      .replaceAll('127.0.0.1:11211', `127.0.0.1:${server.port}`)
+      .replaceAll('127.0.0.1:8081', `127.0.0.1:${appPort}`)
+      .replaceAll('127.0.0.1:8080', `127.0.0.1:${nginxPort}`)
+      .replace('http {', `http {\n  access_log ${prefix}/logs/access.log;\n  client_body_temp_path ${prefix}/body;\n  proxy_temp_path ${prefix}/proxy;\n  fastcgi_temp_path ${prefix}/fastcgi;\n  uwsgi_temp_path ${prefix}/uwsgi;\n  scgi_temp_path ${prefix}/scgi;`);
+    writeFileSync(join(prefix, 'nginx.conf'), `daemon off;\npid ${prefix}/nginx.pid;\nerror_log ${prefix}/logs/error.log;\n${config}`);
+    const nginx = spawn('nginx', ['-p', prefix, '-c', join(prefix, 'nginx.conf')], { stdio: 'ignore' });
+    try {
+      let up = false;
+      for (let i = 0; i < 50 && !up; i++) {
+        up = await fetch(`http://127.0.0.1:${nginxPort}/`).then(() => true, () => false);
+        if (!up) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      const page = '<h1>cached page one</h1>';
+      const client = await connectClient(server.port);
+      await client.request(`set /page/1 0 60 ${page.length}\r\n${page}\r\n`);
+      client.close();
+      const hit = await fetch(`http://127.0.0.1:${nginxPort}/page/1`);
+      assert.equal(hit.status, 200);
+      assert.match(hit.headers.get('content-type') ?? '', /text\/html/);
+      assert.equal(await hit.text(), page);
+      const miss = await fetch(`http://127.0.0.1:${nginxPort}/page/2`);
+      assert.equal(miss.status, 200);
+      assert.equal(await miss.text(), 'from the application');
+    } finally {
+      nginx.kill('SIGTERM');
+      await once(nginx, 'exit');
+      application.close();
+      await server.stop();
+    }
+  });
+});
+
+describe('express-session with connect-memcached', () => {
+  it('keeps a session across requests, stored in Mnemo', async () => {
+    const server = await startMnemo();
+    const MemcachedStore = connectMemcached(session);
+    const app = express();
+    app.use(session({
+      secret: 'test-secret', resave: false, saveUninitialized: false,
+      store: new MemcachedStore({ hosts: [`127.0.0.1:${server.port}`], prefix: 'sess:' }),
+    }));
+    app.get('/', (request, response) => {
+      const data = request.session as unknown as { views?: number };
+      data.views = (data.views ?? 0) + 1;
+      response.json({ id: request.sessionID, views: data.views });
+    });
+    const web = app.listen(0, '127.0.0.1');
+    await once(web, 'listening');
+    const url = `http://127.0.0.1:${(web.address() as { port: number }).port}/`;
+    try {
+      let cookie = '';
+      let last = { id: '', views: 0 };
+      for (let i = 0; i < 3; i++) {
+        const response = await fetch(url, { headers: cookie ? { cookie } : {} });
+        cookie ||= response.headers.get('set-cookie')!.split(';')[0]!;
+        last = (await response.json()) as typeof last;
+      }
+      assert.equal(last.views, 3);
+      const client = await connectClient(server.port);
+      const stored = await client.request(`get sess:${last.id}\r\n`, 'END\r\n');
+      assert.match(stored, /"views":3/);
+      client.close();
+    } finally {
+      web.close();
+      await server.stop();
+    }
+  });
+});
+
+describe('graceful shutdown', () => {
+  it('exits 0 on SIGTERM under load, and no client sees a torn reply', async () => {
+    const server = await startMnemo();
+    const value = 'v'.repeat(20_000);
+    const setup = await connectClient(server.port);
+    await setup.request(`set big 0 0 ${value.length}\r\n${value}\r\n`);
+    setup.close();
+    const reply = `VALUE big 0 ${value.length}\r\n${value}\r\nEND\r\n`;
+    const clients = await Promise.all(Array.from({ length: 20 }, () => connectClient(server.port)));
+    for (const client of clients) client.send('get big\r\n'.repeat(200));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    server.process.kill('SIGTERM');
+    const [code] = await once(server.process, 'exit');
+    assert.equal(code, 0);
+    for (const client of clients) {
+      const { data } = await client.readToClose(2000);
+      // Whatever arrived is a whole number of complete replies.
+      assert.equal(data.length % reply.length, 0, `torn reply: ${data.length} bytes`);
+      assert.equal(data, reply.repeat(data.length / reply.length));
+    }
+  });
+});
