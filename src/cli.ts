@@ -52,12 +52,15 @@ const OPTIONS = {
   'test-clock': { type: 'boolean' },
   'metrics-port': { type: 'string' },
   'log-format': { type: 'string' },
+  'data-dir': { type: 'string', short: 'H' },
+  sync: { type: 'string' },
+  'disk-limit': { type: 'string' },
 } as const;
 
 type OptionName = keyof typeof OPTIONS;
 
 /** Flags whose features belong to later work: refused with a clear message until they land. */
-const NOT_YET: OptionName[] = ['enable-ssl'];
+const NOT_YET: OptionName[] = ['enable-ssl', 'disk-limit'];
 
 export const HELP = `Usage: mnemo [options]
 A memcached-compatible cache server. Flags use memcached's names and meanings.
@@ -83,6 +86,10 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
       --sasl-pwdb=<file>      SASL passwords, "user:password" lines (or MEMCACHED_SASL_PWDB)
   -Y, --auth-file=<file>      require ASCII authentication: "user:pass" lines
   -D <char>                   key prefix delimiter for "stats detail" (turns it on)
+  -H, --data-dir=<dir>        keep items on disk (LMDB) in <dir>: they survive restarts and
+                              crashes; memory serves as a cache over the disk
+      --sync=<policy>         with --data-dir: always (reply after the write is on disk),
+                              interval=<ms> (default interval=1000) or none
   -d, --daemon                run in the background
   -P, --pidfile=<file>        write the process id to <file> (with or without -d)
       --log-file=<file>       append logs to <file> (where they go when detached)
@@ -101,7 +108,7 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
   -i, --license               print the license and exit
   -V, --version               print the version and exit
 
-Not supported yet: -Z (TLS).
+Not supported yet: -Z (TLS), --disk-limit (tiered mode).
 `;
 
 export type CliResult =
@@ -263,6 +270,18 @@ export function parseCommandLine(argv: string[]): CliResult {
   config.daemon = values.daemon === true;
   config.testClock = values['test-clock'] === true;
   if (values['metrics-port'] !== undefined) config.metricsPort = integer('metrics-port', values['metrics-port'], 0, 65535);
+  if (values['data-dir'] !== undefined) {
+    if (values['data-dir'] === '') throw new ConfigError(`${flagName('data-dir')}: empty path`);
+    config.dataDir = values['data-dir'];
+  }
+  if (values.sync !== undefined) {
+    const text = values.sync;
+    const interval = /^interval=(\d+)$/.exec(text);
+    if (text === 'always' || text === 'none') config.sync = { kind: text };
+    else if (interval !== null && Number(interval[1]) > 0) config.sync = { kind: 'interval', ms: Number(interval[1]) };
+    else throw new ConfigError(`${flagName('sync')}: '${text}' is not always, interval=<ms> or none`);
+    if (config.dataDir === null) throw new ConfigError(`${flagName('sync')}: only with -H/--data-dir`);
+  }
   if (values['log-format'] !== undefined) {
     const format = values['log-format'];
     if (format !== 'json' && format !== 'pretty') throw new ConfigError(`${flagName('log-format')}: '${format}' is not json or pretty`);

@@ -1,3 +1,5 @@
+import type { SyncPolicy } from './store/disk.js';
+
 /** Everything the server needs to know at start-up, after the command line was checked. */
 export interface Config {
   /** TCP port; 0 picks a free one (memcached's -p -1). */
@@ -58,6 +60,10 @@ export interface Config {
   /** -f and -n: memcached's slab sizing, used to report `stats items/slabs` in its classes. */
   slabGrowthFactor: number;
   slabMinSize: number;
+  /** --data-dir (memcachedb's -H): items persist on LMDB there; null keeps them in memory only. */
+  dataDir: string | null;
+  /** --sync: when a write counts as done with --data-dir. */
+  sync: SyncPolicy;
   /** --metrics-port: HTTP port for /metrics, /healthz, /readyz and the dashboard (0 picks one); null for none. */
   metricsPort: number | null;
   /** --log-format: JSON lines, or human-readable. */
@@ -101,6 +107,8 @@ export const DEFAULTS: Readonly<Config> = {
   trackSizes: false,
   slabGrowthFactor: 1.25,
   slabMinSize: 48,
+  dataDir: null,
+  sync: { kind: 'interval', ms: 1000 },
   metricsPort: null,
   logFormat: 'json',
   testClock: false,

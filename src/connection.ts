@@ -28,6 +28,10 @@ export class Connection {
   /** Commands are waiting for the client to read replies, or for their turn. */
   private waiting = false;
   private closed = false;
+  /** Replies held until the disk has the writes they acknowledge (--sync always), in order. */
+  private held: Promise<void> | null = null;
+  /** The persistence write generation when the current batch began. */
+  private generationAtBatch = 0;
   /** Clock second of the last bytes received, for -o idle_timeout. */
   lastActive: number;
   readonly openedAt: number;
@@ -104,6 +108,7 @@ export class Connection {
     const protocol = this.protocol;
     if (this.closed || this.buffered === 0 || protocol === null) return;
     const input = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.buffered);
+    this.generationAtBatch = this.ctx.persistence?.generation ?? 0;
     const consumed = protocol.execute(input, 0, input.length);
     const left = input.length - consumed;
     if (left === 0) {
@@ -144,10 +149,29 @@ export class Connection {
     this.run();
   }
 
-  /** Writes every reply that is ready, as one write (writev when there are several pieces). */
+  /**
+   * Writes every reply that is ready. Under --sync always, a batch that wrote to
+   * the store is answered only once the disk has it; one promise covers the whole
+   * batch, and later batches queue behind it so replies stay in order.
+   */
   flush(): void {
     const pieces = this.out.take();
     if (pieces.length === 0) return;
+    const persistence = this.ctx.persistence;
+    const mustWait = persistence !== null && persistence.mustWaitForDisk && persistence.generation !== this.generationAtBatch;
+    if (!mustWait && this.held === null) {
+      this.write(pieces);
+      return;
+    }
+    const before = this.held ?? Promise.resolve();
+    const chain: Promise<void> = Promise.all([before, mustWait ? persistence.durable() : undefined]).then(() => {
+      if (!this.socket.destroyed) this.write(pieces);
+      if (this.held === chain) this.held = null;
+    });
+    this.held = chain;
+  }
+
+  private write(pieces: Buffer[]): void {
     let written = 0;
     for (const piece of pieces) written += piece.length;
     this.ctx.counters.bytes_written += written;
@@ -160,12 +184,16 @@ export class Connection {
     this.socket.uncork();
   }
 
-  /** Stops reading and closes once queued replies are written. */
+  /** Stops reading and closes once queued replies (held ones too) are written. */
   private close(): void {
     this.closed = true;
     this.parts = [];
-    this.socket.end();
-    this.socket.once('finish', () => this.socket.destroy());
+    const end = (): void => {
+      this.socket.end();
+      this.socket.once('finish', () => this.socket.destroy());
+    };
+    if (this.held === null) end();
+    else void this.held.then(end);
   }
 
   private onClose(): void {

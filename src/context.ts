@@ -5,6 +5,7 @@ import type { LatencyRecorder } from './observe/latency.js';
 import type { PrefixStats } from './observe/prefix-stats.js';
 import type { PasswordFile } from './protocol/sasl.js';
 import type { Counters } from './observe/stats.js';
+import type { Persistence } from './store/persistence.js';
 import type { Store } from './store/store.js';
 
 /** What `stats conns` shows of one connection. */
@@ -29,6 +30,8 @@ export interface ServerContext {
   /** The string `version` and `stats` report. */
   readonly version: string;
   readonly connections: ReadonlySet<ConnectionInfo>;
+  /** --data-dir: the disk tier under the store, or null. */
+  readonly persistence: Persistence | null;
   /** -S: passwords binary connections authenticate against. */
   readonly saslPasswords: PasswordFile | null;
   /** -Y: passwords text connections authenticate against. */

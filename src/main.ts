@@ -31,7 +31,13 @@ function writePortFile(path: string, addresses: ListenerAddress[]): void {
 async function serve(config: Config): Promise<void> {
   const log = createLogger(config.verbosity, config.logFile, config.logFormat);
   if (config.memoryFile !== null) log.warn({ memoryFile: config.memoryFile }, '-e accepted; warm restarts use --data-dir');
-  const server = new MnemoServer(config, log);
+  let server: MnemoServer;
+  try {
+    server = new MnemoServer(config, log);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    fail(error.message);
+  }
   const observability = config.metricsPort === null ? null : new ObservabilityServer(server);
   let stopping = false;
   const stop = (reason: string, graceful = true): void => {
@@ -47,6 +53,17 @@ async function serve(config: Config): Promise<void> {
   server.onShutdownRequest = (graceful) => stop(graceful ? 'shutdown graceful command' : 'shutdown command', graceful);
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+
+  if (observability !== null) {
+    try {
+      const http = await observability.listen(config.listen, config.metricsPort!);
+      process.stderr.write(`mnemo metrics on http://${http.address}:${http.port}\n`);
+    } catch (error) {
+      fail(`cannot listen on ${config.listen}:${config.metricsPort} for --metrics-port: ${(error as Error).message}`);
+    }
+  }
+  // /readyz says not ready until the data dir is loaded and the listeners are open.
+  await server.load();
 
   let addresses: ListenerAddress[];
   try {
@@ -65,15 +82,6 @@ async function serve(config: Config): Promise<void> {
       }
     } catch (error) {
       fail((error as Error).message);
-    }
-  }
-
-  if (observability !== null) {
-    try {
-      const http = await observability.listen(config.listen, config.metricsPort!);
-      process.stderr.write(`mnemo metrics on http://${http.address}:${http.port}\n`);
-    } catch (error) {
-      fail(`cannot listen on ${config.listen}:${config.metricsPort} for --metrics-port: ${(error as Error).message}`);
     }
   }
 

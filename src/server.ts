@@ -10,7 +10,9 @@ import { LatencyRecorder } from './observe/latency.js';
 import { PrefixStats } from './observe/prefix-stats.js';
 import { PasswordFile } from './protocol/sasl.js';
 import { Counters } from './observe/stats.js';
+import { DiskStore } from './store/disk.js';
 import { MemoryStore } from './store/memory.js';
+import { Persistence } from './store/persistence.js';
 import type { Store } from './store/store.js';
 import { UdpListener } from './udp.js';
 import { PROTOCOL_VERSION } from './version.js';
@@ -35,6 +37,7 @@ export class MnemoServer implements ServerContext {
   readonly store: Store;
   readonly version = PROTOCOL_VERSION;
   readonly connections = new Set<Connection>();
+  readonly persistence: Persistence | null = null;
   readonly saslPasswords: PasswordFile | null;
   readonly asciiPasswords: PasswordFile | null;
   /** Called when a client sends `shutdown` (with -A); main decides how to stop. */
@@ -47,7 +50,7 @@ export class MnemoServer implements ServerContext {
     readonly config: Config,
     readonly log: Logger,
   ) {
-    this.store = new MemoryStore(
+    const memory = new MemoryStore(
       {
         memoryLimit: config.memoryLimit,
         maxItemSize: config.maxItemSize,
@@ -59,6 +62,11 @@ export class MnemoServer implements ServerContext {
       this.clock,
       this.counters,
     );
+    this.store = memory;
+    if (config.dataDir !== null) {
+      this.persistence = new Persistence(new DiskStore(config.dataDir, config.sync), this.clock);
+      memory.attach(this.persistence);
+    }
     this.prefixStats = new PrefixStats(config.prefixDelimiter, config.detailEnabled);
     this.latency = new LatencyRecorder(config.metricsPort !== null);
     this.saslPasswords = config.saslPasswordFile === null ? null : new PasswordFile(config.saslPasswordFile);
@@ -72,6 +80,11 @@ export class MnemoServer implements ServerContext {
 
   requestShutdown(graceful: boolean): void {
     this.onShutdownRequest(graceful);
+  }
+
+  /** Brings back what the data dir holds (before listening: clients see a loaded cache). */
+  async load(): Promise<void> {
+    await this.persistence?.load(this.store as MemoryStore, this.log);
   }
 
   /** Opens every configured listener; resolves with their real addresses. */
@@ -118,6 +131,7 @@ export class MnemoServer implements ServerContext {
     await Promise.all(closed);
     clearTimeout(timer);
     await this.udp?.close();
+    await this.persistence?.close();
     this.clock.stop();
   }
 

@@ -44,6 +44,9 @@ export class Counters {
   store_exists = 0;
   store_not_found = 0;
 
+  /** Persistence: items brought back into memory from disk. */
+  disk_promotions = 0;
+
   total_items = 0;
   evictions = 0;
   reclaimed = 0;

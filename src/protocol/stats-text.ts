@@ -65,6 +65,12 @@ function general(ctx: ServerContext): Pairs {
   stat('evicted_unfetched', c.evicted_unfetched);
   stat('evictions', c.evictions);
   stat('reclaimed', c.reclaimed);
+  const persistence = ctx.persistence;
+  if (persistence !== null) {
+    stat('disk_items', persistence.diskItems);
+    stat('disk_promotions', c.disk_promotions);
+    stat('disk_write_errors', persistence.writeErrors);
+  }
   return pairs;
 }
 

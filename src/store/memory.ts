@@ -10,8 +10,10 @@ import {
   type ItemDump,
   type ItemView,
   type Store,
+  type StoreBacking,
   type StoreMode,
   type StoreResult,
+  type StoredRecord,
 } from './store.js';
 
 /**
@@ -101,6 +103,8 @@ export class MemoryStore implements Store {
   private memoryLimit: number;
   readonly sizeClasses: SizeClasses;
   private readonly classStats: ClassStats[] = [];
+  /** The tier below (persistence), told of every change and asked on a miss. */
+  private backing: StoreBacking | null = null;
 
   constructor(
     private readonly options: MemoryStoreOptions,
@@ -111,6 +115,25 @@ export class MemoryStore implements Store {
     this.sizeClasses = new SizeClasses(options.slabGrowthFactor, options.slabMinSize, options.maxItemSize);
     for (let id = 0; id <= this.sizeClasses.largest; id++) this.classStats.push(emptyClassStats(id, this.sizeClasses));
     clock.onTick((now) => this.onTick(now));
+  }
+
+  /** Puts a lower tier under this store: it hears every change and answers misses. */
+  attach(backing: StoreBacking): void {
+    this.backing = backing;
+  }
+
+  /**
+   * Puts a record from the tier below into memory without reporting it back as a
+   * change. False when it does not fit in memory (it stays below).
+   */
+  restore(name: string, record: StoredRecord): boolean {
+    if (record.cas > this.casCounter) this.casCounter = record.cas;
+    const size = this.sizeOf(Buffer.byteLength(name, 'latin1'), record.value.length, record.flags);
+    if (this.bytes + size > this.memoryLimit) return false;
+    const sizeClass = this.sizeClasses.classOf(size);
+    const entry = new Entry(name, record.value, record.flags, record.exptime, record.cas, this.clock.now, size, sizeClass, false);
+    this.link(entry);
+    return true;
   }
 
   get itemCount(): number {
@@ -175,7 +198,9 @@ export class MemoryStore implements Store {
   }
 
   setExptime(item: ItemView, exptime: number): void {
-    (item as Entry).exptime = this.clock.expiryFrom(exptime);
+    const entry = item as Entry;
+    entry.exptime = this.clock.expiryFrom(exptime);
+    this.backing?.stored(entry.key, entry);
   }
 
   setTokenSent(item: ItemView): void {
@@ -200,6 +225,7 @@ export class MemoryStore implements Store {
     const entry = this.lookup(key.toString('latin1', keyStart, keyEnd));
     if (entry === null) return null;
     entry.exptime = this.clock.expiryFrom(exptime);
+    this.backing?.stored(entry.key, entry);
     this.access(entry);
     return entry;
   }
@@ -283,7 +309,7 @@ export class MemoryStore implements Store {
   delete(key: Buffer, keyStart: number, keyEnd: number): boolean {
     const entry = this.lookup(key.toString('latin1', keyStart, keyEnd));
     if (entry === null) return false;
-    this.unlink(entry);
+    this.remove(entry);
     return true;
   }
 
@@ -318,12 +344,12 @@ export class MemoryStore implements Store {
 
   /** Finds a live entry by key, unlinking it if it expired or was flushed. */
   private lookup(name: string): Entry | null {
-    const entry = this.items.get(name);
-    if (entry === undefined) return null;
+    const entry = this.items.get(name) ?? this.fetchFromBacking(name);
+    if (entry === null) return null;
     const now = this.clock.now;
     if (entry.time <= this.oldestLive && this.oldestLive <= now) {
       this.counters.get_flushed++;
-      this.unlink(entry);
+      this.remove(entry);
       return null;
     }
     if (entry.exptime !== 0 && entry.exptime <= now) {
@@ -331,6 +357,24 @@ export class MemoryStore implements Store {
       this.reclaim(entry);
       return null;
     }
+    return entry;
+  }
+
+  /** A miss in memory: the tier below may hold the item (evicted earlier, or not loaded). */
+  private fetchFromBacking(name: string): Entry | null {
+    if (this.backing === null) return null;
+    const record = this.backing.fetch(name);
+    if (record === null) return null;
+    if (record.exptime !== 0 && record.exptime <= this.clock.now) {
+      this.backing.removed(name);
+      return null;
+    }
+    const size = this.sizeOf(Buffer.byteLength(name, 'latin1'), record.value.length, record.flags);
+    if (!this.makeRoom(size)) return null;
+    if (record.cas > this.casCounter) this.casCounter = record.cas;
+    const entry = new Entry(name, record.value, record.flags, record.exptime, record.cas, this.clock.now, size, this.sizeClasses.classOf(size), false);
+    this.link(entry);
+    this.counters.disk_promotions++;
     return entry;
   }
 
@@ -344,17 +388,24 @@ export class MemoryStore implements Store {
     const sizeClass = this.sizeClasses.classOf(size);
     if (!this.makeRoom(size)) {
       this.classStats[sizeClass]!.outofmemory++;
+      // The old value is gone from memory; it must not come back from the tier below.
+      if (existing !== undefined) this.backing?.removed(name);
       return 'no_memory';
     }
     const entry = new Entry(name, value, flags, exptime, this.nextCas(), this.clock.now, size, sizeClass, binaryKey);
-    this.items.set(name, entry);
-    this.linkAtHead(entry);
-    this.bytes += size;
-    const stats = this.classStats[sizeClass]!;
-    stats.number++;
-    stats.mem_requested += size;
+    this.link(entry);
     this.counters.total_items++;
+    this.backing?.stored(name, entry);
     return 'stored';
+  }
+
+  private link(entry: Entry): void {
+    this.items.set(entry.key, entry);
+    this.linkAtHead(entry);
+    this.bytes += entry.size;
+    const stats = this.classStats[entry.sizeClass]!;
+    stats.number++;
+    stats.mem_requested += entry.size;
   }
 
   /** Evicts from the LRU tail until size more bytes fit; false when they cannot. */
@@ -397,7 +448,13 @@ export class MemoryStore implements Store {
       this.counters.expired_unfetched++;
       stats.expired_unfetched++;
     }
+    this.remove(entry);
+  }
+
+  /** Unlinks an item that is gone for good (deleted, expired, flushed), telling the tier below. */
+  private remove(entry: Entry): void {
     this.unlink(entry);
+    this.backing?.removed(entry.key);
   }
 
   private unlink(entry: Entry): void {
@@ -427,6 +484,7 @@ export class MemoryStore implements Store {
   }
 
   private clear(): void {
+    this.backing?.cleared();
     this.items.clear();
     this.head = null;
     this.tail = null;

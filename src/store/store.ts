@@ -61,6 +61,28 @@ export interface ItemDump {
   valueLength: number;
 }
 
+/** An item as a lower tier keeps it. */
+export interface StoredRecord {
+  value: Buffer;
+  flags: number;
+  /** Absolute unix seconds, 0 for never. */
+  exptime: number;
+  cas: number;
+}
+
+/**
+ * What the memory store tells a lower tier (the disk) and asks of it: every
+ * change it accepts (the mutation feed), and records for keys it does not hold.
+ * Evictions are not changes: an evicted item stays in the tier below.
+ */
+export interface StoreBacking {
+  stored(key: string, item: ItemView): void;
+  removed(key: string): void;
+  cleared(): void;
+  /** The record for a key memory does not hold, or null. */
+  fetch(key: string): StoredRecord | null;
+}
+
 export type StoreMode = 'set' | 'add' | 'replace' | 'append' | 'prepend' | 'cas';
 
 export type StoreResult = 'stored' | 'not_stored' | 'exists' | 'not_found' | 'too_large' | 'no_memory';

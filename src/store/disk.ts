@@ -1,0 +1,174 @@
+import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync, writeSync, accessSync, constants } from 'node:fs';
+import { join } from 'node:path';
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { ConfigError } from '../config.js';
+import type { StoredRecord } from './store.js';
+
+/** Bumped when the on-disk layout changes; a data dir of another version is refused, never rewritten. */
+export const FORMAT_VERSION = 1;
+const FORMAT_KEY = 'format';
+/** flags u32, exptime u32, cas f64, then the value. */
+const RECORD_HEADER = 16;
+
+export type SyncPolicy = { kind: 'always' } | { kind: 'interval'; ms: number } | { kind: 'none' };
+
+/**
+ * Items on LMDB (memcachedb's role): one record per key, written in lmdb's
+ * batched transactions. Keys are the raw key bytes; records carry flags,
+ * expiry and CAS so a restart brings items back exactly.
+ */
+export class DiskStore {
+  private readonly root: RootDatabase;
+  private readonly items: Database<Buffer, Buffer>;
+  private readonly lockPath: string;
+  /** The last write's commit, for callers that must wait for durability. */
+  private lastWrite: Promise<unknown> = Promise.resolve();
+  /** Bumped on every write: lets a connection tell whether its batch wrote anything. */
+  generation = 0;
+  writeErrors = 0;
+
+  constructor(
+    readonly path: string,
+    readonly sync: SyncPolicy,
+  ) {
+    checkDirectory(path);
+    this.lockPath = join(path, 'mnemo.lock');
+    takeLock(this.lockPath);
+    try {
+      this.root = open({ path: join(path, 'lmdb'), maxDbs: 4, noSync: sync.kind === 'none' });
+      const meta = this.root.openDB<string, string>({ name: 'meta', encoding: 'string', keyEncoding: 'ordered-binary' });
+      const format = meta.get(FORMAT_KEY);
+      if (format === undefined) meta.putSync(FORMAT_KEY, String(FORMAT_VERSION));
+      else if (format !== String(FORMAT_VERSION)) {
+        throw new ConfigError(`--data-dir: ${path} holds format version ${format}, this Mnemo reads ${FORMAT_VERSION}`);
+      }
+      this.items = this.root.openDB<Buffer, Buffer>({ name: 'items', encoding: 'binary', keyEncoding: 'binary' });
+    } catch (error) {
+      rmSync(this.lockPath, { force: true });
+      throw error;
+    }
+  }
+
+  get count(): number {
+    return this.items.getCount();
+  }
+
+  get(key: string): StoredRecord | null {
+    const bytes = this.items.getBinary(Buffer.from(key, 'latin1'));
+    return bytes === undefined ? null : decode(bytes);
+  }
+
+  put(key: string, record: StoredRecord): void {
+    this.track(this.items.put(Buffer.from(key, 'latin1'), encode(record)));
+  }
+
+  remove(key: string): void {
+    this.track(this.items.remove(Buffer.from(key, 'latin1')));
+  }
+
+  clear(): void {
+    this.track(this.items.clearAsync());
+  }
+
+  /** Resolves once every write so far is on disk (flushed, not just committed). */
+  async durable(): Promise<void> {
+    await this.lastWrite;
+    await this.root.flushed;
+  }
+
+  /**
+   * Visits up to limit records in key order, after the key `after` (null: from
+   * the start). Returns the last key visited, or null at the end.
+   */
+  scan(after: Buffer | null, limit: number, visit: (key: string, record: StoredRecord) => void): Buffer | null {
+    let last: Buffer | null = null;
+    let count = 0;
+    for (const { key, value } of this.items.getRange(after === null ? {} : { start: after })) {
+      const bytes = key as Buffer;
+      if (after !== null && bytes.equals(after)) continue;
+      visit(bytes.toString('latin1'), decode(value));
+      last = Buffer.from(bytes);
+      if (++count === limit) return last;
+    }
+    return null;
+  }
+
+  async close(): Promise<void> {
+    await this.lastWrite.catch(() => {});
+    await this.root.flushed;
+    await this.root.close();
+    rmSync(this.lockPath, { force: true });
+  }
+
+  private track(write: Promise<unknown>): void {
+    this.generation++;
+    this.lastWrite = write.catch(() => {
+      // A full disk or an I/O error: counted, and the next write still tries.
+      this.writeErrors++;
+    });
+  }
+}
+
+function encode(record: StoredRecord): Buffer {
+  const bytes = Buffer.allocUnsafe(RECORD_HEADER + record.value.length);
+  bytes.writeUInt32BE(record.flags, 0);
+  bytes.writeUInt32BE(record.exptime, 4);
+  bytes.writeDoubleBE(record.cas, 8);
+  record.value.copy(bytes, RECORD_HEADER);
+  return bytes;
+}
+
+function decode(bytes: Buffer): StoredRecord {
+  return {
+    flags: bytes.readUInt32BE(0),
+    exptime: bytes.readUInt32BE(4),
+    cas: bytes.readDoubleBE(8),
+    // Copied out of lmdb's reusable read buffer: stored values must not change under us.
+    value: Buffer.from(bytes.subarray(RECORD_HEADER)),
+  };
+}
+
+function checkDirectory(path: string): void {
+  if (!existsSync(path) || !statSync(path).isDirectory()) {
+    throw new ConfigError(`--data-dir: ${path} is not a directory`);
+  }
+  try {
+    accessSync(path, constants.W_OK | constants.R_OK);
+  } catch {
+    throw new ConfigError(`--data-dir: ${path} is not writable`);
+  }
+}
+
+/**
+ * LMDB lets several processes share an environment; two Mnemos on one data dir
+ * would still overwrite each other's items, so the first holds a lock file with
+ * its pid. A lock whose process is gone is taken over.
+ */
+function takeLock(path: string): void {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, 'wx');
+      writeSync(fd, `${process.pid}\n`);
+      closeSync(fd);
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const pid = Number(readFileSync(path, 'utf8').trim());
+      if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
+        throw new ConfigError(`--data-dir: in use by another Mnemo (pid ${pid}, lock ${path})`);
+      }
+      rmSync(path, { force: true });
+    }
+  }
+  throw new ConfigError(`--data-dir: cannot take the lock ${path}`);
+}
+
+function isAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
