@@ -40,6 +40,12 @@ export function rssBytes(pid) {
   return Number(m[1]) * 1024;
 }
 
+/** CPU seconds all cores spent busy (user, nice, system, irq, softirq) since boot, from /proc/stat. */
+export function systemBusySeconds() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return (f[0] + f[1] + f[2] + f[5] + f[6]) / CLK_TCK;
+}
+
 export async function freePort() {
   const srv = net.createServer();
   srv.listen(0, '127.0.0.1');
@@ -122,7 +128,7 @@ export async function stats(port) {
  * Starts a server pinned to `cpu` (or unpinned when cpu is null).
  * kind: 'memcached' | 'mnemo' | 'naive'. Resolves when it accepts connections.
  */
-export async function startServer(kind, { mb, cpu, repoRoot, naivePath, cpuProfDir }) {
+export async function startServer(kind, { mb, cpu, repoRoot, naivePath, cpuProfDir, extraArgs = [] }) {
   let cmd;
   let args;
   let port = kind === 'mnemo' ? -1 : await freePort();
@@ -133,7 +139,7 @@ export async function startServer(kind, { mb, cpu, repoRoot, naivePath, cpuProfD
     cmd = process.execPath;
     args = [];
     if (cpuProfDir) args.push('--cpu-prof', '--cpu-prof-dir', cpuProfDir);
-    args.push(`${repoRoot}/bin/mnemo`, '-p', '-1', '-m', String(mb), '-l', '127.0.0.1');
+    args.push(`${repoRoot}/bin/mnemo`, '-p', '-1', '-m', String(mb), '-l', '127.0.0.1', ...extraArgs);
   } else if (kind === 'naive') {
     if (!existsSync(naivePath)) throw new Error(`${naivePath} is absent`);
     cmd = process.execPath;

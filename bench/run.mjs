@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Mnemo vs memcached benchmark harness. See bench/NOTES.md.
-//   npm run bench          full run: scenarios a-e, 3 rounds, 8 s per server per run
+//   npm run bench          full run: scenarios a-f, 3 rounds, 8 s per server per run
 //   npm run bench:smoke    scenario a only, one round, 5 s per server; never asserts on timings
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,6 +20,7 @@ import {
   startProbe,
   startServer,
   stats,
+  systemBusySeconds,
 } from './lib.mjs';
 
 const HELP = `Usage: node bench/run.mjs [options]
@@ -29,6 +30,8 @@ const HELP = `Usage: node bench/run.mjs [options]
                        c  as a, with 4 KiB values
                        d  memory: RSS per item after loading 1,000,000 items of 100 B
                        e  naive-node-server.mjs (../shared/bench) under workload a
+                       f  persistence: 50 conns, 100% set, 256 B values; memcached, Mnemo in
+                          memory, with --data-dir --sync interval=1000, and --sync always
   --rounds=N         rounds; server order alternates each round (default 3)
   --seconds=S        memcaslap run time per server per run (default 8)
   --memory=MB        -m for every server (default 1024)
@@ -64,8 +67,8 @@ const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(benchDir, '..');
 const naivePath = path.resolve(repoRoot, '../shared/bench/naive-node-server.mjs');
 const smoke = opt.smoke;
-const scenarios = new Set((opt.scenarios ?? (smoke ? 'a' : 'a,b,c,d,e')).split(',').map((s) => s.trim()).filter(Boolean));
-for (const s of scenarios) if (!'abcde'.includes(s) || s.length !== 1) usage(`unknown scenario '${s}'`);
+const scenarios = new Set((opt.scenarios ?? (smoke ? 'a' : 'a,b,c,d,e,f')).split(',').map((s) => s.trim()).filter(Boolean));
+for (const s of scenarios) if (!'abcdef'.includes(s) || s.length !== 1) usage(`unknown scenario '${s}'`);
 const rounds = int(opt.rounds ?? (smoke ? '1' : '3'), 'rounds');
 const seconds = int(opt.seconds ?? (smoke ? '5' : '8'), 'seconds');
 const mb = int(opt.memory, 'memory');
@@ -91,8 +94,16 @@ const log = (msg) => process.stderr.write(`${msg}\n`);
 const pin = cpuCount() >= 2;
 const SERVER_CPU = pin ? 0 : null;
 const GEN_CPU = pin ? 1 : null;
-if (pin) execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
 
+for (const tool of ['memcached', 'memcaslap', ...(pin ? ['taskset'] : [])]) {
+  try {
+    execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
+  } catch {
+    console.error(`bench: ${tool} is not installed (apt-get install -y memcached libmemcached-tools util-linux)`);
+    process.exit(1);
+  }
+}
+if (pin) execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
 if (!existsSync(path.join(repoRoot, 'dist', 'main.js'))) {
   console.error('bench: dist/main.js is missing: run `npm run build` first (npm run bench does)');
   process.exit(1);
@@ -105,10 +116,10 @@ if (naiveNote) {
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'mnemo-bench-'));
 process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
-function memaslapConfig(valueSize) {
-  const file = path.join(tmp, `memaslap-${valueSize}.cnf`);
-  // 64-byte keys (memaslap's default), fixed value size, 10% set (cmd 0) / 90% get (cmd 1).
-  writeFileSync(file, `key\n64 64 1\nvalue\n${valueSize} ${valueSize} 1\ncmd\n0 0.1\n1 0.9\n`);
+function memaslapConfig(valueSize, setShare) {
+  const file = path.join(tmp, `memaslap-${valueSize}-${setShare}.cnf`);
+  // 64-byte keys (memaslap's default), fixed value size, setShare sets (cmd 0), the rest gets (cmd 1).
+  writeFileSync(file, `key\n64 64 1\nvalue\n${valueSize} ${valueSize} 1\ncmd\n0 ${setShare}\n1 ${1 - setShare}\n`);
   return file;
 }
 const prefillKey = (i) => `prefill:${String(i).padStart(56, '0')}`; // 64 bytes, like memaslap's keys
@@ -118,11 +129,21 @@ const WORKLOADS = {
   a: { title: 'a: 32 B values, single gets', valueSize: 32, division: 1 },
   b: { title: 'b: 32 B values, multi-get of 16', valueSize: 32, division: 16 },
   c: { title: 'c: 4 KiB values, single gets', valueSize: 4096, division: 1 },
+  f: { title: 'f: 100% set, 256 B values', valueSize: 256, division: 1, setShare: 1 },
 };
-const LABEL = { memcached: 'memcached', mnemo: 'Mnemo', naive: 'naive-node-server' };
+const LABEL = {
+  memcached: 'memcached',
+  mnemo: 'Mnemo',
+  naive: 'naive-node-server',
+  'mnemo-interval': 'Mnemo --sync interval=1000',
+  'mnemo-always': 'Mnemo --sync always',
+};
+/** Mnemo with a data dir: the flags after the common ones. */
+const PERSISTENT = { 'mnemo-interval': ['--sync', 'interval=1000'], 'mnemo-always': ['--sync', 'always'] };
 
 function serversFor(w) {
   const list = [];
+  if (w === 'f') return scenarios.has('f') ? ['memcached', 'mnemo', 'mnemo-interval', 'mnemo-always'] : list;
   if (scenarios.has(w)) list.push('memcached', 'mnemo');
   if (w === 'a' && scenarios.has('e')) {
     if (!list.includes('memcached')) list.push('memcached');
@@ -137,13 +158,15 @@ const versions = {};
 const commands = new Set();
 
 async function runWorkload(w, kind, round) {
-  const { valueSize, division } = WORKLOADS[w];
-  const srv = await startServer(kind, {
+  const { valueSize, division, setShare = 0.1 } = WORKLOADS[w];
+  const persistent = PERSISTENT[kind];
+  const srv = await startServer(persistent ? 'mnemo' : kind, {
     mb,
     cpu: SERVER_CPU,
     repoRoot,
     naivePath,
     cpuProfDir: kind === 'mnemo' ? opt['cpu-prof'] : undefined,
+    extraArgs: persistent ? ['-H', mkdtempSync(path.join(tmp, 'data-')), ...persistent] : [],
   });
   versions[kind] = srv.version;
   try {
@@ -151,10 +174,12 @@ async function runWorkload(w, kind, round) {
     if (pre.errors) log(`  warning: ${kind} answered ${pre.errors} error lines to the prefill: ${pre.sample}`);
     await sleep(200);
     const args = ['-s', `127.0.0.1:${srv.port}`, '-T', '1', '-c', String(CONNS), '-w', msWindow,
-      '-t', `${seconds}s`, '-X', String(valueSize), '-F', memaslapConfig(valueSize)];
+      '-t', `${seconds}s`, '-X', String(valueSize), '-F', memaslapConfig(valueSize, setShare)];
     if (division > 1) args.push('-d', String(division));
     commands.add(`${pin ? `taskset -c ${GEN_CPU} ` : ''}memcaslap ${args.join(' ').replace(/127\.0\.0\.1:\d+/, '127.0.0.1:PORT').replace(/-F \S+/, '-F <cfg>')}`);
     const cpu0 = cpuSeconds(srv.pid);
+    const sys0 = systemBusySeconds();
+    const self0 = process.cpuUsage();
     const ms = runMemaslap(args, { cpu: GEN_CPU });
     ms.catch(() => {});
     // The probe covers the middle of the run: from 0.3 s in to 0.2 s before the end.
@@ -165,6 +190,9 @@ async function runWorkload(w, kind, round) {
     const pr = probe.stop();
     const r = await ms;
     const cpu1 = cpuSeconds(srv.pid);
+    const self1 = process.cpuUsage(self0);
+    // CPU that neither the server, memcaslap nor this harness used: other processes on the machine.
+    const other = systemBusySeconds() - sys0 - (cpu1 - cpu0) - r.genCpu - (self1.user + self1.system) / 1e6;
     if (opt.verbose) log(r.raw);
     const sorted = pr.samples.sort((x, y) => x - y);
     const serverOps = r.ops + sorted.length;
@@ -178,10 +206,12 @@ async function runWorkload(w, kind, round) {
       probeErrors: pr.errors,
       cpuPerMop: ((cpu1 - cpu0) / serverOps) * 1e6,
       genPct: (r.genCpu / r.wall) * 100,
+      otherPct: Math.max(0, (other / r.wall) * 100),
       getMisses: r.getMisses,
     };
     log(`  ${LABEL[kind].padEnd(17)} ${fmtOps(m.tps).padStart(7)} ops/s  p50 ${fmtMs(m.p50)}  p99 ${fmtMs(m.p99)} ms` +
       `  CPU ${m.cpuPerMop.toFixed(2)} s/Mop  generator ${m.genPct.toFixed(0)}%` +
+      (m.otherPct >= 10 ? `  other processes ${m.otherPct.toFixed(0)}% of a core` : '') +
       (m.getMisses ? `  get_misses ${m.getMisses}` : '') + (m.probeErrors ? `  probe misses/errors ${m.probeErrors}` : ''));
     return m;
   } finally {
@@ -220,12 +250,14 @@ function record(w, kind, m) {
   ((results[w] ??= {})[kind] ??= []).push(m);
 }
 
+const loadAtStart = os.loadavg()[0];
+if (loadAtStart >= 1.5) log(`bench: note: 1-minute load average is ${loadAtStart.toFixed(2)}; if other work is running, the numbers will be skewed`);
 const started = Date.now();
 const order = (list, round) => (round % 2 === 0 ? list : [...list].reverse());
 let startFailure = null;
 outer: for (let round = 0; round < rounds; round++) {
   log(`round ${round + 1}/${rounds}`);
-  for (const w of ['a', 'b', 'c']) {
+  for (const w of ['a', 'b', 'c', 'f']) {
     const servers = serversFor(w);
     if (servers.length === 0) continue;
     log(` ${WORKLOADS[w].title}`);
@@ -289,17 +321,25 @@ const lines = [];
 const L = (s = '') => lines.push(s);
 L(`# Mnemo vs memcached${smoke ? ' (smoke run: one round, timings not meaningful)' : ''}`);
 L();
-L(`${new Date().toISOString()} · Mnemo ${versions.mnemo ?? '?'} at ${gitDescribe()} · memcached ${versions.memcached ?? '?'} · Node ${process.version} · ` +
+const versionText = Object.entries(versions).map(([k, v]) => `${LABEL[k]} ${v}${k === 'mnemo' ? ` at ${gitDescribe()}` : ''}`).join(' · ');
+L(`${new Date().toISOString()} · ${versionText} · Node ${process.version} · ` +
   `${os.cpus().length} cores, ${pin ? 'servers pinned to core 0, memcaslap + harness to core 1' : 'no pinning (fewer than 2 cores)'} · ` +
-  `${rounds} round(s), ${seconds} s per run, -m ${mb} · took ${elapsed.toFixed(0)} s`);
+  `${rounds} round(s), ${seconds} s per run, -m ${mb} · load average ${loadAtStart.toFixed(2)} at start · took ${elapsed.toFixed(0)} s`);
 L();
+const allRuns = ['a', 'b', 'c', 'f'].flatMap((w) => Object.values(results[w] ?? {}).flat());
+const busiest = Math.max(0, ...allRuns.map((m) => m.otherPct));
+if (busiest >= 10) {
+  L(`**Warning: the machine was not quiet**: other processes used up to ${busiest.toFixed(0)}% of a core during a run ` +
+    '(see the per-round table); treat these numbers as noise and run again.');
+  L();
+}
 const ws = ['a', 'b', 'c'].filter((w) => results[w]);
-if (ws.length || results.a?.naive) {
+if (ws.length || results.a?.naive || results.f?.mnemo) {
   L('| scenario | server | ops/s | p50 ms | p99 ms | server CPU s per M ops | generator CPU |');
   L('|---|---|---|---|---|---|---|');
   const row = (title, kind, runs) =>
     L(`| ${title} | ${LABEL[kind]} | ${fmtOps(med(runs, 'tps'))} | ${fmtMs(med(runs, 'p50'))} | ${fmtMs(med(runs, 'p99'))} | ` +
-      `${med(runs, 'cpuPerMop').toFixed(2)} | ${med(runs, 'genPct').toFixed(0)}% |`);
+      `${med(runs, 'cpuPerMop').toFixed(2)} | ${med(runs, 'genPct').toFixed(0)}%${med(runs, 'genPct') >= 95 ? ' ⚠ saturated' : ''} |`);
   const ratioRow = (title, label, num, den) =>
     L(`| ${title} | **${label}** | **${fmtX(ratio(num, den, 'tps'))}** | ${fmtX(ratio(num, den, 'p50'))} | ` +
       `${fmtX(ratio(num, den, 'p99'))} | **${fmtX(ratio(num, den, 'cpuPerMop'))}** | |`);
@@ -309,6 +349,15 @@ if (ws.length || results.a?.naive) {
     if (r.memcached) row(WORKLOADS[w].title, 'memcached', r.memcached);
     row(WORKLOADS[w].title, 'mnemo', r.mnemo);
     if (r.memcached) ratioRow(WORKLOADS[w].title, 'Mnemo / memcached', r.mnemo, r.memcached);
+  }
+  if (results.f?.mnemo) {
+    const t = WORKLOADS.f.title;
+    const f = results.f;
+    if (f.memcached) row(t, 'memcached', f.memcached);
+    for (const kind of ['mnemo', 'mnemo-interval', 'mnemo-always']) if (f[kind]) row(t, kind, f[kind]);
+    if (f.memcached) ratioRow(t, 'Mnemo / memcached', f.mnemo, f.memcached);
+    if (f['mnemo-interval']) ratioRow(t, 'interval / Mnemo in memory', f['mnemo-interval'], f.mnemo);
+    if (f['mnemo-always']) ratioRow(t, 'always / Mnemo in memory', f['mnemo-always'], f.mnemo);
   }
   if (results.a?.naive) {
     const t = 'e: naive Node server, workload a';
@@ -348,21 +397,21 @@ if (failures.length) {
 }
 L('<details><summary>Per-round measurements</summary>');
 L();
-L('| round | scenario | server | ops/s | p50 ms | p99 ms | CPU s/Mop | generator | get_misses |');
-L('|---|---|---|---|---|---|---|---|---|');
-for (const w of ['a', 'b', 'c']) {
+L('| round | scenario | server | ops/s | p50 ms | p99 ms | CPU s/Mop | generator | other processes | get_misses |');
+L('|---|---|---|---|---|---|---|---|---|---|');
+for (const w of ['a', 'b', 'c', 'f']) {
   for (const [kind, runs] of Object.entries(results[w] ?? {})) {
     for (const m of runs) {
       L(`| ${m.round + 1} | ${w} | ${LABEL[kind]} | ${fmtOps(m.tps)} | ${fmtMs(m.p50)} | ${fmtMs(m.p99)} | ` +
-        `${m.cpuPerMop.toFixed(2)} | ${m.genPct.toFixed(0)}% | ${m.getMisses} |`);
+        `${m.cpuPerMop.toFixed(2)} | ${m.genPct.toFixed(0)}% | ${m.otherPct.toFixed(0)}% | ${m.getMisses} |`);
     }
   }
 }
 for (const [kind, runs] of Object.entries(results.d ?? {})) {
-  for (const m of runs) L(`| ${m.round + 1} | d | ${LABEL[kind]} | RSS ${mib(m.before)} → ${mib(m.after)} MiB | | | ${m.perItem.toFixed(0)} B/item | | |`);
+  for (const m of runs) L(`| ${m.round + 1} | d | ${LABEL[kind]} | RSS ${mib(m.before)} → ${mib(m.after)} MiB | | | ${m.perItem.toFixed(0)} B/item | | | |`);
 }
 L();
-L('Load commands (PORT and the config file vary; the config sets 64-byte keys, the value size, 10% set / 90% get):');
+L('Load commands (PORT and the config file vary; the config sets 64-byte keys, the value size, and 10% set / 90% get, or 100% set in f):');
 L();
 for (const c of commands) L(`    ${c}`);
 L();

@@ -46,7 +46,8 @@ function scan(buf: Buffer, start: number, end: number): CParse | null {
   const digits = pos;
   while (pos < end && buf[pos]! >= 0x30 && buf[pos]! <= 0x39) pos++;
   if (pos === digits) return null;
-  if (pos < end && !isCSpace(buf[pos]!)) return null;
+  // A NUL ends the C string (a stored value such as "12\0" counts as 12 for incr).
+  if (pos < end && !isCSpace(buf[pos]!) && buf[pos] !== 0) return null;
   return { negative, magnitude: BigInt(buf.toString('latin1', digits, pos)) };
 }
 

@@ -60,7 +60,7 @@ const OPTIONS = {
 type OptionName = keyof typeof OPTIONS;
 
 /** Flags whose features belong to later work: refused with a clear message until they land. */
-const NOT_YET: OptionName[] = ['enable-ssl', 'disk-limit'];
+const NOT_YET: OptionName[] = ['enable-ssl'];
 
 export const HELP = `Usage: mnemo [options]
 A memcached-compatible cache server. Flags use memcached's names and meanings.
@@ -90,6 +90,8 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
                               crashes; memory serves as a cache over the disk
       --sync=<policy>         with --data-dir: always (reply after the write is on disk),
                               interval=<ms> (default interval=1000) or none
+      --disk-limit=<size>     with --data-dir: tiered mode, the disk a bounded tier below
+                              memory that drops its least recent items past <size> (k/m/g/t)
   -d, --daemon                run in the background
   -P, --pidfile=<file>        write the process id to <file> (with or without -d)
       --log-file=<file>       append logs to <file> (where they go when detached)
@@ -98,7 +100,7 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
                               dashboard at /, on the -l address; 0 picks a free port
   -u, --user=<user>           switch to <user> after opening listeners (when run as root)
   -e, --memory-file=<file>    accepted; warm restarts use --data-dir instead
-  -v, --verbose               log more: -v info, -vv debug, -vvv trace
+  -v, --verbose               log more: -v debug, -vv trace (default: lifecycle and warnings)
   -o, --extended=<opts>       comma-separated memcached suboptions; applied here:
                               idle_timeout=<s>, track_sizes; memcached internals
                               such as modern, hashpower=<n>, no_lru_crawler are accepted
@@ -108,7 +110,7 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
   -i, --license               print the license and exit
   -V, --version               print the version and exit
 
-Not supported yet: -Z (TLS), --disk-limit (tiered mode).
+Not supported yet: -Z (TLS).
 `;
 
 export type CliResult =
@@ -176,6 +178,15 @@ function size(name: OptionName, text: string): number {
   if (match === null) throw new ConfigError(`${flagName(name)}: '${text}' is not a size (e.g. 512k, 1m)`);
   const unit = match[2]!.toLowerCase();
   return Number(match[1]) * (unit === 'k' ? 1024 : unit === 'm' ? 1024 * 1024 : 1);
+}
+
+/** --disk-limit: bytes, or a number with a k, m, g or t unit. */
+function diskSize(text: string): number {
+  const match = /^(\d+)([kmgt]?)$/i.exec(text);
+  if (match === null) throw new ConfigError(`${flagName('disk-limit')}: '${text}' is not a size (e.g. 512m, 10g)`);
+  const bytes = Number(match[1]) * 1024 ** ' kmgt'.indexOf(match[2]!.toLowerCase() || ' ');
+  if (bytes < 1024 * 1024) throw new ConfigError(`${flagName('disk-limit')}: cannot be less than 1m`);
+  return bytes;
 }
 
 export function parseCommandLine(argv: string[]): CliResult {
@@ -281,6 +292,10 @@ export function parseCommandLine(argv: string[]): CliResult {
     else if (interval !== null && Number(interval[1]) > 0) config.sync = { kind: 'interval', ms: Number(interval[1]) };
     else throw new ConfigError(`${flagName('sync')}: '${text}' is not always, interval=<ms> or none`);
     if (config.dataDir === null) throw new ConfigError(`${flagName('sync')}: only with -H/--data-dir`);
+  }
+  if (values['disk-limit'] !== undefined) {
+    if (config.dataDir === null) throw new ConfigError(`${flagName('disk-limit')}: only with -H/--data-dir`);
+    config.diskLimit = diskSize(values['disk-limit']);
   }
   if (values['log-format'] !== undefined) {
     const format = values['log-format'];

@@ -64,6 +64,8 @@ export interface Config {
   dataDir: string | null;
   /** --sync: when a write counts as done with --data-dir. */
   sync: SyncPolicy;
+  /** --disk-limit: tiered mode, the disk tier's size in bytes; null keeps everything on disk. */
+  diskLimit: number | null;
   /** --metrics-port: HTTP port for /metrics, /healthz, /readyz and the dashboard (0 picks one); null for none. */
   metricsPort: number | null;
   /** --log-format: JSON lines, or human-readable. */
@@ -109,6 +111,7 @@ export const DEFAULTS: Readonly<Config> = {
   slabMinSize: 48,
   dataDir: null,
   sync: { kind: 'interval', ms: 1000 },
+  diskLimit: null,
   metricsPort: null,
   logFormat: 'json',
   testClock: false,

@@ -1,9 +1,12 @@
 import { pino, type Logger } from 'pino';
 import pretty from 'pino-pretty';
 
-/** memcached's -v count as a log level: quiet shows warnings, -v info, -vv debug, -vvv trace. */
+/**
+ * memcached's -v count as a log level. Without -v, lifecycle events (loading a
+ * data dir with its progress, shutting down) and warnings; -v debug, -vv trace.
+ */
 export function levelForVerbosity(verbosity: number): string {
-  return ['warn', 'info', 'debug', 'trace'][Math.max(0, Math.min(verbosity, 3))]!;
+  return ['info', 'debug', 'trace'][Math.max(0, Math.min(verbosity, 2))]!;
 }
 
 /**

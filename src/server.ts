@@ -64,7 +64,7 @@ export class MnemoServer implements ServerContext {
     );
     this.store = memory;
     if (config.dataDir !== null) {
-      this.persistence = new Persistence(new DiskStore(config.dataDir, config.sync), this.clock);
+      this.persistence = new Persistence(new DiskStore(config.dataDir, config.sync), this.clock, config.diskLimit);
       memory.attach(this.persistence);
     }
     this.prefixStats = new PrefixStats(config.prefixDelimiter, config.detailEnabled);

@@ -57,16 +57,29 @@ export function checkUnsigned64(name: string, value: number | bigint): bigint {
 
 export type StorageVerb = 'set' | 'add' | 'replace' | 'append' | 'prepend' | 'cas';
 
-/** `<verb> <key> <flags> <exptime> <bytes> [<cas>]\r\n<data>\r\n` */
+/** `<verb> <key> <flags> <exptime> <bytes> [<cas>]\r\n<data>\r\n`, in one buffer. */
 export function storageCommand(verb: StorageVerb, key: Buffer, value: Buffer, flags: number, ttl: number, cas?: bigint): Buffer {
   const tail = ` ${flags} ${ttl} ${value.length}${cas === undefined ? '' : ` ${cas}`}\r\n`;
-  return Buffer.concat([Buffer.from(`${verb} `, 'latin1'), key, Buffer.from(tail, 'latin1'), value, CRLF]);
+  const bytes = Buffer.allocUnsafe(verb.length + 1 + key.length + tail.length + value.length + 2);
+  let at = bytes.write(verb, 0, 'latin1');
+  bytes[at++] = 0x20;
+  at += key.copy(bytes, at);
+  at += bytes.write(tail, at, 'latin1');
+  at += value.copy(bytes, at);
+  bytes[at++] = 0x0d;
+  bytes[at] = 0x0a;
+  return bytes;
 }
 
 /** `<verb> <key> <args...>\r\n` for delete, touch, incr, decr. */
 export function keyCommand(verb: string, key: Buffer, ...args: Array<string | number | bigint>): Buffer {
   const tail = args.length === 0 ? '\r\n' : ` ${args.join(' ')}\r\n`;
-  return Buffer.concat([Buffer.from(`${verb} `, 'latin1'), key, Buffer.from(tail, 'latin1')]);
+  const bytes = Buffer.allocUnsafe(verb.length + 1 + key.length + tail.length);
+  let at = bytes.write(verb, 0, 'latin1');
+  bytes[at++] = 0x20;
+  at += key.copy(bytes, at);
+  bytes.write(tail, at, 'latin1');
+  return bytes;
 }
 
 export type RetrievalVerb = 'get' | 'gets' | 'gat' | 'gats';

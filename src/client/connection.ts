@@ -8,7 +8,7 @@
  * longer be matched to their requests.
  */
 import { connect, type Socket } from 'node:net';
-import { ConnectionError, TimeoutError } from './errors.js';
+import { ConnectionError, ServerError, TimeoutError } from './errors.js';
 import { Fifo } from './fifo.js';
 import { ProtocolError, ReplyReader, ReplyState, type ReplyKind } from './reply-reader.js';
 
@@ -27,6 +27,18 @@ export interface ConnectionEvents {
   /** The connection is closed for good (after onFailure, if that was called). */
   onClose(): void;
 }
+
+/**
+ * Runs check after the event loop has polled for I/O once more. Timers run before
+ * the poll, so a timer that fires after the process was busy for a while would
+ * otherwise judge a connect or a reply that is already waiting in the socket.
+ */
+function afterPendingIo(check: () => void): void {
+  setImmediate(check);
+}
+
+/** Requests issued in one tick up to this many bytes go out as one buffer. */
+const COALESCE_LIMIT = 256 * 1024;
 
 interface Pending {
   readonly state: ReplyState;
@@ -56,7 +68,13 @@ export class Connection {
   ) {
     this.socket = connect({ host: endpoint.host, port: endpoint.port });
     this.socket.setNoDelay(true);
-    this.connectTimer = setTimeout(() => this.fail(new ConnectionError(`connect timed out after ${connectTimeoutMs} ms`, endpoint.address)), connectTimeoutMs);
+    this.connectTimer = setTimeout(
+      () =>
+        afterPendingIo(() => {
+          if (!this.connected) this.fail(new ConnectionError(`connect timed out after ${connectTimeoutMs} ms`, endpoint.address));
+        }),
+      connectTimeoutMs,
+    );
     this.socket.once('connect', () => {
       clearTimeout(this.connectTimer);
       this.connected = true;
@@ -71,7 +89,10 @@ export class Connection {
     return this.pending.length;
   }
 
-  /** Queues a request; resolves with its parsed reply (which may carry an error line). */
+  /**
+   * Queues a request; resolves with its parsed reply, or rejects with a ServerError
+   * when the server answered ERROR, CLIENT_ERROR or SERVER_ERROR.
+   */
   send(bytes: Buffer, kind: ReplyKind, timeoutMs: number): Promise<ReplyState> {
     if (this.closed || this.closing) return Promise.reject(new ConnectionError('connection closed', this.endpoint.address));
     return new Promise<ReplyState>((resolve, reject) => {
@@ -107,6 +128,14 @@ export class Connection {
       this.socket.write(out[0]!);
       return;
     }
+    // Small requests are copied into one write (one syscall, one write request);
+    // large values keep their own buffers.
+    let total = 0;
+    for (const bytes of out) total += bytes.length;
+    if (total <= COALESCE_LIMIT) {
+      this.socket.write(Buffer.concat(out, total));
+      return;
+    }
     this.socket.cork();
     for (const bytes of out) this.socket.write(bytes);
     this.socket.uncork();
@@ -127,7 +156,9 @@ export class Connection {
       if (!complete) return;
       this.pending.shift();
       this.events.onReply();
-      head.resolve(head.state);
+      const errorLine = head.state.errorLine;
+      if (errorLine === undefined) head.resolve(head.state);
+      else head.reject(new ServerError(errorLine, this.endpoint.address));
     }
     if (!this.reader.empty) {
       this.fail(new ConnectionError('reply with no request waiting for it', this.endpoint.address));
@@ -139,7 +170,7 @@ export class Connection {
   private armDeadlineTimer(at: number): void {
     clearTimeout(this.deadlineTimer);
     this.deadlineTimerAt = at;
-    this.deadlineTimer = setTimeout(() => this.onDeadline(), Math.max(0, at - Date.now()));
+    this.deadlineTimer = setTimeout(() => afterPendingIo(() => this.onDeadline()), Math.max(0, at - Date.now()));
   }
 
   /** Fires at the earliest deadline seen; the requests that met theirs are gone by then. */

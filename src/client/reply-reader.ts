@@ -40,10 +40,14 @@ export interface MetaBlock {
   value: Buffer | undefined;
 }
 
+const NO_VALUES: ValueBlock[] = [];
+const NO_STATS: Array<[string, string]> = [];
+
 /** What the reader has gathered for one request so far. */
 export class ReplyState {
-  values: ValueBlock[] = [];
-  stats: Array<[string, string]> = [];
+  /** Shared empty arrays until a reply has entries: most replies have none. */
+  values: ValueBlock[] = NO_VALUES;
+  stats: Array<[string, string]> = NO_STATS;
   meta: MetaBlock | undefined;
   /** An ERROR, CLIENT_ERROR or SERVER_ERROR line that ended the reply. */
   errorLine: string | undefined;
@@ -182,6 +186,7 @@ export class ReplyReader {
     const key = Buffer.from(buf.subarray(keyStart, keyEnd));
     // A copy, so a value kept by the caller does not pin the whole socket chunk.
     const value = Buffer.from(buf.subarray(dataStart, dataEnd));
+    if (state.values === NO_VALUES) state.values = [];
     state.values.push({ key, flags, value, cas });
     this.pos = dataEnd + 2;
     this.need = 1;
@@ -195,6 +200,7 @@ export class ReplyReader {
       const line = this.takeLine(lf);
       if (line === 'END') return true;
       if (line.startsWith('STAT ')) {
+        if (state.stats === NO_STATS) state.stats = [];
         const space = line.indexOf(' ', 5);
         if (space < 0) state.stats.push([line.slice(5), '']);
         else state.stats.push([line.slice(5, space), line.slice(space + 1)]);

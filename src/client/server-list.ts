@@ -37,7 +37,9 @@ const DEFAULT_PORT = 11211;
  */
 export function parseServer(text: string): ResolvedServer {
   const [address, name, extra] = text.trim().split(/\s+/);
-  if (address === undefined || address === '' || extra !== undefined) throw new RequestError(`bad server ${JSON.stringify(text)}: expected "host:port:weight [name]"`);
+  if (address === undefined || address === '' || extra !== undefined) {
+    throw new RequestError(`bad server ${JSON.stringify(text)}: expected "host:port:weight [name]"`);
+  }
   let host: string;
   let rest: string[];
   if (address.startsWith('[')) {

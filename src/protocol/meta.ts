@@ -378,7 +378,8 @@ export class MetaCommands {
     }
     // A CAS upgrades set and replace to compare-and-swap, as in memcached.
     if (f.hasCas && (mode === 'set' || mode === 'replace')) mode = 'cas';
-    const options = (f.keyBinary ? STORE_BINARY_KEY : 0) | (f.invalidate && mode === 'cas' ? STORE_INVALIDATE : 0);
+    // I marks stale only with a real CAS: memcached treats C0 as no CAS at all (plain mismatch).
+    const options = (f.keyBinary ? STORE_BINARY_KEY : 0) | (f.invalidate && mode === 'cas' && f.cas !== 0 ? STORE_INVALIDATE : 0);
     const ttl = f.newTtl ? f.ttl : 0;
     const result = store.store(mode, f.key, f.keyStart, f.keyEnd, buf, next, dataEnd, f.clientFlags, ttl, f.cas, options);
     counters.recordStore(result);
@@ -518,7 +519,12 @@ export class MetaCommands {
       else counters.decr_hits++;
     }
     const item = store.peek(f.key, f.keyStart, f.keyEnd);
-    if (f.quiet && !f.value) return next;
+    // As memcached: q hides a successful result (even with v), but not an item it just
+    // created; a T still sets the new TTL.
+    if (f.quiet && !created) {
+      if (f.newTtl && item !== null) store.setExptime(item, f.ttl);
+      return next;
+    }
     const digits = result.toString();
     if (f.value) {
       out.bytes(VA);
@@ -591,9 +597,17 @@ export class MetaCommands {
     return next;
   }
 
-  /** Remaining TTL in seconds, -1 for none. */
+  /**
+   * Remaining TTL in seconds, -1 for none. For an item this very command expired
+   * (T or N with a past time), memcached prints the negative rest as an unsigned
+   * 32-bit number, counted on its clock that starts 62 seconds before the process
+   * (so "already expired", stored as 1, is 61 seconds after our start minus now).
+   */
   private ttlOf(item: ItemView): number {
-    return item.exptime === 0 ? -1 : item.exptime - this.ctx.clock.now;
+    if (item.exptime === 0) return -1;
+    const clock = this.ctx.clock;
+    const left = item.exptime === 1 ? clock.started - 61 - clock.now : item.exptime - clock.now;
+    return left >>> 0;
   }
 
   /** Writes " k<key>", base64 and followed by " b" for a binary key. */

@@ -67,9 +67,8 @@ function general(ctx: ServerContext): Pairs {
   stat('reclaimed', c.reclaimed);
   const persistence = ctx.persistence;
   if (persistence !== null) {
-    stat('disk_items', persistence.diskItems);
     stat('disk_promotions', c.disk_promotions);
-    stat('disk_write_errors', persistence.writeErrors);
+    for (const [name, value] of persistence.stats()) stat(name, value);
   }
   return pairs;
 }

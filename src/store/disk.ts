@@ -10,6 +10,11 @@ const FORMAT_KEY = 'format';
 /** flags u32, exptime u32, cas f64, then the value. */
 const RECORD_HEADER = 16;
 
+/** The bytes a record takes in the disk tier's accounting (LMDB's page overhead aside). */
+export function recordBytes(key: string, valueLength: number): number {
+  return key.length + RECORD_HEADER + valueLength;
+}
+
 export type SyncPolicy = { kind: 'always' } | { kind: 'interval'; ms: number } | { kind: 'none' };
 
 /**
@@ -21,11 +26,19 @@ export class DiskStore {
   private readonly root: RootDatabase;
   private readonly items: Database<Buffer, Buffer>;
   private readonly lockPath: string;
-  /** The last write's commit, for callers that must wait for durability. */
+  /** The commit the latest writes joined (lmdb batches writes: one promise per commit). */
+  private commit: Promise<unknown> = Promise.resolve();
+  /** The latest commit with its failure counted, for callers that must wait for durability. */
   private lastWrite: Promise<unknown> = Promise.resolve();
+  /** With --sync interval: commits since the last flush to disk. */
+  private unflushed = false;
+  private readonly flushTimer: NodeJS.Timeout | null = null;
   /** Bumped on every write: lets a connection tell whether its batch wrote anything. */
   generation = 0;
   writeErrors = 0;
+  commits = 0;
+  commitMsTotal = 0;
+  flushes = 0;
 
   constructor(
     readonly path: string,
@@ -35,7 +48,8 @@ export class DiskStore {
     this.lockPath = join(path, 'mnemo.lock');
     takeLock(this.lockPath);
     try {
-      this.root = open({ path: join(path, 'lmdb'), maxDbs: 4, noSync: sync.kind === 'none' });
+      // interval: commits skip fsync and a timer flushes them (lmdb has no interval option).
+      this.root = open({ path: join(path, 'lmdb'), maxDbs: 4, noSync: sync.kind !== 'always' });
       const meta = this.root.openDB<string, string>({ name: 'meta', encoding: 'string', keyEncoding: 'ordered-binary' });
       const format = meta.get(FORMAT_KEY);
       if (format === undefined) meta.putSync(FORMAT_KEY, String(FORMAT_VERSION));
@@ -47,6 +61,16 @@ export class DiskStore {
       rmSync(this.lockPath, { force: true });
       throw error;
     }
+    if (sync.kind === 'interval') {
+      this.flushTimer = setInterval(() => this.flushIfNeeded(), sync.ms);
+      this.flushTimer.unref();
+    }
+  }
+
+  /** Bytes of LMDB pages the items use (what the data dir holds, free pages aside). */
+  get bytesUsed(): number {
+    const stats = this.items.getStats() as { pageSize: number; treeBranchPageCount: number; treeLeafPageCount: number; overflowPages: number };
+    return stats.pageSize * (stats.treeBranchPageCount + stats.treeLeafPageCount + stats.overflowPages);
   }
 
   get count(): number {
@@ -94,19 +118,46 @@ export class DiskStore {
   }
 
   async close(): Promise<void> {
-    await this.lastWrite.catch(() => {});
+    if (this.flushTimer !== null) clearInterval(this.flushTimer);
+    await this.lastWrite;
     await this.root.flushed;
+    if (this.sync.kind === 'interval') await new Promise((resolve) => syncToDisk(this.root, resolve));
     await this.root.close();
     rmSync(this.lockPath, { force: true });
   }
 
   private track(write: Promise<unknown>): void {
     this.generation++;
-    this.lastWrite = write.catch(() => {
-      // A full disk or an I/O error: counted, and the next write still tries.
-      this.writeErrors++;
+    if (write === this.commit) return;
+    // The first write of a new commit: time it once, not every write in it.
+    this.commit = write;
+    const started = performance.now();
+    this.lastWrite = write.then(
+      () => {
+        this.commits++;
+        this.commitMsTotal += performance.now() - started;
+        this.unflushed = true;
+      },
+      () => {
+        // A full disk or an I/O error: counted, and the next write still tries.
+        this.writeErrors++;
+      },
+    );
+  }
+
+  private flushIfNeeded(): void {
+    if (!this.unflushed) return;
+    this.unflushed = false;
+    syncToDisk(this.root, (error) => {
+      if (error) this.writeErrors++;
+      else this.flushes++;
     });
   }
+}
+
+/** mdb_env_sync: lmdb-js has it (`sync`) but its types do not declare it. */
+function syncToDisk(root: RootDatabase, done: (error?: unknown) => void): void {
+  (root as unknown as { sync(callback: (error?: unknown) => void): void }).sync(done);
 }
 
 function encode(record: StoredRecord): Buffer {

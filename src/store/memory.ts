@@ -243,7 +243,8 @@ export class MemoryStore implements Store {
     switch (mode) {
       case 'add':
         if (existing !== null) {
-          this.access(existing);
+          // memcached moves the item up the LRU but does not count this as a fetch.
+          this.bump(existing);
           return 'not_stored';
         }
         break;
@@ -316,8 +317,10 @@ export class MemoryStore implements Store {
   applyDelta(key: Buffer, keyStart: number, keyEnd: number, delta: bigint, incr: boolean, casUnique = 0): DeltaResult {
     const entry = this.lookup(key.toString('latin1', keyStart, keyEnd));
     if (entry === null) return 'not_found';
+    // memcached refuses an empty value before it compares the CAS, other non-numbers after.
+    if (entry.value.length === 0) return 'non_numeric';
     if (casUnique !== 0 && entry.cas !== casUnique) return 'exists';
-    const current = entry.value.length === 0 ? null : parseU64(entry.value, 0, entry.value.length);
+    const current = parseU64(entry.value, 0, entry.value.length);
     if (current === null) return 'non_numeric';
     let next: bigint;
     if (incr) next = BigInt.asUintN(64, current + delta);
@@ -329,6 +332,13 @@ export class MemoryStore implements Store {
     const digits = next.toString();
     const value = Buffer.alloc(Math.max(digits.length, entry.value.length), 0x20);
     value.write(digits, 0, 'latin1');
+    if (value.length === entry.value.length) {
+      // In place, as memcached: the item keeps its fetched, stale and win-token state.
+      entry.value = value;
+      entry.cas = this.nextCas();
+      this.backing?.stored(entry.key, entry);
+      return next;
+    }
     const size = this.sizeOf(keyEnd - keyStart, value.length, entry.flags);
     const stored = this.put(entry.key, value, entry.flags, entry.exptime, size, entry.binaryKey);
     return stored === 'stored' ? next : 'no_memory';
@@ -428,12 +438,18 @@ export class MemoryStore implements Store {
         stats.evicted_unfetched++;
       }
       this.unlink(victim);
+      this.backing?.evicted(victim.key, victim);
     }
     return true;
   }
 
   private access(entry: Entry): void {
     entry.fetched = true;
+    this.bump(entry);
+  }
+
+  /** Moves an entry to the LRU head without counting a fetch. */
+  private bump(entry: Entry): void {
     entry.time = this.clock.now;
     if (this.head === entry) return;
     this.unlinkFromList(entry);

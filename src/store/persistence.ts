@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import type { DiskStore } from './disk.js';
+import { recordBytes, type DiskStore } from './disk.js';
 import type { MemoryStore } from './memory.js';
 import type { ItemView, StoreBacking, StoredRecord } from './store.js';
 
@@ -12,27 +12,77 @@ const LOAD_SLICE = 20_000;
  * --data-dir: memory serves, LMDB keeps. Every change the memory store accepts
  * is written to disk; items that do not fit in memory stay on disk and come
  * back on access; a restart loads what fits.
+ *
+ * With --disk-limit (tiered mode) the disk is a bounded tier of its own: an
+ * item evicted from memory becomes the disk's most recent, and the disk drops
+ * its least recent items beyond the limit.
  */
 export class Persistence implements StoreBacking {
+  /** Tiered mode: every key on disk with its size, least recent first (a Map keeps insertion order). */
+  private readonly tier: Map<string, number> | null;
+  private tierBytes = 0;
+  hits = 0;
+  evictions = 0;
+
   constructor(
     private readonly disk: DiskStore,
     private readonly clock: Clock,
-  ) {}
+    readonly diskLimit: number | null = null,
+  ) {
+    this.tier = diskLimit === null ? null : new Map();
+  }
 
   stored(key: string, item: ItemView): void {
     this.disk.put(key, { value: item.value, flags: item.flags, exptime: item.exptime, cas: item.cas });
+    if (this.tier !== null) this.enterTier(key, recordBytes(key, item.value.length));
   }
 
   removed(key: string): void {
     this.disk.remove(key);
+    if (this.tier !== null) this.leaveTier(key);
   }
 
   cleared(): void {
     this.disk.clear();
+    this.tier?.clear();
+    this.tierBytes = 0;
   }
 
   fetch(key: string): StoredRecord | null {
-    return this.disk.get(key);
+    const record = this.disk.get(key);
+    if (record === null) return null;
+    this.hits++;
+    if (this.tier !== null) this.enterTier(key, recordBytes(key, record.value.length));
+    return record;
+  }
+
+  /** Memory let go of an item: in tiered mode it moves to the disk's recent end (written again if the disk had dropped it). */
+  evicted(key: string, item: ItemView): void {
+    if (this.tier === null) return;
+    if (!this.tier.has(key)) this.disk.put(key, { value: item.value, flags: item.flags, exptime: item.exptime, cas: item.cas });
+    this.enterTier(key, recordBytes(key, item.value.length));
+  }
+
+  private enterTier(key: string, bytes: number): void {
+    const tier = this.tier!;
+    this.leaveTier(key);
+    tier.set(key, bytes);
+    this.tierBytes += bytes;
+    const limit = this.diskLimit!;
+    while (this.tierBytes > limit) {
+      const oldest = tier.keys().next().value!;
+      if (oldest === key) break; // never drop the item just written
+      this.leaveTier(oldest);
+      this.disk.remove(oldest);
+      this.evictions++;
+    }
+  }
+
+  private leaveTier(key: string): void {
+    const bytes = this.tier!.get(key);
+    if (bytes === undefined) return;
+    this.tier!.delete(key);
+    this.tierBytes -= bytes;
   }
 
   /** Changes since a batch began: the connection waits for durability only when there were some. */
@@ -67,7 +117,10 @@ export class Persistence implements StoreBacking {
       after = this.disk.scan(after, LOAD_SLICE, (key, record) => {
         seen++;
         if (record.exptime !== 0 && record.exptime <= this.clock.now) expiredKeys.push(key);
-        else if (memory.restore(key, record)) loaded++;
+        else {
+          if (memory.restore(key, record)) loaded++;
+          if (this.tier !== null) this.enterTier(key, recordBytes(key, record.value.length));
+        }
       });
       const now = Date.now();
       if (now - lastReport >= PROGRESS_EVERY_MS) {
@@ -87,12 +140,22 @@ export class Persistence implements StoreBacking {
     return { loaded, onDisk, expired: expiredKeys.length };
   }
 
-  get writeErrors(): number {
-    return this.disk.writeErrors;
-  }
-
-  get diskItems(): number {
-    return this.disk.count;
+  /** The tier's lines for `stats`, after memcached's own. */
+  stats(): Array<[string, number | string]> {
+    const disk = this.disk;
+    const lines: Array<[string, number | string]> = [
+      ['disk_items', disk.count],
+      ['disk_bytes', disk.bytesUsed],
+      ['disk_hits', this.hits],
+      ['disk_commits', disk.commits],
+      ['disk_commit_avg_ms', disk.commits === 0 ? '0.000' : (disk.commitMsTotal / disk.commits).toFixed(3)],
+      ['disk_flushes', disk.flushes],
+      ['disk_write_errors', disk.writeErrors],
+    ];
+    if (this.diskLimit !== null) {
+      lines.push(['disk_limit', this.diskLimit], ['disk_tier_bytes', this.tierBytes], ['disk_evictions', this.evictions]);
+    }
+    return lines;
   }
 
   close(): Promise<void> {

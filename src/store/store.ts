@@ -79,6 +79,8 @@ export interface StoreBacking {
   stored(key: string, item: ItemView): void;
   removed(key: string): void;
   cleared(): void;
+  /** Memory evicted the item to make room (it is not a change: the tier below may keep it). */
+  evicted(key: string, item: ItemView): void;
   /** The record for a key memory does not hold, or null. */
   fetch(key: string): StoredRecord | null;
 }

@@ -128,6 +128,8 @@ function mayClose(line: Buffer): boolean {
 export interface Framing {
   /** Feeds bytes the client sends, in order. */
   push(data: Buffer): void;
+  /** A binary request with an opcode memcached lacks was framed (Mnemo deliberately differs there). */
+  readonly unknownOpcode?: boolean;
   /** Bytes the server needs before it is back at a command boundary (0: it is there). */
   readonly pending: number;
   /** Filler that completes what is pending without starting anything new. */
@@ -285,6 +287,11 @@ export function binaryRequestLength(header: Buffer): number | 'close' {
   }
 }
 
+/** True for the opcodes memcached 1.6.18 implements (quiet forms included). */
+export function knownOpcode(opcode: number): boolean {
+  return (Object.values(OP) as number[]).includes(opcode);
+}
+
 /** Binary requests. */
 export class BinaryFraming implements Framing {
   /** Bytes of the current request seen so far (header, extras and key are kept to decide). */
@@ -296,6 +303,8 @@ export class BinaryFraming implements Framing {
   private need = 24;
   closed = false;
   readonly closeAllowed = false;
+  /** A request with an opcode memcached lacks was framed (where Mnemo deliberately differs). */
+  unknownOpcode = false;
 
   push(data: Buffer): void {
     let pos = 0;
@@ -318,6 +327,7 @@ export class BinaryFraming implements Framing {
         if (this.currentLength < this.need) continue;
       }
       const length = binaryRequestLength(head);
+      if (head[0] === 0x80 && !knownOpcode(head[1]!)) this.unknownOpcode = true;
       if (length === 'close') {
         this.closed = true;
         return;
@@ -355,6 +365,10 @@ export class AutoFraming implements Framing {
 
   get binary(): boolean {
     return this.inner instanceof BinaryFraming;
+  }
+
+  get unknownOpcode(): boolean {
+    return this.inner instanceof BinaryFraming && this.inner.unknownOpcode;
   }
 
   get pending(): number {
