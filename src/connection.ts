@@ -164,7 +164,9 @@ export class Connection {
       return;
     }
     const before = this.held ?? Promise.resolve();
-    const chain: Promise<void> = Promise.all([before, mustWait ? persistence.durable() : undefined]).then(() => {
+    const chain: Promise<void> = Promise.all([before, mustWait ? persistence.durable() : true]).then(([, durable]) => {
+      // A write of this batch may not be on disk: no reply may claim it is, so the client sees the connection fail.
+      if (!durable) this.socket.destroy();
       if (!this.socket.destroyed) this.write(pieces);
       if (this.held === chain) this.held = null;
     });

@@ -1,5 +1,6 @@
 /** --data-dir: items survive restarts and crashes; bad data dirs are refused without harm. */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -294,6 +295,54 @@ describe('persistence', () => {
     }
     t.diagnostic(`lost ${lostWrites} acknowledged writes in 5 kills; oldest lost write per kill (ms): ${windows.map((w) => w.toFixed(1)).join(', ')}`);
     for (const window of windows) assert.ok(window <= 1000, `lost a write acknowledged ${window} ms before the kill`);
+  });
+
+  it('a full disk turns writes into SERVER_ERROR while reads keep working, and writes resume when space returns', async (t) => {
+    const mountPoint = dataDir();
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mountPoint], { stdio: 'ignore' });
+    } catch {
+      t.skip('cannot mount a small tmpfs here (needs root)');
+      return;
+    }
+    t.after(() => execFileSync('umount', ['-l', mountPoint], { stdio: 'ignore' }));
+    const server = await startMnemo(['-H', mountPoint, '--sync', 'always']);
+    const client = await connectClient(server.port);
+    try {
+      const value = valueOf('big', 1, 50_000);
+      let stored = 0;
+      let reply = '';
+      for (; stored < 200; stored++) {
+        reply = await client.request(`set big${stored} 0 0 ${value.length}\r\n${value}\r\n`);
+        if (reply !== 'STORED\r\n') break;
+      }
+      // Under --sync always the write that did not reach the disk is never acknowledged: its connection closes.
+      assert.ok(stored > 10 && stored < 200, `${stored} stored before the disk filled`);
+      assert.equal(reply, '');
+      assert.ok(client.closed);
+      client.close();
+
+      const next = await connectClient(server.port);
+      assert.equal(await next.request(`set more 0 0 ${value.length}\r\n${value}\r\n`), 'SERVER_ERROR out of memory storing object\r\n');
+      assert.equal(await next.request('get big0\r\n', 'END\r\n'), `VALUE big0 0 50000\r\n${value}\r\nEND\r\n`);
+      const stats = statsOf(await next.request('stats\r\n', 'END\r\n'));
+      assert.equal(stats.disk_full, 1);
+      assert.ok(stats.disk_write_errors! > 0);
+
+      execFileSync('mount', ['-o', 'remount,size=64m', mountPoint]);
+      let accepted = '';
+      for (let attempt = 0; attempt < 50 && accepted !== 'STORED\r\n'; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        accepted = await next.request(`set more 0 0 ${value.length}\r\n${value}\r\n`);
+      }
+      assert.equal(accepted, 'STORED\r\n');
+      assert.equal(statsOf(await next.request('stats\r\n', 'END\r\n')).disk_full, 0);
+      next.close();
+      assert.equal(server.process.exitCode, null);
+    } finally {
+      client.close();
+      await server.stop();
+    }
   });
 
   it('refuses a missing data dir, one in use, and one of another format version, with exit code 2', async () => {

@@ -7,6 +7,9 @@ import type { StoredRecord } from './store.js';
 /** Bumped when the on-disk layout changes; a data dir of another version is refused, never rewritten. */
 export const FORMAT_VERSION = 1;
 const FORMAT_KEY = 'format';
+/** Written while the disk refuses writes, to notice when it takes them again. */
+const PROBE_KEY = 'probe';
+const PROBE_EVERY_MS = 1000;
 /** flags u32, exptime u32, cas f64, then the value. */
 const RECORD_HEADER = 16;
 
@@ -25,6 +28,7 @@ export type SyncPolicy = { kind: 'always' } | { kind: 'interval'; ms: number } |
 export class DiskStore {
   private readonly root: RootDatabase;
   private readonly items: Database<Buffer, Buffer>;
+  private readonly meta: Database<string, string>;
   private readonly lockPath: string;
   /** The commit the latest writes joined (lmdb batches writes: one promise per commit). */
   private commit: Promise<unknown> = Promise.resolve();
@@ -33,8 +37,12 @@ export class DiskStore {
   /** With --sync interval: commits since the last flush to disk. */
   private unflushed = false;
   private readonly flushTimer: NodeJS.Timeout | null = null;
+  /** While the disk refuses writes (full, or an I/O error): retries a small write until one commits. */
+  private probeTimer: NodeJS.Timeout | null = null;
   /** Bumped on every write: lets a connection tell whether its batch wrote anything. */
   generation = 0;
+  /** The last commit failed (a full disk): new writes are refused until a commit succeeds again. */
+  failing = false;
   writeErrors = 0;
   commits = 0;
   commitMsTotal = 0;
@@ -45,12 +53,15 @@ export class DiskStore {
     readonly sync: SyncPolicy,
   ) {
     checkDirectory(path);
+    ignoreStrayCommitRejections();
     this.lockPath = join(path, 'mnemo.lock');
     takeLock(this.lockPath);
     try {
       // interval: commits skip fsync and a timer flushes them (lmdb has no interval option).
-      this.root = open({ path: join(path, 'lmdb'), maxDbs: 4, noSync: sync.kind !== 'always' });
+      // always: each commit includes its fsync, so a write's promise settles once it is on disk.
+      this.root = open({ path: join(path, 'lmdb'), maxDbs: 4, noSync: sync.kind !== 'always', overlappingSync: false });
       const meta = this.root.openDB<string, string>({ name: 'meta', encoding: 'string', keyEncoding: 'ordered-binary' });
+      this.meta = meta;
       const format = meta.get(FORMAT_KEY);
       if (format === undefined) meta.putSync(FORMAT_KEY, String(FORMAT_VERSION));
       else if (format !== String(FORMAT_VERSION)) {
@@ -94,10 +105,17 @@ export class DiskStore {
     this.track(this.items.clearAsync());
   }
 
-  /** Resolves once every write so far is on disk (flushed, not just committed). */
-  async durable(): Promise<void> {
+  /**
+   * Resolves once every write so far is on disk (flushed, not just committed):
+   * true, or false when a commit failed meanwhile (one of those writes may be lost).
+   */
+  async durable(): Promise<boolean> {
+    const errors = this.writeErrors;
     await this.lastWrite;
+    // After a failed commit lmdb's flushed promise never settles: do not wait for it.
+    if (this.writeErrors !== errors) return false;
     await this.root.flushed;
+    return true;
   }
 
   /**
@@ -119,6 +137,7 @@ export class DiskStore {
 
   async close(): Promise<void> {
     if (this.flushTimer !== null) clearInterval(this.flushTimer);
+    if (this.probeTimer !== null) clearInterval(this.probeTimer);
     await this.lastWrite;
     await this.root.flushed;
     if (this.sync.kind === 'interval') await new Promise((resolve) => syncToDisk(this.root, resolve));
@@ -137,12 +156,28 @@ export class DiskStore {
         this.commits++;
         this.commitMsTotal += performance.now() - started;
         this.unflushed = true;
+        this.recovered();
       },
-      () => {
-        // A full disk or an I/O error: counted, and the next write still tries.
+      (error: { commitError?: Promise<unknown> }) => {
+        error.commitError?.catch(() => {}); // the cause, already logged by lmdb
         this.writeErrors++;
+        this.startFailing();
       },
     );
+  }
+
+  private startFailing(): void {
+    this.failing = true;
+    if (this.probeTimer !== null) return;
+    this.probeTimer = setInterval(() => this.track(this.meta.put(PROBE_KEY, String(Date.now()))), PROBE_EVERY_MS);
+    this.probeTimer.unref();
+  }
+
+  private recovered(): void {
+    this.failing = false;
+    if (this.probeTimer === null) return;
+    clearInterval(this.probeTimer);
+    this.probeTimer = null;
   }
 
   private flushIfNeeded(): void {
@@ -153,6 +188,22 @@ export class DiskStore {
       else this.flushes++;
     });
   }
+}
+
+/**
+ * For every failed commit (a full disk), lmdb also rejects an internal promise
+ * that nothing can attach a handler to; the write's own promise reports the
+ * failure. That stray rejection must not take the server down; every other
+ * unhandled rejection still does.
+ */
+function ignoreStrayCommitRejections(): void {
+  if (process.listeners('unhandledRejection').includes(onUnhandledRejection)) return;
+  process.on('unhandledRejection', onUnhandledRejection);
+}
+
+function onUnhandledRejection(reason: unknown): void {
+  if (reason instanceof Error && reason.message.startsWith('Commit failed (see commitError')) return;
+  throw reason;
 }
 
 /** mdb_env_sync: lmdb-js has it (`sync`) but its types do not declare it. */

@@ -236,8 +236,10 @@ export class MemoryStore implements Store {
     data: Buffer, dataStart: number, dataEnd: number,
     flags: number, exptime: number, casUnique: number, options = 0,
   ): StoreResult {
+    if (this.backing !== null && !this.backing.writable) return 'no_memory';
     const name = key.toString('latin1', keyStart, keyEnd);
-    const existing = this.lookup(name);
+    // A plain set replaces whatever the disk holds: no need to read it first.
+    const existing = this.lookup(name, mode !== 'set');
     const binaryKey = (options & STORE_BINARY_KEY) !== 0;
     let markStale = false;
     switch (mode) {
@@ -317,6 +319,7 @@ export class MemoryStore implements Store {
   applyDelta(key: Buffer, keyStart: number, keyEnd: number, delta: bigint, incr: boolean, casUnique = 0): DeltaResult {
     const entry = this.lookup(key.toString('latin1', keyStart, keyEnd));
     if (entry === null) return 'not_found';
+    if (this.backing !== null && !this.backing.writable) return 'no_memory';
     // memcached refuses an empty value before it compares the CAS, other non-numbers after.
     if (entry.value.length === 0) return 'non_numeric';
     if (casUnique !== 0 && entry.cas !== casUnique) return 'exists';
@@ -353,8 +356,8 @@ export class MemoryStore implements Store {
   }
 
   /** Finds a live entry by key, unlinking it if it expired or was flushed. */
-  private lookup(name: string): Entry | null {
-    const entry = this.items.get(name) ?? this.fetchFromBacking(name);
+  private lookup(name: string, fromBacking = true): Entry | null {
+    const entry = this.items.get(name) ?? (fromBacking ? this.fetchFromBacking(name) : null);
     if (entry === null) return null;
     const now = this.clock.now;
     if (entry.time <= this.oldestLive && this.oldestLive <= now) {

@@ -48,6 +48,11 @@ export class Persistence implements StoreBacking {
     this.tierBytes = 0;
   }
 
+  /** False while the disk refuses writes (full): the store then refuses changes too. */
+  get writable(): boolean {
+    return !this.disk.failing;
+  }
+
   fetch(key: string): StoredRecord | null {
     const record = this.disk.get(key);
     if (record === null) return null;
@@ -90,8 +95,8 @@ export class Persistence implements StoreBacking {
     return this.disk.generation;
   }
 
-  /** With --sync always, replies to writes wait for this. */
-  durable(): Promise<void> {
+  /** With --sync always, replies to writes wait for this; false when a write may be lost. */
+  durable(): Promise<boolean> {
     return this.disk.durable();
   }
 
@@ -151,6 +156,7 @@ export class Persistence implements StoreBacking {
       ['disk_commit_avg_ms', disk.commits === 0 ? '0.000' : (disk.commitMsTotal / disk.commits).toFixed(3)],
       ['disk_flushes', disk.flushes],
       ['disk_write_errors', disk.writeErrors],
+      ['disk_full', disk.failing ? 1 : 0],
     ];
     if (this.diskLimit !== null) {
       lines.push(['disk_limit', this.diskLimit], ['disk_tier_bytes', this.tierBytes], ['disk_evictions', this.evictions]);

@@ -81,6 +81,8 @@ export interface StoreBacking {
   cleared(): void;
   /** Memory evicted the item to make room (it is not a change: the tier below may keep it). */
   evicted(key: string, item: ItemView): void;
+  /** False while the tier below refuses writes (a full disk): changes are refused too. */
+  readonly writable: boolean;
   /** The record for a key memory does not hold, or null. */
   fetch(key: string): StoredRecord | null;
 }
