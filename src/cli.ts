@@ -1,8 +1,12 @@
 import { accessSync, constants } from 'node:fs';
+import { readFileSync as readSecretFile } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ConfigError, DEFAULTS, type Config } from './config.js';
+import type { ReplicationPeer } from './config.js';
+import { isLoopbackHost } from './replication/auth.js';
+import { ConfigError, DEFAULTS, type Config, type TlsConfig } from './config.js';
 import { applyExtendedOption } from './extended-options.js';
 import { lookupUser } from './privileges.js';
+import { checkTlsFiles } from './tls.js';
 
 /**
  * memcached's command line, parsed by node:util parseArgs. Short and long names
@@ -53,14 +57,24 @@ const OPTIONS = {
   'metrics-port': { type: 'string' },
   'log-format': { type: 'string' },
   'data-dir': { type: 'string', short: 'H' },
+  peer: { type: 'string', multiple: true },
+  'replication-port': { type: 'string' },
+  'node-id': { type: 'string' },
+  'replication-secret-file': { type: 'string' },
+  'replication-insecure': { type: 'boolean' },
+  'peer-wait': { type: 'string' },
   sync: { type: 'string' },
   'disk-limit': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-ca': { type: 'string' },
+  'tls-port': { type: 'string' },
 } as const;
 
 type OptionName = keyof typeof OPTIONS;
 
 /** Flags whose features belong to later work: refused with a clear message until they land. */
-const NOT_YET: OptionName[] = ['enable-ssl'];
+const NOT_YET: OptionName[] = [];
 
 export const HELP = `Usage: mnemo [options]
 A memcached-compatible cache server. Flags use memcached's names and meanings.
@@ -85,6 +99,18 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
   -S, --enable-sasl           require SASL PLAIN authentication (binary protocol only)
       --sasl-pwdb=<file>      SASL passwords, "user:password" lines (or MEMCACHED_SASL_PWDB)
   -Y, --auth-file=<file>      require ASCII authentication: "user:pass" lines
+  -Z, --enable-ssl            speak TLS on the -p listener; needs -o ssl_chain_cert=<file>,
+                              ssl_key=<file> (or --tls-cert, --tls-key); optional
+                              -o ssl_ca_cert=<file>, ssl_verify_mode=<n> (client
+                              certificates: 0 none, 1 request, 2 require, 3 once),
+                              ssl_ciphers=<list>, ssl_min_version=<n> (2: TLSv1.2)
+      --tls-cert=<file>       the server certificate chain, PEM (= -o ssl_chain_cert)
+      --tls-key=<file>        its private key, PEM (= -o ssl_key)
+      --tls-ca=<file>         CA for client certificates (= -o ssl_ca_cert); given this
+                              way, clients must present one (ssl_verify_mode=2) unless
+                              -o ssl_verify_mode says otherwise
+      --tls-port=<num>        a separate TLS listener on the -l address, next to the
+                              plain -p one (-1 picks a free port); -Z is then optional
   -D <char>                   key prefix delimiter for "stats detail" (turns it on)
   -H, --data-dir=<dir>        keep items on disk (LMDB) in <dir>: they survive restarts and
                               crashes; memory serves as a cache over the disk
@@ -92,6 +118,17 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
                               interval=<ms> (default interval=1000) or none
       --disk-limit=<size>     with --data-dir: tiered mode, the disk a bounded tier below
                               memory that drops its least recent items past <size> (k/m/g/t)
+      --peer=<host:port>      replicate with the peer whose --replication-port that is
+                              (repeat for each peer; every node lists every other)
+      --replication-port=<num>  replication listener on the -l address (default: 11212 when
+                              --peer is given; -1 or 0 picks a free port)
+      --node-id=<id>          this node's name in versions (default: made up, kept in the
+                              data dir when there is one)
+      --replication-secret-file=<file>  shared secret peers must prove (HMAC) before any
+                              data flows; without it only loopback peers are accepted
+      --replication-insecure  accept peers from any address without a secret
+      --peer-wait=<seconds>   how long a starting node looks for a serving peer to sync
+                              from before it serves empty (default: 5)
   -d, --daemon                run in the background
   -P, --pidfile=<file>        write the process id to <file> (with or without -d)
       --log-file=<file>       append logs to <file> (where they go when detached)
@@ -102,7 +139,7 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
   -e, --memory-file=<file>    accepted; warm restarts use --data-dir instead
   -v, --verbose               log more: -v debug, -vv trace (default: lifecycle and warnings)
   -o, --extended=<opts>       comma-separated memcached suboptions; applied here:
-                              idle_timeout=<s>, track_sizes; memcached internals
+                              idle_timeout=<s>, track_sizes, ssl_*; memcached internals
                               such as modern, hashpower=<n>, no_lru_crawler are accepted
   -f, -n, -k, -L, -r, -W, -N  memcached memory and process tuning: accepted, no effect
       --test-clock            for tests: the command "debugtime <seconds>" moves the clock on
@@ -110,7 +147,7 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
   -i, --license               print the license and exit
   -V, --version               print the version and exit
 
-Not supported yet: -Z (TLS).
+A listener on an address other than loopback without -S, -Y or TLS logs a warning.
 `;
 
 export type CliResult =
@@ -187,6 +224,124 @@ function diskSize(text: string): number {
   const bytes = Number(match[1]) * 1024 ** ' kmgt'.indexOf(match[2]!.toLowerCase() || ' ');
   if (bytes < 1024 * 1024) throw new ConfigError(`${flagName('disk-limit')}: cannot be less than 1m`);
   return bytes;
+}
+
+/**
+ * memcached's -Z with its -o ssl_* suboptions, or the --tls-* long forms (which win
+ * when both are given). Without -Z or --tls-port, ssl_* suboptions are accepted and
+ * ignored, as memcached ignores them.
+ */
+function tlsConfig(
+  config: Config,
+  values: { enable: boolean; cert?: string | undefined; key?: string | undefined; ca?: string | undefined; port?: string | undefined },
+): TlsConfig | null {
+  if (!values.enable && values.port === undefined) {
+    for (const [name, value] of [['tls-cert', values.cert], ['tls-key', values.key], ['tls-ca', values.ca]] as const) {
+      if (value !== undefined) throw new ConfigError(`${flagName(name)}: only with -Z/--enable-ssl or --tls-port`);
+    }
+    return null;
+  }
+  const via = values.port !== undefined ? flagName('tls-port') : flagName('enable-ssl');
+  if (config.unixSocket !== null) throw new ConfigError(`${via}: TLS needs a TCP listener, and -s/--unix-socket opens none`);
+  const extended = config.extended;
+  const file = (long: OptionName, value: string | undefined, suboption: string): { path: string; flag: string } | null => {
+    if (value !== undefined) return { path: value, flag: flagName(long) };
+    const path = extended.get(suboption);
+    return path === undefined ? null : { path, flag: `-o ${suboption}` };
+  };
+  const cert = file('tls-cert', values.cert, 'ssl_chain_cert');
+  const key = file('tls-key', values.key, 'ssl_key');
+  const ca = file('tls-ca', values.ca, 'ssl_ca_cert');
+  if (cert === null || key === null) {
+    throw new ConfigError(`${via}: needs a certificate and its key: -o ssl_chain_cert=<file>,ssl_key=<file> or --tls-cert=<file> --tls-key=<file>`);
+  }
+  const mode = extended.has('ssl_verify_mode') ? Number(extended.get('ssl_verify_mode')) : values.ca !== undefined ? 2 : 0;
+  if (mode > 3) {
+    throw new ConfigError(`-o ssl_verify_mode: ${mode} is not 0 (none), 1 (request), 2 (require) or 3 (once)`);
+  }
+  const minVersion = Number(extended.get('ssl_min_version') ?? 2);
+  if (minVersion > 3) throw new ConfigError(`-o ssl_min_version: ${minVersion} is not 0 (TLSv1) .. 3 (TLSv1.3)`);
+  let port: number | null = null;
+  if (values.port !== undefined) {
+    port = Math.max(0, integer('tls-port', values.port, -1, 65535));
+    if (port !== 0 && port === config.port) throw new ConfigError(`${flagName('tls-port')}: ${port} is the -p/--port listener's port`);
+  }
+  const tls: TlsConfig = {
+    certFile: cert.path,
+    keyFile: key.path,
+    caFile: ca?.path ?? null,
+    verifyMode: mode as TlsConfig['verifyMode'],
+    port,
+    ciphers: extended.get('ssl_ciphers') ?? null,
+    minVersion: minVersion as TlsConfig['minVersion'],
+  };
+  checkTlsFiles(tls, { cert: cert.flag, key: key.flag, ca: ca?.flag ?? flagName('tls-ca') });
+  return tls;
+}
+
+type ParsedValues = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; strict: true; allowPositionals: false }>>['values'];
+
+/** --peer host:port, with [v6]:port. */
+function peerAddress(text: string): ReplicationPeer {
+  const match = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d+)$/.exec(text);
+  if (match === null) throw new ConfigError(`${flagName('peer')}: '${text}' is not HOST:PORT`);
+  const port = Number(match[3]);
+  if (port < 1 || port > 65535) throw new ConfigError(`${flagName('peer')}: port ${match[3]} is out of range (1..65535)`);
+  return { host: match[1] ?? match[2]!, port };
+}
+
+/** The replication flags (see src/replication/). */
+function parseReplication(values: ParsedValues, config: Config): void {
+  config.peers = (values.peer ?? []).map(peerAddress);
+  if (values['replication-port'] !== undefined) {
+    const port = integer('replication-port', values['replication-port'], -1, 65535);
+    config.replicationPort = port === -1 ? 0 : port;
+  } else if (config.peers.length > 0) {
+    config.replicationPort = 11212;
+  }
+  const on = config.replicationPort !== null;
+  const needsReplication = (name: OptionName): void => {
+    if (!on) throw new ConfigError(`${flagName(name)}: only with --peer or --replication-port`);
+  };
+  if (values['node-id'] !== undefined) {
+    needsReplication('node-id');
+    if (!/^[A-Za-z0-9._:-]{1,64}$/.test(values['node-id'])) {
+      throw new ConfigError(`${flagName('node-id')}: '${values['node-id']}' must be 1-64 letters, digits, '.', '_', ':' or '-'`);
+    }
+    config.nodeId = values['node-id'];
+  }
+  if (values['replication-secret-file'] !== undefined) {
+    needsReplication('replication-secret-file');
+    const file = values['replication-secret-file'];
+    let secret: string;
+    try {
+      secret = readSecretFile(file, 'utf8').trim();
+    } catch {
+      throw new ConfigError(`${flagName('replication-secret-file')}: cannot read ${file}`);
+    }
+    if (secret.length < 8) throw new ConfigError(`${flagName('replication-secret-file')}: ${file} holds less than 8 characters`);
+    config.replicationSecretFile = file;
+  }
+  if (values['replication-insecure']) {
+    needsReplication('replication-insecure');
+    config.replicationInsecure = true;
+  }
+  if (values['peer-wait'] !== undefined) {
+    needsReplication('peer-wait');
+    const text = values['peer-wait'];
+    const seconds = Number(text);
+    if (text === '' || !Number.isFinite(seconds) || seconds < 0 || seconds > 3600) {
+      throw new ConfigError(`${flagName('peer-wait')}: '${text}' is not a number of seconds (0..3600)`);
+    }
+    config.peerWait = seconds;
+  }
+  if (config.replicationSecretFile === null && !config.replicationInsecure) {
+    for (const peer of config.peers) {
+      if (!isLoopbackHost(peer.host)) {
+        throw new ConfigError(`${flagName('peer')}: ${peer.host} is not loopback; give --replication-secret-file (or --replication-insecure)`);
+      }
+    }
+  }
 }
 
 export function parseCommandLine(argv: string[]): CliResult {
@@ -297,6 +452,7 @@ export function parseCommandLine(argv: string[]): CliResult {
     if (config.dataDir === null) throw new ConfigError(`${flagName('disk-limit')}: only with -H/--data-dir`);
     config.diskLimit = diskSize(values['disk-limit']);
   }
+  parseReplication(values, config);
   if (values['log-format'] !== undefined) {
     const format = values['log-format'];
     if (format !== 'json' && format !== 'pretty') throw new ConfigError(`${flagName('log-format')}: '${format}' is not json or pretty`);
@@ -325,5 +481,12 @@ export function parseCommandLine(argv: string[]): CliResult {
       applyExtendedOption(config, suboption);
     }
   }
+  config.tls = tlsConfig(config, {
+    enable: values['enable-ssl'] === true,
+    cert: values['tls-cert'],
+    key: values['tls-key'],
+    ca: values['tls-ca'],
+    port: values['tls-port'],
+  });
   return { kind: 'run', config };
 }

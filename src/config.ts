@@ -52,6 +52,8 @@ export interface Config {
   saslPasswordFile: string | null;
   /** -Y: text connections must first send `set <any> 0 0 N` with `user pass` as data. */
   authFile: string | null;
+  /** -Z or --tls-port: TLS settings; null when TLS is off. */
+  tls: TlsConfig | null;
   /** -D: key prefix delimiter for `stats detail`; giving it turns detail on. */
   prefixDelimiter: string;
   detailEnabled: boolean;
@@ -68,6 +70,18 @@ export interface Config {
   diskLimit: number | null;
   /** --metrics-port: HTTP port for /metrics, /healthz, /readyz and the dashboard (0 picks one); null for none. */
   metricsPort: number | null;
+  /** --peer: replication peers (their replication ports), in the order given. */
+  peers: ReplicationPeer[];
+  /** --replication-port: the replication listener on the -l address (0 picks one); null when replication is off. */
+  replicationPort: number | null;
+  /** --node-id: this node's name in versions; null derives one (kept in the data dir when there is one). */
+  nodeId: string | null;
+  /** --replication-secret-file: the shared secret peers prove they know; null accepts loopback peers only. */
+  replicationSecretFile: string | null;
+  /** --replication-insecure: accept peers from any address without a secret. */
+  replicationInsecure: boolean;
+  /** --peer-wait: seconds to wait for a serving peer to sync from before serving empty. */
+  peerWait: number;
   /** --log-format: JSON lines, or human-readable. */
   logFormat: 'json' | 'pretty';
   /** --test-clock: allow `debugtime <seconds>` to move the clock (tests only). */
@@ -104,6 +118,7 @@ export const DEFAULTS: Readonly<Config> = {
   saslEnabled: false,
   saslPasswordFile: null,
   authFile: null,
+  tls: null,
   prefixDelimiter: ':',
   detailEnabled: false,
   trackSizes: false,
@@ -113,10 +128,40 @@ export const DEFAULTS: Readonly<Config> = {
   sync: { kind: 'interval', ms: 1000 },
   diskLimit: null,
   metricsPort: null,
+  peers: [],
+  replicationPort: null,
+  nodeId: null,
+  replicationSecretFile: null,
+  replicationInsecure: false,
+  peerWait: 5,
   logFormat: 'json',
   testClock: false,
   extended: new Map(),
 };
+
+/** memcached's -Z with -o ssl_* (or --tls-*): where TLS is spoken and with which files. */
+export interface TlsConfig {
+  /** ssl_chain_cert / --tls-cert: the server's certificate chain (PEM). */
+  certFile: string;
+  /** ssl_key / --tls-key: its private key (PEM, unencrypted). */
+  keyFile: string;
+  /** ssl_ca_cert / --tls-ca: CA certificates that client certificates are verified against. */
+  caFile: string | null;
+  /** ssl_verify_mode: 0 none, 1 request, 2 require, 3 once (the same as require here). */
+  verifyMode: 0 | 1 | 2 | 3;
+  /** --tls-port: a separate TLS listener (0 picks a free port); null: the -p listener speaks TLS. */
+  port: number | null;
+  /** ssl_ciphers: OpenSSL cipher list (TLS 1.2 and below); null keeps Node's default. */
+  ciphers: string | null;
+  /** ssl_min_version: 0 TLSv1, 1 TLSv1.1, 2 TLSv1.2, 3 TLSv1.3. */
+  minVersion: 0 | 1 | 2 | 3;
+}
+
+/** A --peer: host and replication port. */
+export interface ReplicationPeer {
+  host: string;
+  port: number;
+}
 
 /** A problem with the command line: the message names the flag; the process exits with code 2. */
 export class ConfigError extends Error {}

@@ -8,6 +8,8 @@ import { TextProtocol } from './protocol/text.js';
 
 /** A get line may grow this long before the connection is dropped (memcached lets it grow unbounded). */
 const MAX_PENDING_LINE = 16 * 1024 * 1024;
+/** Complete commands a client may pipeline ahead of its -R turns before reading from it pauses. */
+const MAX_INPUT_BACKLOG = 4 * 1024 * 1024;
 /** A leftover shorter than this is copied so that it does not pin the whole read buffer. */
 const SMALL_LEFTOVER = 16 * 1024;
 
@@ -119,7 +121,8 @@ export class Connection {
     }
     this.buffered = left;
     this.wanted = protocol.wanted > 0 ? protocol.wanted - consumed : 0;
-    if (this.wanted === 0 && left > MAX_PENDING_LINE) protocol.closing = true;
+    // Only an unterminated line is too long: a yield (-R) leaves complete commands behind.
+    if (this.wanted === 0 && left > MAX_PENDING_LINE && !protocol.yielded) protocol.closing = true;
 
     this.flush();
     if (protocol.closing) {
@@ -136,10 +139,15 @@ export class Connection {
       this.waiting = true;
       this.socket.pause();
     } else if (protocol.yielded) {
-      // -R: commands are left over; let other connections run first.
+      // -R: commands are left over; let other connections run first, and stop
+      // reading from a client that pipelines far ahead until it is caught up.
       this.waiting = true;
       this.ctx.counters.conn_yields++;
+      if (left > MAX_INPUT_BACKLOG) this.socket.pause();
+      else if (this.socket.isPaused()) this.socket.resume();
       setImmediate(() => this.run());
+    } else if (this.socket.isPaused()) {
+      this.socket.resume();
     }
   }
 

@@ -32,6 +32,8 @@ export interface ServerContext {
   readonly connections: ReadonlySet<ConnectionInfo>;
   /** --data-dir: the disk tier under the store, or null. */
   readonly persistence: Persistence | null;
+  /** --peer/--replication-port: replication with peers (its `stats` lines), or null. */
+  readonly replication?: { stats(): Array<[string, string | number]> } | null;
   /** -S: passwords binary connections authenticate against. */
   readonly saslPasswords: PasswordFile | null;
   /** -Y: passwords text connections authenticate against. */

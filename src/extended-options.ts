@@ -68,6 +68,8 @@ const SUBOPTIONS: Record<string, Kind> = {
   ext_max_frag: 'float',
   ext_max_sleep: 'int',
   ext_drop_unread: 'bare',
+  // Applied with -Z or --tls-port (cli.ts): chain_cert, key, ca_cert, verify_mode, ciphers,
+  // min_version. Without them they are accepted and ignored, as memcached ignores them.
   ssl_chain_cert: 'text',
   ssl_key: 'text',
   ssl_keyformat: 'text',

@@ -1,4 +1,5 @@
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import type { Logger } from 'pino';
 import { HELP, parseCommandLine } from './cli.js';
 import { ConfigError, type Config } from './config.js';
 import { detach, isDaemonChild, reportToParent } from './daemon.js';
@@ -6,6 +7,7 @@ import { createLogger } from './log.js';
 import { dropPrivileges } from './privileges.js';
 import { ObservabilityServer } from './observe/http.js';
 import { MnemoServer, type ListenerAddress } from './server.js';
+import { isLoopback } from './tls.js';
 import { MNEMO_VERSION } from './version.js';
 
 /** Exit code for a bad command line or a server that cannot start. */
@@ -20,12 +22,31 @@ function fail(message: string): never {
 /** memcached's MEMCACHED_PORT_FILENAME: the real ports, written to a .lck file and renamed into place. */
 function writePortFile(path: string, addresses: ListenerAddress[]): void {
   let text = '';
+  // -Z alone makes the -p listener speak TLS: tools still look for it as TCP.
+  const tlsIsTcp = !addresses.some((a) => a.transport === 'tcp');
   for (const { transport, address, port } of addresses) {
     if (transport === 'unix') continue;
-    text += `${transport.toUpperCase()} ${address.startsWith('[') || address.split(':').length > 2 ? 'INET6' : 'INET'}: ${port}\n`;
+    text += `${transport === 'tls' && tlsIsTcp ? 'TCP' : transport.toUpperCase()} ${address.startsWith('[') || address.split(':').length > 2 ? 'INET6' : 'INET'}: ${port}\n`;
   }
   writeFileSync(`${path}.lck`, text);
   renameSync(`${path}.lck`, path);
+}
+
+/**
+ * Safe defaults: Mnemo listens on loopback unless -l says otherwise. A plain-text
+ * listener others can reach, with neither SASL nor ASCII authentication, gets one
+ * warning at start-up.
+ */
+function warnIfExposed(config: Config, addresses: ListenerAddress[], log: Logger): void {
+  if (config.saslEnabled || config.authFile !== null) return;
+  const exposed = addresses
+    .filter((a) => (a.transport === 'tcp' || a.transport === 'udp') && !isLoopback(a.address.slice(0, a.address.lastIndexOf(':'))))
+    .map((a) => `${a.transport} ${a.address}`);
+  if (exposed.length === 0) return;
+  log.warn(
+    { listeners: exposed },
+    'listening on a non-loopback address without authentication or TLS: anyone who can reach it can read and change the cache (see -S, -Y, -Z/--tls-port, or -l 127.0.0.1)',
+  );
 }
 
 async function serve(config: Config): Promise<void> {
@@ -64,14 +85,24 @@ async function serve(config: Config): Promise<void> {
   }
   // /readyz says not ready until the data dir is loaded and the listeners are open.
   await server.load();
+  // With peers: the replication listener opens, and a full sync from a serving peer
+  // happens before the client listeners open.
+  let replication: string | null = null;
+  try {
+    replication = await server.replicate();
+  } catch (error) {
+    fail(`cannot listen on ${config.listen}:${config.replicationPort} for --replication-port: ${(error as Error).message}`);
+  }
 
   let addresses: ListenerAddress[];
   try {
     addresses = await server.listen();
+    server.replication?.markServing();
   } catch (error) {
     const where = config.unixSocket ?? `${config.listen}:${config.port}`;
     fail(`cannot listen on ${where}: ${(error as Error).message}`);
   }
+  warnIfExposed(config, addresses, log);
   const portFile = process.env.MEMCACHED_PORT_FILENAME;
   if (portFile) writePortFile(portFile, addresses);
   if (config.pidFile !== null) writeFileSync(config.pidFile, `${process.pid}\n`);
@@ -87,6 +118,7 @@ async function serve(config: Config): Promise<void> {
 
   const ready = `mnemo ${MNEMO_VERSION} listening on ${addresses.map((a) => `${a.transport} ${a.address}`).join(', ')}`;
   process.stderr.write(`${ready}\n`);
+  if (replication !== null) process.stderr.write(`mnemo replication on ${replication}\n`);
   if (isDaemonChild()) reportToParent({ ready });
 
 }

@@ -1,5 +1,6 @@
-import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, readFileSync, unlinkSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { Clock } from './clock.js';
 import type { Config } from './config.js';
@@ -13,14 +14,17 @@ import { Counters } from './observe/stats.js';
 import { DiskStore } from './store/disk.js';
 import { MemoryStore } from './store/memory.js';
 import { Persistence } from './store/persistence.js';
+import { Replicator } from './replication/replicator.js';
 import type { Store } from './store/store.js';
+import { peerRejected, tlsServerOptions } from './tls.js';
 import { UdpListener } from './udp.js';
 import { PROTOCOL_VERSION } from './version.js';
 
 const TOO_MANY_CONNECTIONS = Buffer.from('ERROR Too many open connections\r\n', 'latin1');
 
 export interface ListenerAddress {
-  transport: 'tcp' | 'udp' | 'unix';
+  /** tls: a TCP listener that speaks TLS (-Z on -p, or --tls-port). */
+  transport: 'tcp' | 'tls' | 'udp' | 'unix';
   /** host:port, or the socket path. */
   address: string;
   port: number;
@@ -38,11 +42,16 @@ export class MnemoServer implements ServerContext {
   readonly version = PROTOCOL_VERSION;
   readonly connections = new Set<Connection>();
   readonly persistence: Persistence | null = null;
+  /** --peer/--replication-port: replication with peers, or null. */
+  readonly replication: Replicator | null = null;
+  private readonly memoryStore: MemoryStore;
   readonly saslPasswords: PasswordFile | null;
   readonly asciiPasswords: PasswordFile | null;
   /** Called when a client sends `shutdown` (with -A); main decides how to stop. */
   onShutdownRequest: (graceful: boolean) => void = () => {};
   private readonly streams: Server[] = [];
+  /** TCP sockets on TLS listeners still in their handshake, by remote address and port. */
+  private readonly handshaking = new Map<string, Socket>();
   private udp: UdpListener | null = null;
   private nextConnectionId = 1;
 
@@ -67,6 +76,13 @@ export class MnemoServer implements ServerContext {
       this.persistence = new Persistence(new DiskStore(config.dataDir, config.sync), this.clock, config.diskLimit);
       memory.attach(this.persistence);
     }
+    this.memoryStore = memory;
+    if (config.replicationPort !== null) {
+      const secret = config.replicationSecretFile === null ? null : Buffer.from(readFileSync(config.replicationSecretFile, 'utf8').trim());
+      this.replication = new Replicator(config, memory, this.clock, log, secret, this.persistence !== null);
+      memory.attach(this.replication.backing(this.persistence));
+      this.store = this.replication.store;
+    }
     this.prefixStats = new PrefixStats(config.prefixDelimiter, config.detailEnabled);
     this.latency = new LatencyRecorder(config.metricsPort !== null);
     this.saslPasswords = config.saslPasswordFile === null ? null : new PasswordFile(config.saslPasswordFile);
@@ -84,7 +100,19 @@ export class MnemoServer implements ServerContext {
 
   /** Brings back what the data dir holds (before listening: clients see a loaded cache). */
   async load(): Promise<void> {
-    await this.persistence?.load(this.store as MemoryStore, this.log);
+    await this.persistence?.load(this.memoryStore, this.log);
+  }
+
+  /**
+   * Opens the replication listener and joins the peers: a full sync from one that
+   * serves, before this node listens for clients. Resolves with the listener's HOST:PORT.
+   */
+  async replicate(): Promise<string | null> {
+    const replication = this.replication;
+    if (replication === null) return null;
+    const address = await replication.listen();
+    await replication.join();
+    return address;
   }
 
   /** Opens every configured listener; resolves with their real addresses. */
@@ -102,10 +130,19 @@ export class MnemoServer implements ServerContext {
       this.ready = true;
       return addresses;
     }
-    const server = this.streamServer();
+    const tls = config.tls === null ? null : tlsServerOptions(config.tls);
+    // -Z alone: the -p listener speaks TLS, as in memcached; --tls-port adds one next to it.
+    const tlsOnPort = tls !== null && config.tls!.port === null;
+    const server = this.streamServer(tlsOnPort ? tls : null);
     await listenOn(server, { port: config.port, host: config.listen, backlog: config.backlog });
     const tcp = server.address() as AddressInfo;
-    addresses.push({ transport: 'tcp', address: `${tcp.address}:${tcp.port}`, port: tcp.port });
+    addresses.push({ transport: tlsOnPort ? 'tls' : 'tcp', address: `${tcp.address}:${tcp.port}`, port: tcp.port });
+    if (tls !== null && !tlsOnPort) {
+      const tlsServer = this.streamServer(tls);
+      await listenOn(tlsServer, { port: config.tls!.port!, host: config.listen, backlog: config.backlog });
+      const bound = tlsServer.address() as AddressInfo;
+      addresses.push({ transport: 'tls', address: `${bound.address}:${bound.port}`, port: bound.port });
+    }
     if (config.udpPort !== 0) {
       this.udp = new UdpListener(this);
       const udp = await this.udp.listen(config.listen, config.udpPort === -1 ? 0 : config.udpPort);
@@ -125,19 +162,51 @@ export class MnemoServer implements ServerContext {
       if (graceful) connection.finish();
       else connection.destroy();
     }
+    // A TLS client still in its handshake is not a connection yet: nothing to finish.
+    for (const socket of this.handshaking.values()) socket.destroy();
     const timer = setTimeout(() => {
       for (const connection of this.connections) connection.destroy();
     }, graceMs);
     await Promise.all(closed);
     clearTimeout(timer);
     await this.udp?.close();
+    await this.replication?.close();
     await this.persistence?.close();
     this.clock.stop();
   }
 
-  private streamServer(): Server {
-    const server = createServer((socket) => this.accept(socket));
+  private streamServer(tls: TlsOptions | null = null): Server {
+    const server = tls === null ? createServer((socket) => this.accept(socket)) : this.tlsServer(tls);
     this.streams.push(server);
+    return server;
+  }
+
+  /**
+   * A TLS listener: each socket joins the same connection handling once its
+   * handshake is done. A handshake that fails (a plain-text client, a missing or
+   * untrusted client certificate) only drops that socket.
+   */
+  private tlsServer(options: TlsOptions): Server {
+    const server = createTlsServer(options, (socket) => {
+      this.handshaking.delete(`${socket.remoteAddress}|${socket.remotePort}`);
+      if (peerRejected(this.config.tls!, socket)) {
+        this.log.debug({ remote: socket.remoteAddress, reason: socket.authorizationError }, 'TLS client certificate refused');
+        socket.destroy();
+        return;
+      }
+      this.accept(socket);
+    });
+    server.on('tlsClientError', (error, socket) => {
+      this.log.debug({ err: error, remote: socket.remoteAddress }, 'TLS handshake failed');
+      socket.destroy();
+    });
+    server.on('connection', (raw: Socket) => {
+      const key = `${raw.remoteAddress}|${raw.remotePort}`;
+      this.handshaking.set(key, raw);
+      raw.once('close', () => {
+        if (this.handshaking.get(key) === raw) this.handshaking.delete(key);
+      });
+    });
     return server;
   }
 

@@ -72,7 +72,7 @@ describe('command line', () => {
     [['-m', '2', '-I', '2m'], /-I\/--max-item-size: cannot be more than half of -m/],
     [['--no-such-flag'], /Unknown option '--no-such-flag'/],
     [['-B', 'http'], /-B\/--protocol: 'http' is not one of ascii, binary, auto/],
-    [['-Z'], /not supported yet: -Z\/--enable-ssl/],
+    [['-Z'], /-Z\/--enable-ssl: needs a certificate and its key/],
     [['-Y', '/no/such/file'], /-Y\/--auth-file: cannot read \/no\/such\/file/],
     [['-o', 'bogus'], /-o\/--extended: illegal suboption "bogus"/],
     [['-o', 'idle_timeout=abc'], /-o\/--extended: idle_timeout=abc is not a whole number/],

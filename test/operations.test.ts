@@ -312,6 +312,16 @@ describe('connection limits', () => {
       assert.ok(Number((await statLines(client)).get('conn_yields')) >= 19);
     }));
 
+  it('serves a client that pipelines over 20 MiB of commands under -R 1', () =>
+    withServer(['-R', '1', '-m', '256'], async (client) => {
+      const value = 'p'.repeat(1000);
+      let commands = '';
+      for (let i = 0; i < 24_000; i++) commands += `set pipe${i} 0 0 ${value.length} noreply\r\n${value}\r\n`;
+      assert.ok(commands.length > 20 * 1024 * 1024);
+      assert.equal(await client.request(`${commands}mn\r\n`, 'MN\r\n'), 'MN\r\n');
+      assert.equal((await statLines(client)).get('curr_items'), '24000');
+    }));
+
   it('stops reading from a client that does not read its replies', async () => {
     const server = await startMnemo(['-m', '64']);
     const value = 'v'.repeat(1_000_000);

@@ -70,6 +70,9 @@ function general(ctx: ServerContext): Pairs {
     stat('disk_promotions', c.disk_promotions);
     for (const [name, value] of persistence.stats()) stat(name, value);
   }
+  // Replication: this node, then peer_<n>_* per --peer (state, lag, bytes).
+  const replication = ctx.replication;
+  if (replication != null) for (const [name, value] of replication.stats()) stat(name, value);
   return pairs;
 }
 
@@ -149,7 +152,7 @@ function settings(ctx: ServerContext): Pairs {
     ['idle_timeout', config.idleTimeout],
     ['read_buf_mem_limit', option('read_buf_mem_limit', 0)],
     ['track_sizes', yesNo(config.trackSizes)],
-    ['ssl_enabled', 'no'],
+    ['ssl_enabled', config.tls !== null ? 'yes' : 'no'],
     ['memory_file', config.memoryFile ?? '(null)'],
   ];
 }

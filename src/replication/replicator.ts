@@ -1,0 +1,308 @@
+import { randomInt } from 'node:crypto';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import type { Logger } from 'pino';
+import { MAX_RELATIVE_EXPTIME, type Clock } from '../clock.js';
+import type { Config } from '../config.js';
+import { STORE_BINARY_KEY, type ItemView, type Store, type StoreBacking } from '../store/store.js';
+import { ChangeLog, KIND_FLUSH, KIND_ITEM, KIND_TOMB } from './change-log.js';
+import { ReplicatedStore, ReplicationBacking, type LocalChanges } from './feed.js';
+import { T_FLUSH, T_ITEM, T_TOMB } from './frames.js';
+import { HybridClock, compareVersions, nodeNumber } from './hlc.js';
+import { resolveNodeId } from './node-id.js';
+import { PublisherSession } from './publisher.js';
+import { PeerLink } from './subscriber.js';
+import { VersionTable } from './versions.js';
+
+/**
+ * Multi-master replication: every change a client makes here goes into the change
+ * log with a version (hybrid logical clock, node number) and streams to every peer
+ * subscribed to this node; this node subscribes to each --peer the same way and
+ * applies what arrives last-writer-wins against the side map of versions. A peer's
+ * change applied here is not logged, so nothing loops; every node must list every
+ * other (a full mesh).
+ */
+export class Replicator implements LocalChanges {
+  applying = false;
+  readonly hlc = new HybridClock();
+  readonly versions = new VersionTable();
+  readonly changes = new ChangeLog();
+  readonly nodeId: string;
+  readonly node: number;
+  /** This process's incarnation: log positions from another one mean nothing. */
+  readonly epoch = randomInt(1, 2 ** 47);
+  /** This node serves clients (its snapshot is worth copying). */
+  serving = false;
+  /** Still starting: links to ready peers ask for a full snapshot before serving. */
+  joining = true;
+  readonly secret: Buffer | null;
+  readonly insecure: boolean;
+  /** The store held items before replication started (a data dir). */
+  readonly hasBaseState: boolean;
+  readonly store: Store;
+  readonly links: PeerLink[];
+  private readonly sessions = new Set<PublisherSession>();
+  private server: Server | null = null;
+  private flushScheduled = false;
+  private joinDone: (() => void) | null = null;
+  private joinDeadlinePassed = false;
+  private joinTimer: NodeJS.Timeout | null = null;
+  address = '';
+
+  constructor(
+    private readonly config: Config,
+    readonly memory: Store,
+    private readonly clock: Clock,
+    readonly log: Logger,
+    secret: Buffer | null,
+    private readonly hasDisk: boolean,
+  ) {
+    this.nodeId = resolveNodeId(config.nodeId, config.dataDir);
+    this.node = nodeNumber(this.nodeId);
+    this.secret = secret;
+    this.insecure = config.replicationInsecure;
+    this.hasBaseState = hasDisk;
+    this.store = new ReplicatedStore(memory, this);
+    this.links = config.peers.map((peer) => new PeerLink(peer.host, peer.port, this));
+    clock.onTick((now) => this.versions.prune(now, this.hasDisk ? null : (key) => this.gone(key)));
+  }
+
+  /** The memory store's backing: persistence below (or nothing), and this replicator. */
+  backing(below: StoreBacking | null): StoreBacking {
+    return new ReplicationBacking(below, this);
+  }
+
+  // --- Changes clients make here -------------------------------------------------
+
+  localItem(key: string, item: ItemView): void {
+    const hlc = this.hlc.next();
+    this.versions.set(key, hlc, this.node, false, this.clock.now);
+    this.changes.append(KIND_ITEM, key, item.value, item.flags, item.exptime, hlc, item.binaryKey);
+    this.schedule();
+  }
+
+  localDelete(key: string): void {
+    const hlc = this.hlc.next();
+    this.versions.set(key, hlc, this.node, true, this.clock.now);
+    this.changes.append(KIND_TOMB, key, null, 0, 0, hlc, false);
+    this.schedule();
+  }
+
+  localFlush(delay: number): void {
+    const hlc = this.hlc.next();
+    const at = delay > 0 ? this.clock.expiryFrom(delay) : 0;
+    if (at === 0) this.versions.flush(hlc, this.node);
+    this.changes.append(KIND_FLUSH, '', null, 0, at, hlc, false);
+    this.schedule();
+  }
+
+  /** Sends new log entries to subscribed peers once per event loop turn, batched. */
+  private schedule(): void {
+    if (this.flushScheduled || this.sessions.size === 0) return;
+    this.flushScheduled = true;
+    setImmediate(this.pumpAll);
+  }
+
+  private readonly pumpAll = (): void => {
+    this.flushScheduled = false;
+    for (const session of this.sessions) if (session.streaming) session.pump();
+  };
+
+  // --- Changes peers made ------------------------------------------------------
+
+  /** Applies an ITEM, TOMB or FLUSH frame body if it is newer than what is here; returns its sequence number. */
+  applyRecord(type: number, buf: Buffer, start: number, end: number): number {
+    const seq = buf.readDoubleBE(start);
+    const hlc = buf.readDoubleBE(start + 8);
+    const node = buf.readUInt32BE(start + 16);
+    const before = this.hlc.now;
+    this.hlc.observe(hlc);
+    const memory = this.memory;
+    if (type === T_ITEM) {
+      const flags = buf.readUInt32BE(start + 20);
+      const exptime = buf.readDoubleBE(start + 24);
+      const binaryKey = buf[start + 32] === 1;
+      const keyStart = start + 34;
+      const keyEnd = keyStart + buf[start + 33]!;
+      const key = buf.toString('latin1', keyStart, keyEnd);
+      if (!this.versions.isNewer(key, hlc, node)) return seq;
+      this.versions.set(key, hlc, node, false, this.clock.now);
+      // An absolute exptime as the protocol takes it; one already past stays past.
+      const protocolExptime = exptime === 0 ? 0 : exptime <= MAX_RELATIVE_EXPTIME ? -1 : exptime;
+      this.applying = true;
+      try {
+        memory.store('set', buf, keyStart, keyEnd, buf, keyEnd, end, flags, protocolExptime, 0, binaryKey ? STORE_BINARY_KEY : 0);
+      } finally {
+        this.applying = false;
+      }
+    } else if (type === T_TOMB) {
+      const keyStart = start + 21;
+      const keyEnd = keyStart + buf[start + 20]!;
+      const key = buf.toString('latin1', keyStart, keyEnd);
+      if (!this.versions.isNewer(key, hlc, node)) return seq;
+      this.versions.set(key, hlc, node, true, this.clock.now);
+      this.applying = true;
+      try {
+        memory.delete(buf, keyStart, keyEnd);
+      } finally {
+        this.applying = false;
+      }
+    } else if (type === T_FLUSH) {
+      const at = buf.readDoubleBE(start + 20);
+      this.applying = true;
+      try {
+        if (at > 0) memory.flushAll(at);
+        else this.applyFlush(hlc, node, before);
+      } finally {
+        this.applying = false;
+      }
+    }
+    return seq;
+  }
+
+  /** flush_all from a peer: what is older than it goes; what is newer (written here meanwhile) stays. */
+  private applyFlush(hlc: number, node: number, before: number): void {
+    const versions = this.versions;
+    if (compareVersions(hlc, node, versions.flushHlc, versions.flushNode) <= 0) return;
+    if (before < hlc) {
+      // Every version here is older than the flush.
+      this.memory.flushAll(0);
+    } else {
+      const doomed: string[] = [];
+      this.memory.dump((item) => {
+        const version = versions.get(item.key);
+        if (version === undefined || compareVersions(version.hlc, version.node, hlc, node) < 0) doomed.push(item.key);
+        return true;
+      });
+      for (const key of doomed) {
+        const buffer = Buffer.from(key, 'latin1');
+        this.memory.delete(buffer, 0, buffer.length);
+      }
+    }
+    versions.flush(hlc, node);
+  }
+
+  private gone(key: string): boolean {
+    const buffer = Buffer.from(key, 'latin1');
+    return this.memory.peek(buffer, 0, buffer.length) === null;
+  }
+
+  // --- Lifecycle -----------------------------------------------------------------
+
+  /** Opens the replication listener and starts the links to peers; resolves with HOST:PORT. */
+  async listen(): Promise<string> {
+    const server = createServer((socket) => {
+      const session = new PublisherSession(socket, this);
+      this.sessions.add(session);
+    });
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: this.config.listen, port: this.config.replicationPort }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (error) => this.log.error({ err: error }, 'replication listener error'));
+    const address = server.address() as AddressInfo;
+    this.address = `${address.address}:${address.port}`;
+    this.log.info({ node: this.nodeId, address: this.address, peers: this.links.map((link) => link.address) }, 'replication listening');
+    for (const link of this.links) link.start();
+    return this.address;
+  }
+
+  /**
+   * Waits until a full sync from the peers that serve is done, or, when none
+   * answers as serving within --peer-wait, until that time is up (or every peer
+   * answered that it is starting too). Then the node may serve.
+   */
+  join(): Promise<void> {
+    if (this.links.length === 0) {
+      this.finishJoin('no peers');
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      this.joinDone = resolve;
+      this.joinTimer = setTimeout(() => {
+        this.joinDeadlinePassed = true;
+        this.linkChanged();
+      }, this.config.peerWait * 1000);
+      this.linkChanged();
+    });
+  }
+
+  /** A link's state changed: the join may be over. */
+  linkChanged(): void {
+    if (!this.joining || this.joinDone === null) return;
+    const links = this.links;
+    if (links.some((link) => link.state === 'syncing')) return;
+    if (links.some((link) => link.synced)) return this.finishJoin('synced');
+    if (links.every((link) => link.answered && !link.peerReady)) return this.finishJoin('every peer is starting too');
+    if (this.joinDeadlinePassed) return this.finishJoin('no peer ready within --peer-wait; serving empty');
+  }
+
+  private finishJoin(reason: string): void {
+    this.joining = false;
+    if (this.joinTimer !== null) clearTimeout(this.joinTimer);
+    this.log.info({ reason, items: this.memory.itemCount }, `replication join done: ${reason}`);
+    const done = this.joinDone;
+    this.joinDone = null;
+    done?.();
+  }
+
+  /** The node serves clients now. */
+  markServing(): void {
+    this.joining = false;
+    this.serving = true;
+  }
+
+  sessionClosed(session: PublisherSession): void {
+    this.sessions.delete(session);
+  }
+
+  async close(): Promise<void> {
+    for (const link of this.links) link.close();
+    for (const session of this.sessions) session.close();
+    if (this.joinTimer !== null) clearTimeout(this.joinTimer);
+    const server = this.server;
+    if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  // --- stats ----------------------------------------------------------------------
+
+  /** `stats` lines: this node, then one group per --peer. */
+  stats(): Array<[string, string | number]> {
+    const pairs: Array<[string, string | number]> = [
+      ['repl_node_id', this.nodeId],
+      ['repl_address', this.address],
+      ['repl_log_head', this.changes.head],
+      ['repl_log_tail', this.changes.tail],
+      ['repl_subscribers', this.sessions.size],
+      ['repl_versions', this.versions.map.size],
+      ['repl_tombstones', this.versions.tombstones],
+    ];
+    this.links.forEach((link, i) => {
+      let sent = link.bytesSent;
+      let received = link.bytesReceived;
+      let pushLag = 0;
+      for (const session of this.sessions) {
+        if (session.remoteNodeId !== link.remoteNodeId || link.remoteNodeId === '') continue;
+        sent += session.bytesSent;
+        received += session.bytesReceived;
+        pushLag = Math.max(pushLag, this.changes.head - session.acked);
+      }
+      pairs.push(
+        [`peer_${i}_address`, link.address],
+        [`peer_${i}_node`, link.remoteNodeId || '-'],
+        [`peer_${i}_state`, link.state],
+        [`peer_${i}_lag_ops`, link.lagOps],
+        [`peer_${i}_lag_ms`, link.lagMs],
+        [`peer_${i}_push_lag_ops`, pushLag],
+        [`peer_${i}_applied`, link.applied],
+        [`peer_${i}_syncs`, link.syncs],
+        [`peer_${i}_bytes_sent`, sent],
+        [`peer_${i}_bytes_received`, received],
+      );
+    });
+    return pairs;
+  }
+}

@@ -1,0 +1,278 @@
+import { connect, type Socket } from 'node:net';
+import { MAC_BYTES, NONCE_BYTES, nonce, proof, proofMatches } from './auth.js';
+import {
+  FrameReader,
+  FrameWriter,
+  PROTOCOL_VERSION,
+  T_ACK,
+  T_AUTH,
+  T_CHALLENGE,
+  T_FLUSH,
+  T_HEARTBEAT,
+  T_HELLO,
+  T_ITEM,
+  T_REFUSED,
+  T_SNAPSHOT_BEGIN,
+  T_SNAPSHOT_END,
+  T_SUBSCRIBE,
+  T_TOMB,
+  T_WELCOME,
+} from './frames.js';
+import { wallMs } from './hlc.js';
+import type { Replicator } from './replicator.js';
+
+const FIRST_BACKOFF_MS = 100;
+const MAX_BACKOFF_MS = 2000;
+const ACK_MS = 250;
+const PROGRESS_MS = 1000;
+
+export type LinkState = 'connecting' | 'handshake' | 'syncing' | 'connected' | 'down' | 'refused';
+
+/**
+ * This node's subscription to one --peer: connects (reconnecting with backoff),
+ * authenticates, asks for the peer's changes from where it left off (or a full
+ * snapshot), and applies what arrives, last writer wins.
+ */
+export class PeerLink {
+  state: LinkState = 'down';
+  remoteNodeId = '';
+  /** The peer's process incarnation the cursor belongs to (-1: none yet). */
+  private epoch = -1;
+  /** Last sequence number of the peer's change log applied here. */
+  cursor = 0;
+  private ackedCursor = 0;
+  /** The peer's log head, as last heard. */
+  peerHead = 0;
+  /** Version time of the last change applied from the peer. */
+  lastHlc = 0;
+  /** Handshake done at least once since start, and whether the peer served then. */
+  answered = false;
+  peerReady = false;
+  /** A full snapshot from this peer finished. */
+  synced = false;
+  bytesSent = 0;
+  bytesReceived = 0;
+  applied = 0;
+  syncs = 0;
+  private socket: Socket | null = null;
+  private reader = new FrameReader();
+  private readonly writer = new FrameWriter();
+  private ourNonce = nonce();
+  private backoff = FIRST_BACKOFF_MS;
+  private retry: NodeJS.Timeout | null = null;
+  private readonly ackTimer: NodeJS.Timeout;
+  private closed = false;
+  private syncTotal = 0;
+  private syncSeen = 0;
+  private syncStarted = 0;
+  private lastProgress = 0;
+
+  constructor(
+    readonly host: string,
+    readonly port: number,
+    private readonly rep: Replicator,
+  ) {
+    this.ackTimer = setInterval(() => {
+      if (this.cursor !== this.ackedCursor && this.state === 'connected') {
+        this.ackedCursor = this.cursor;
+        this.send(T_ACK, [this.cursor]);
+      }
+    }, ACK_MS);
+    this.ackTimer.unref();
+  }
+
+  get address(): string {
+    return `${this.host}:${this.port}`;
+  }
+
+  /** Changes the peer made that are not applied here yet, as far as its heartbeats tell. */
+  get lagOps(): number {
+    return Math.max(0, this.peerHead - this.cursor);
+  }
+
+  get lagMs(): number {
+    return this.lagOps === 0 || this.lastHlc === 0 ? 0 : Math.max(0, Date.now() - wallMs(this.lastHlc));
+  }
+
+  start(): void {
+    if (this.closed) return;
+    this.state = 'connecting';
+    this.reader = new FrameReader();
+    this.ourNonce = nonce();
+    const socket = connect({ host: this.host, port: this.port });
+    this.socket = socket;
+    socket.setNoDelay(true);
+    socket.on('connect', () => {
+      this.state = 'handshake';
+      this.send(T_HELLO, [], Buffer.concat([Buffer.from([PROTOCOL_VERSION]), this.ourNonce, Buffer.from(this.rep.nodeId)]));
+    });
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (error) => this.rep.log.debug({ err: error, peer: this.address }, 'replication link error'));
+    socket.on('close', () => this.onClose(socket));
+  }
+
+  close(): void {
+    this.closed = true;
+    clearInterval(this.ackTimer);
+    if (this.retry !== null) clearTimeout(this.retry);
+    this.socket?.destroy();
+  }
+
+  private onClose(socket: Socket): void {
+    if (socket !== this.socket) return;
+    this.socket = null;
+    const was = this.state;
+    if (was !== 'refused') this.state = 'down';
+    if (was === 'connected' || was === 'syncing') this.rep.log.warn({ peer: this.address, node: this.remoteNodeId }, 'replication link to peer lost; reconnecting');
+    this.rep.linkChanged();
+    if (this.closed) return;
+    const delay = was === 'refused' ? MAX_BACKOFF_MS : this.backoff;
+    this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
+    this.retry = setTimeout(() => {
+      this.retry = null;
+      this.start();
+    }, delay * (0.75 + Math.random() / 2));
+    this.retry.unref();
+  }
+
+  private fail(reason: string): void {
+    this.rep.log.warn({ peer: this.address, node: this.remoteNodeId || undefined, reason }, `replication peer refused: ${reason}`);
+    this.state = 'refused';
+    this.socket?.destroy();
+  }
+
+  private send(type: number, numbers: readonly number[], tail: Buffer | null = null): void {
+    const socket = this.socket;
+    if (socket === null || socket.destroyed) return;
+    this.writer.control(type, numbers, tail);
+    for (const piece of this.writer.take()) {
+      this.bytesSent += piece.length;
+      socket.write(piece);
+    }
+  }
+
+  private onData(chunk: Buffer): void {
+    this.bytesReceived += chunk.length;
+    const r = this.reader;
+    r.push(chunk);
+    try {
+      for (let type = r.next(); type !== -1 && this.socket !== null && this.state !== 'refused'; type = r.next()) {
+        this.onFrame(type, r.buf, r.start, r.end);
+      }
+    } catch (error) {
+      this.fail((error as Error).message);
+    }
+    if (this.state === 'syncing') this.progress(false);
+  }
+
+  private onFrame(type: number, buf: Buffer, start: number, end: number): void {
+    const rep = this.rep;
+    switch (type) {
+      case T_ITEM:
+      case T_TOMB:
+      case T_FLUSH: {
+        const seq = rep.applyRecord(type, buf, start, end);
+        if (seq > 0) {
+          this.cursor = seq;
+          if (seq > this.peerHead) this.peerHead = seq;
+        } else {
+          this.syncSeen++;
+        }
+        this.lastHlc = buf.readDoubleBE(start + 8);
+        this.applied++;
+        return;
+      }
+      case T_HEARTBEAT:
+        this.peerHead = buf.readDoubleBE(start);
+        return;
+      case T_CHALLENGE: {
+        if (this.state !== 'handshake') return this.fail('unexpected challenge');
+        const theirNonce = buf.subarray(start, start + NONCE_BYTES);
+        const macLength = buf[start + NONCE_BYTES]!;
+        const mac = buf.subarray(start + NONCE_BYTES + 1, start + NONCE_BYTES + 1 + macLength);
+        this.remoteNodeId = buf.toString('utf8', start + NONCE_BYTES + 1 + macLength, end);
+        const secret = rep.secret;
+        if (secret !== null) {
+          if (macLength !== MAC_BYTES) return this.fail('peer did not prove the shared secret (it has none)');
+          if (!proofMatches(proof(secret, 'publisher', this.ourNonce, theirNonce), mac)) return this.fail('wrong secret');
+        }
+        this.send(T_AUTH, [], secret === null ? null : proof(secret, 'subscriber', theirNonce, this.ourNonce));
+        return;
+      }
+      case T_REFUSED:
+        return this.fail(`refused by the peer: ${buf.toString('utf8', start, end)}`);
+      case T_WELCOME: {
+        const epoch = buf.readDoubleBE(start);
+        const ready = buf.readDoubleBE(start + 8) === 1;
+        const tail = buf.readDoubleBE(start + 16);
+        const head = buf.readDoubleBE(start + 24);
+        const hasBaseState = buf.readDoubleBE(start + 32) === 1;
+        this.backoff = FIRST_BACKOFF_MS;
+        this.answered = true;
+        this.peerReady = ready;
+        this.peerHead = head;
+        let snapshot: boolean;
+        if (epoch === this.epoch) {
+          // Reconnected to the same process: catch up from its change log (it falls back to a snapshot if it must).
+          snapshot = false;
+        } else {
+          this.epoch = epoch;
+          this.cursor = 0;
+          // Joining: copy everything from a peer that serves. Otherwise a new process
+          // whose log reaches back to its start has nothing else this node lacks.
+          snapshot = (rep.joining && ready) || tail > 0 || hasBaseState && ready;
+        }
+        rep.log.info(
+          { peer: this.address, node: this.remoteNodeId, ready, mode: snapshot ? 'snapshot' : 'log', cursor: this.cursor },
+          `replication link to ${this.remoteNodeId} at ${this.address} up`,
+        );
+        this.state = snapshot ? 'syncing' : 'connected';
+        if (snapshot) this.beginSync(0);
+        this.ackedCursor = this.cursor;
+        this.send(T_SUBSCRIBE, [snapshot ? 1 : 0, this.cursor]);
+        rep.linkChanged();
+        return;
+      }
+      case T_SNAPSHOT_BEGIN:
+        this.state = 'syncing';
+        this.beginSync(buf.readDoubleBE(start));
+        return;
+      case T_SNAPSHOT_END: {
+        this.cursor = buf.readDoubleBE(start);
+        this.state = 'connected';
+        this.synced = true;
+        this.syncs++;
+        this.progress(true);
+        rep.linkChanged();
+        return;
+      }
+      default:
+        return this.fail(`unexpected frame type ${type}`);
+    }
+  }
+
+  private beginSync(total: number): void {
+    if (this.syncStarted === 0 || total > 0) {
+      this.syncTotal = total;
+      this.syncSeen = 0;
+      this.syncStarted = Date.now();
+      this.lastProgress = this.syncStarted;
+    }
+  }
+
+  /** The sync's progress line, at most once a second, and its last line. */
+  private progress(done: boolean): void {
+    const now = Date.now();
+    if (!done && now - this.lastProgress < PROGRESS_MS) return;
+    this.lastProgress = now;
+    const seconds = Math.max(0.001, (now - this.syncStarted) / 1000);
+    const rate = Math.round(this.syncSeen / seconds);
+    const fields = { peer: this.address, node: this.remoteNodeId, received: this.syncSeen, total: this.syncTotal, rate, seconds };
+    if (done) {
+      this.rep.log.info(fields, `synced from ${this.remoteNodeId}: ${this.syncSeen} items in ${seconds.toFixed(2)} s (${rate}/s)`);
+      this.syncStarted = 0;
+    } else {
+      this.rep.log.info(fields, `syncing from ${this.remoteNodeId}: ${this.syncSeen}/${this.syncTotal} items, ${rate}/s`);
+    }
+  }
+}
