@@ -4,6 +4,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { once } from 'node:events';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export const CLK_TCK = (() => {
@@ -126,7 +127,7 @@ export async function stats(port) {
 
 /**
  * Starts a server pinned to `cpu` (or unpinned when cpu is null).
- * kind: 'memcached' | 'mnemo' | 'naive'. Resolves when it accepts connections.
+ * kind: 'memcached' | 'mnemo' | 'naive' | 'floor'. Resolves when it accepts connections.
  */
 export async function startServer(kind, { mb, cpu, repoRoot, naivePath, cpuProfDir, extraArgs = [] }) {
   let cmd;
@@ -144,6 +145,12 @@ export async function startServer(kind, { mb, cpu, repoRoot, naivePath, cpuProfD
     if (!existsSync(naivePath)) throw new Error(`${naivePath} is absent`);
     cmd = process.execPath;
     args = [naivePath, String(port), '127.0.0.1'];
+  } else if (kind === 'floor') {
+    // The least work a Node server can do per request (../shared/bench/node-floor.mjs), next to the naive server.
+    const floorPath = path.join(path.dirname(naivePath), 'node-floor.mjs');
+    if (!existsSync(floorPath)) throw new Error(`${floorPath} is absent`);
+    cmd = process.execPath;
+    args = [floorPath, String(port)];
   } else {
     throw new Error(`unknown server ${kind}`);
   }
@@ -177,16 +184,18 @@ export async function startServer(kind, { mb, cpu, repoRoot, naivePath, cpuProfD
     });
     port = await Promise.race([ready, exited, timeout]);
   }
-  // Ready means it answers `version`.
+  // Ready means it answers `version` (the floor answers only get and set).
   const reply = await Promise.race([
-    request(port, 'version\r\n'),
+    request(port, kind === 'floor' ? 'get k\r\n' : 'version\r\n'),
     exited,
     sleep(15000).then(() => {
       throw new Error(`${kind} did not answer 'version' in 15 s`);
     }),
   ]);
-  if (!reply.startsWith('VERSION ')) throw new Error(`${kind}: unexpected reply to version: ${reply}`);
-  const version = reply.slice(8).trim();
+  if (kind === 'floor' ? !reply.startsWith('VALUE ') : !reply.startsWith('VERSION ')) {
+    throw new Error(`${kind}: unexpected reply to version: ${reply}`);
+  }
+  const version = kind === 'floor' ? 'n/a' : reply.slice(8).trim();
   return {
     kind,
     pid: child.pid,

@@ -29,7 +29,7 @@ const HELP = `Usage: node bench/run.mjs [options]
                        b  as a, with multi-gets of 16 keys (memcaslap -d 16)
                        c  as a, with 4 KiB values
                        d  memory: RSS per item after loading 1,000,000 items of 100 B
-                       e  naive-node-server.mjs (../shared/bench) under workload a
+                       e  naive-node-server.mjs and node-floor.mjs (../shared/bench) under workload a
                        f  persistence: 50 conns, 100% set, 256 B values; memcached, Mnemo in
                           memory, with --data-dir --sync interval=1000, and --sync always
   --rounds=N         rounds; server order alternates each round (default 3)
@@ -135,6 +135,7 @@ const LABEL = {
   memcached: 'memcached',
   mnemo: 'Mnemo',
   naive: 'naive-node-server',
+  floor: 'node-floor (fixed replies)',
   'mnemo-interval': 'Mnemo --sync interval=1000',
   'mnemo-always': 'Mnemo --sync always',
 };
@@ -147,7 +148,7 @@ function serversFor(w) {
   if (scenarios.has(w)) list.push('memcached', 'mnemo');
   if (w === 'a' && scenarios.has('e')) {
     if (!list.includes('memcached')) list.push('memcached');
-    list.push('naive');
+    list.push('naive', 'floor');
   }
   return list;
 }
@@ -170,7 +171,8 @@ async function runWorkload(w, kind, round) {
   });
   versions[kind] = srv.version;
   try {
-    const pre = await load(srv.port, { count: keys, keyOf: prefillKey, valueSize, conns: 4 });
+    // The floor stores nothing and answers only get and set: nothing to prefill.
+    const pre = kind === 'floor' ? { errors: 0 } : await load(srv.port, { count: keys, keyOf: prefillKey, valueSize, conns: 4 });
     if (pre.errors) log(`  warning: ${kind} answered ${pre.errors} error lines to the prefill: ${pre.sample}`);
     await sleep(200);
     const args = ['-s', `127.0.0.1:${srv.port}`, '-T', '1', '-c', String(CONNS), '-w', msWindow,
@@ -365,6 +367,11 @@ if (ws.length || results.a?.naive || results.f?.mnemo) {
     row(t, 'naive', results.a.naive);
     ratioRow(t, 'naive / memcached', results.a.naive, results.a.memcached);
     if (results.a.mnemo) ratioRow(t, 'Mnemo / naive', results.a.mnemo, results.a.naive);
+    if (results.a.floor) {
+      row(t, 'floor', results.a.floor);
+      ratioRow(t, 'floor / memcached', results.a.floor, results.a.memcached);
+      if (results.a.mnemo) ratioRow(t, 'Mnemo / floor', results.a.mnemo, results.a.floor);
+    }
   }
   L();
   L('Values are medians over rounds; ratios are medians of the per-round ratios (runs of the same round). ' +

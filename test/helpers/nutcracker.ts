@@ -2,9 +2,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './memcached.js';
 
 /** Debian installs it under sbin, which a non-root PATH may lack. */
 export const NUTCRACKER_BIN = existsSync('/usr/sbin/nutcracker') ? '/usr/sbin/nutcracker' : 'nutcracker';
@@ -30,17 +31,6 @@ export interface RunningNutcracker {
   /** Everything nutcracker logged so far. */
   log(): string;
   stop(): Promise<void>;
-}
-
-/** A port free right now on 127.0.0.1 (nutcracker cannot pick its own). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
 }
 
 async function canConnect(port: number): Promise<boolean> {
