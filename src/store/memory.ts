@@ -86,6 +86,14 @@ export interface MemoryStoreOptions {
 }
 
 /**
+ * What an item costs Node beyond what memcached charges for it: the entry object,
+ * its map slot, the key string and the value's Buffer object (measured: about 300
+ * bytes on Node 20). -m bounds charged bytes plus this per item, so the process
+ * stays near -m whatever the item sizes; `bytes` still reports memcached's sizes.
+ */
+export const NODE_ITEM_OVERHEAD = 300;
+
+/**
  * Items in a Map with an intrusive doubly linked LRU list (head = most recently
  * used). Expired items go lazily on access and by a bounded sweep per tick.
  */
@@ -129,7 +137,7 @@ export class MemoryStore implements Store {
   restore(name: string, record: StoredRecord): boolean {
     if (record.cas > this.casCounter) this.casCounter = record.cas;
     const size = this.sizeOf(Buffer.byteLength(name, 'latin1'), record.value.length, record.flags);
-    if (this.bytes + size > this.memoryLimit) return false;
+    if (this.footprint + size + NODE_ITEM_OVERHEAD > this.memoryLimit) return false;
     const sizeClass = this.sizeClasses.classOf(size);
     const entry = new Entry(name, record.value, record.flags, record.exptime, record.cas, this.clock.now, size, sizeClass, false);
     this.link(entry);
@@ -142,6 +150,11 @@ export class MemoryStore implements Store {
 
   get bytesUsed(): number {
     return this.bytes;
+  }
+
+  /** What -m limits: charged bytes plus Node's per-item overhead. */
+  private get footprint(): number {
+    return this.bytes + this.items.size * NODE_ITEM_OVERHEAD;
   }
 
   get bytesLimit(): number {
@@ -424,7 +437,7 @@ export class MemoryStore implements Store {
   /** Evicts from the LRU tail until size more bytes fit; false when they cannot. */
   private makeRoom(size: number): boolean {
     const limit = this.memoryLimit;
-    while (this.bytes + size > limit) {
+    while (this.footprint + size + NODE_ITEM_OVERHEAD > limit) {
       const victim = this.tail;
       if (victim === null) return false;
       if (victim.exptime !== 0 && victim.exptime <= this.clock.now) {
