@@ -4,9 +4,7 @@
  *
  * Small pieces are copied into a shared chunk; values of LARGE_VALUE bytes or
  * more are queued by reference (stored values are immutable, so this is safe).
- * A reply that is not ready yet (a durable write waiting for its flush) takes a
- * place in the queue with reserve(); take() hands out everything before the first
- * place still unfilled, so replies always leave in request order.
+ * Replies held for durability (--sync always) wait in the connection, not here.
  */
 const CHUNK_SIZE = 64 * 1024;
 /**
@@ -18,21 +16,13 @@ export const OUTPUT_SOFT_CAP = 4 * 1024 * 1024;
 export const OUTPUT_HARD_CAP = 256 * 1024 * 1024;
 const LARGE_VALUE = 8 * 1024;
 
-/** A reply whose bytes arrive later, holding its place in the output order. */
-export class PendingReply {
-  bytes: Buffer | null = null;
-  fill(bytes: Buffer): void {
-    this.bytes = bytes;
-  }
-}
-
 export class OutputBuffer {
   private chunk: Buffer = Buffer.allocUnsafeSlow(CHUNK_SIZE);
   /** Start of the bytes in chunk not yet handed out. */
   private start = 0;
   private pos = 0;
-  private readonly queue: Array<Buffer | PendingReply> = [];
-  /** Bytes queued and not yet taken, late replies aside. */
+  private readonly queue: Buffer[] = [];
+  /** Bytes queued and not yet taken. */
   private queuedBytes = 0;
 
   /**
@@ -87,30 +77,11 @@ export class OutputBuffer {
     this.queuedBytes += src.length;
   }
 
-  /** Holds a place for a reply that will be filled later. */
-  reserve(): PendingReply {
-    this.cut();
-    const pending = new PendingReply();
-    this.queue.push(pending);
-    return pending;
-  }
-
-  /** Everything that may be written now, in order; empty when nothing is ready. */
+  /** Everything queued, in order; empty when there is nothing. */
   take(): Buffer[] {
     this.cut();
-    const ready: Buffer[] = [];
-    let index = 0;
-    for (; index < this.queue.length; index++) {
-      const item = this.queue[index]!;
-      if (item instanceof PendingReply) {
-        if (item.bytes === null) break;
-        ready.push(item.bytes);
-      } else {
-        ready.push(item);
-        this.queuedBytes -= item.length;
-      }
-    }
-    this.queue.splice(0, index);
+    const ready = this.queue.splice(0, this.queue.length);
+    this.queuedBytes = 0;
     return ready;
   }
 

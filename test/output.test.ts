@@ -31,17 +31,6 @@ describe('OutputBuffer', () => {
     assert.equal(pieces[1], value);
   });
 
-  it('holds later replies behind a pending one until it is filled', () => {
-    const out = new OutputBuffer();
-    out.ascii('first\r\n');
-    const pending = out.reserve();
-    out.ascii('third\r\n');
-    assert.equal(text(out.take()), 'first\r\n');
-    assert.equal(text(out.take()), '');
-    pending.fill(Buffer.from('second\r\n'));
-    assert.equal(text(out.take()), 'second\r\nthird\r\n');
-  });
-
   it('grows past its chunk size without losing bytes', () => {
     const out = new OutputBuffer();
     let expected = '';
