@@ -63,6 +63,9 @@ const OPTIONS = {
   'replication-secret-file': { type: 'string' },
   'replication-insecure': { type: 'boolean' },
   'peer-wait': { type: 'string' },
+  'anti-entropy-interval': { type: 'string' },
+  'sync-wait-timeout': { type: 'string' },
+  'test-drop-changes': { type: 'string' },
   sync: { type: 'string' },
   'disk-limit': { type: 'string' },
   'tls-cert': { type: 'string' },
@@ -129,6 +132,11 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
       --replication-insecure  accept peers from any address without a secret
       --peer-wait=<seconds>   how long a starting node looks for a serving peer to sync
                               from before it serves empty (default: 5)
+      --sync-wait-timeout=<seconds>  client connections made while the node syncs from a
+                              peer wait; after this long they get "SERVER_ERROR not ready"
+                              and are closed (default: 0, wait until the sync is done)
+      --anti-entropy-interval=<seconds>  how often each peer link compares digests of the
+                              keys and versions and repairs differences (default: 5; 0: off)
   -d, --daemon                run in the background
   -P, --pidfile=<file>        write the process id to <file> (with or without -d)
       --log-file=<file>       append logs to <file> (where they go when detached)
@@ -143,6 +151,8 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
                               such as modern, hashpower=<n>, no_lru_crawler are accepted
   -f, -n, -k, -L, -r, -W, -N  memcached memory and process tuning: accepted, no effect
       --test-clock            for tests: the command "debugtime <seconds>" moves the clock on
+      --test-drop-changes=<fraction>  for tests: drop that fraction (0..1) of the changes
+                              sent to peers, so that nodes diverge
   -h, --help                  print this help and exit
   -i, --license               print the license and exit
   -V, --version               print the version and exit
@@ -334,6 +344,27 @@ function parseReplication(values: ParsedValues, config: Config): void {
       throw new ConfigError(`${flagName('peer-wait')}: '${text}' is not a number of seconds (0..3600)`);
     }
     config.peerWait = seconds;
+  }
+  const seconds = (name: OptionName, max: number): number | null => {
+    const text = values[name] as string | undefined;
+    if (text === undefined) return null;
+    needsReplication(name);
+    const value = Number(text);
+    if (text === '' || !Number.isFinite(value) || value < 0 || value > max) {
+      throw new ConfigError(`${flagName(name)}: '${text}' is not a number of seconds (0..${max})`);
+    }
+    return value;
+  };
+  config.antiEntropyInterval = seconds('anti-entropy-interval', 86400) ?? config.antiEntropyInterval;
+  config.syncWaitTimeout = seconds('sync-wait-timeout', 86400) ?? config.syncWaitTimeout;
+  if (values['test-drop-changes'] !== undefined) {
+    needsReplication('test-drop-changes');
+    const text = values['test-drop-changes'];
+    const fraction = Number(text);
+    if (text === '' || !Number.isFinite(fraction) || fraction < 0 || fraction > 1) {
+      throw new ConfigError(`${flagName('test-drop-changes')}: '${text}' is not a fraction (0..1)`);
+    }
+    config.testDropChanges = fraction;
   }
   if (config.replicationSecretFile === null && !config.replicationInsecure) {
     for (const peer of config.peers) {

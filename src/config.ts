@@ -82,6 +82,12 @@ export interface Config {
   replicationInsecure: boolean;
   /** --peer-wait: seconds to wait for a serving peer to sync from before serving empty. */
   peerWait: number;
+  /** --anti-entropy-interval: seconds between digest comparisons with each peer; 0 turns it off. */
+  antiEntropyInterval: number;
+  /** --sync-wait-timeout: seconds a client connection made during the join sync waits before `SERVER_ERROR not ready`; 0 waits as long as the sync takes. */
+  syncWaitTimeout: number;
+  /** --test-drop-changes: the fraction of changes not sent to peers, to make nodes diverge (tests only). */
+  testDropChanges: number;
   /** --log-format: JSON lines, or human-readable. */
   logFormat: 'json' | 'pretty';
   /** --test-clock: allow `debugtime <seconds>` to move the clock (tests only). */
@@ -134,6 +140,9 @@ export const DEFAULTS: Readonly<Config> = {
   replicationSecretFile: null,
   replicationInsecure: false,
   peerWait: 5,
+  antiEntropyInterval: 5,
+  syncWaitTimeout: 0,
+  testDropChanges: 0,
   logFormat: 'json',
   testClock: false,
   extended: new Map(),

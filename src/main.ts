@@ -85,8 +85,9 @@ async function serve(config: Config): Promise<void> {
   }
   // /readyz says not ready until the data dir is loaded and the listeners are open.
   await server.load();
-  // With peers: the replication listener opens, and a full sync from a serving peer
-  // happens before the client listeners open.
+  // With peers: the replication listener opens and the join (a full sync from a
+  // serving peer) starts; listen() opens the client listeners but holds their
+  // connections until it is done (--sync-wait-timeout), and resolves after it.
   let replication: string | null = null;
   try {
     replication = await server.replicate();

@@ -21,6 +21,8 @@ import { UdpListener } from './udp.js';
 import { PROTOCOL_VERSION } from './version.js';
 
 const TOO_MANY_CONNECTIONS = Buffer.from('ERROR Too many open connections\r\n', 'latin1');
+/** To a client held past --sync-wait-timeout while the node syncs from a peer. */
+const NOT_READY = Buffer.from('SERVER_ERROR not ready\r\n', 'latin1');
 
 export interface ListenerAddress {
   /** tls: a TCP listener that speaks TLS (-Z on -p, or --tls-port). */
@@ -54,6 +56,10 @@ export class MnemoServer implements ServerContext {
   private readonly handshaking = new Map<string, Socket>();
   private udp: UdpListener | null = null;
   private nextConnectionId = 1;
+  /** Replication: the join (sync from a serving peer) under way, set by replicate(). */
+  private joining: Promise<void> | null = null;
+  /** Client sockets accepted during the join, unread until it is done (with their --sync-wait-timeout timers). */
+  private held: Map<Socket, () => void> | null = null;
 
   constructor(
     readonly config: Config,
@@ -104,15 +110,61 @@ export class MnemoServer implements ServerContext {
   }
 
   /**
-   * Opens the replication listener and joins the peers: a full sync from one that
-   * serves, before this node listens for clients. Resolves with the listener's HOST:PORT.
+   * Opens the replication listener and starts joining the peers (a full sync from
+   * one that serves). listen() opens the client listeners, but holds the connections
+   * they accept, unread, until the join is done. Resolves with the listener's HOST:PORT.
    */
   async replicate(): Promise<string | null> {
     const replication = this.replication;
     if (replication === null) return null;
     const address = await replication.listen();
-    await replication.join();
+    this.joining = replication.join();
+    this.held = new Map();
     return address;
+  }
+
+  /** Waits for the join, then serves the connections held meanwhile. */
+  private async joined(): Promise<void> {
+    if (this.joining === null) return;
+    await this.joining;
+    this.replication?.markServing();
+    const held = this.held ?? new Map<Socket, () => void>();
+    this.held = null;
+    for (const [socket, release] of held) {
+      release();
+      if (!socket.destroyed) this.accept(socket);
+    }
+  }
+
+  /** A client that connected while the node syncs: it waits, or gets NOT_READY after --sync-wait-timeout. */
+  private hold(socket: Socket, held: Map<Socket, () => void>): void {
+    const onError = (): void => {
+      socket.destroy();
+    };
+    socket.on('error', onError);
+    if (this.counters.curr_connections + held.size >= this.config.connLimit) {
+      this.counters.rejected_connections++;
+      socket.end(TOO_MANY_CONNECTIONS);
+      return;
+    }
+    const seconds = this.config.syncWaitTimeout;
+    const timer = seconds === 0 ? null : setTimeout(() => {
+      held.delete(socket);
+      // Reads on (discarding) so the client's close is noticed, and the socket closes.
+      socket.resume();
+      socket.end(NOT_READY);
+      setTimeout(() => socket.destroy(), 5000).unref();
+    }, seconds * 1000);
+    const onClose = (): void => {
+      if (timer !== null) clearTimeout(timer);
+      held.delete(socket);
+    };
+    socket.once('close', onClose);
+    held.set(socket, () => {
+      if (timer !== null) clearTimeout(timer);
+      socket.off('error', onError);
+      socket.off('close', onClose);
+    });
   }
 
   /** Opens every configured listener; resolves with their real addresses. */
@@ -127,6 +179,7 @@ export class MnemoServer implements ServerContext {
       await listenOn(server, { path: config.unixSocket, backlog: config.backlog });
       chmodSync(config.unixSocket, config.unixMask & 0o777);
       addresses.push({ transport: 'unix', address: config.unixSocket, port: 0 });
+      await this.joined();
       this.ready = true;
       return addresses;
     }
@@ -143,6 +196,8 @@ export class MnemoServer implements ServerContext {
       const bound = tlsServer.address() as AddressInfo;
       addresses.push({ transport: 'tls', address: `${bound.address}:${bound.port}`, port: bound.port });
     }
+    // With peers: connections accepted so far wait for the sync; UDP opens after it.
+    await this.joined();
     if (config.udpPort !== 0) {
       this.udp = new UdpListener(this);
       const udp = await this.udp.listen(config.listen, config.udpPort === -1 ? 0 : config.udpPort);
@@ -164,6 +219,7 @@ export class MnemoServer implements ServerContext {
     }
     // A TLS client still in its handshake is not a connection yet: nothing to finish.
     for (const socket of this.handshaking.values()) socket.destroy();
+    for (const socket of this.held?.keys() ?? []) socket.destroy();
     const timer = setTimeout(() => {
       for (const connection of this.connections) connection.destroy();
     }, graceMs);
@@ -211,6 +267,7 @@ export class MnemoServer implements ServerContext {
   }
 
   private accept(socket: Socket): void {
+    if (this.held !== null) return this.hold(socket, this.held);
     const counters = this.counters;
     if (counters.curr_connections >= this.config.connLimit) {
       // memcached answers over the limit with an error line, then hangs up.

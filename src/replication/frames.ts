@@ -17,6 +17,11 @@ export const T_AUTH = 12;
 export const T_WELCOME = 13;
 export const T_SUBSCRIBE = 14;
 export const T_REFUSED = 15;
+/** Anti-entropy (see anti-entropy.ts): root digest, bucket digests, (key, version) lists, keys wanted. */
+export const T_AE_DIGEST = 20;
+export const T_AE_BUCKETS = 21;
+export const T_AE_KEYS = 22;
+export const T_AE_WANT = 23;
 
 export const PROTOCOL_VERSION = 1;
 /** Largest frame accepted: a 1 GB item (-I's maximum) and its header. */

@@ -1,19 +1,25 @@
 import type { Socket } from 'node:net';
 import { MAC_BYTES, NONCE_BYTES, isLoopback, nonce, proof, proofMatches } from './auth.js';
+import { onDigest, onKeys } from './anti-entropy.js';
 import { KIND_FLUSH, KIND_ITEM, KIND_TOMB } from './change-log.js';
 import {
   FrameReader,
   FrameWriter,
   PROTOCOL_VERSION,
   T_ACK,
+  T_AE_DIGEST,
+  T_AE_KEYS,
   T_AUTH,
   T_CHALLENGE,
+  T_FLUSH,
   T_HEARTBEAT,
   T_HELLO,
+  T_ITEM,
   T_REFUSED,
   T_SNAPSHOT_BEGIN,
   T_SNAPSHOT_END,
   T_SUBSCRIBE,
+  T_TOMB,
   T_WELCOME,
 } from './frames.js';
 import type { Replicator } from './replicator.js';
@@ -72,6 +78,11 @@ export class PublisherSession {
 
   get streaming(): boolean {
     return this.state === 'streaming';
+  }
+
+  /** Authenticated and subscribed: the peer may take part in anti-entropy. */
+  private get subscribed(): boolean {
+    return this.state === 'streaming' || this.state === 'snapshot';
   }
 
   close(): void {
@@ -154,6 +165,26 @@ export class PublisherSession {
       case T_ACK:
         if (end - start >= 8) this.acked = buf.readDoubleBE(start);
         return;
+      // Anti-entropy, from the peer's link (it starts the rounds; see anti-entropy.ts).
+      case T_AE_DIGEST:
+        if (!this.subscribed) return this.refuse('unexpected anti-entropy digest');
+        if (end - start >= 40 && onDigest(rep, this.writer, buf, start)) this.write();
+        return;
+      case T_AE_KEYS:
+        if (!this.subscribed) return this.refuse('unexpected anti-entropy keys');
+        if (end - start >= 10) {
+          rep.aeSent += onKeys(rep, this.writer, buf, start, end);
+          this.write();
+        }
+        return;
+      case T_ITEM:
+      case T_TOMB:
+      case T_FLUSH:
+        // Repairs the peer sends in an anti-entropy round (sequence number 0).
+        if (!this.subscribed) return this.refuse('unexpected data frame');
+        rep.applyRecord(type, buf, start, end);
+        if (rep.lastApplied) rep.aeApplied++;
+        return;
       default:
         return this.refuse(`unexpected frame type ${type}`);
     }
@@ -192,10 +223,16 @@ export class PublisherSession {
       return;
     }
     const node = this.rep.node;
+    const drop = this.rep.dropFraction;
     const w = this.writer;
     while (this.cursor < log.head && this.socket.writableLength < HIGH_WATER && !this.socket.destroyed) {
       while (this.cursor < log.head && w.size < BATCH) {
         const seq = ++this.cursor;
+        if (drop > 0 && Math.random() < drop) {
+          // --test-drop-changes: the change is lost on the way (anti-entropy must repair it).
+          this.rep.dropped++;
+          continue;
+        }
         const kind = log.kind(seq);
         if (kind === KIND_ITEM) w.item(seq, log.hlc(seq), node, log.flagsOf(seq), log.time(seq), log.binaryKey(seq), log.key(seq), log.value(seq)!);
         else if (kind === KIND_TOMB) w.tomb(seq, log.hlc(seq), node, log.key(seq));

@@ -11,6 +11,7 @@ import { HybridClock, compareVersions, nodeNumber } from './hlc.js';
 import { resolveNodeId } from './node-id.js';
 import { PublisherSession } from './publisher.js';
 import { PeerLink } from './subscriber.js';
+import { VersionStore } from './version-store.js';
 import { VersionTable } from './versions.js';
 
 /**
@@ -47,6 +48,21 @@ export class Replicator implements LocalChanges {
   private joinDeadlinePassed = false;
   private joinTimer: NodeJS.Timeout | null = null;
   address = '';
+  /** --anti-entropy-interval in ms (0: off). */
+  readonly antiEntropyMs: number;
+  /** --test-drop-changes: the fraction of log entries not sent to peers (tests only). */
+  readonly dropFraction: number;
+  /** applyRecord's last call changed something here (its version was newer). */
+  lastApplied = false;
+  /** Anti-entropy: rounds started here, rounds that found a difference, repairs sent and applied here. */
+  aeRounds = 0;
+  aeDiffering = 0;
+  aeSent = 0;
+  aeApplied = 0;
+  /** Log entries --test-drop-changes dropped. */
+  dropped = 0;
+  /** With --data-dir: the version table on disk. */
+  private readonly versionStore: VersionStore | null;
 
   constructor(
     private readonly config: Config,
@@ -62,6 +78,9 @@ export class Replicator implements LocalChanges {
     this.insecure = config.replicationInsecure;
     this.hasBaseState = hasDisk;
     this.store = new ReplicatedStore(memory, this);
+    this.versionStore = config.dataDir === null ? null : new VersionStore(config.dataDir, config.sync.kind === 'always');
+    this.antiEntropyMs = Math.round(config.antiEntropyInterval * 1000);
+    this.dropFraction = config.testDropChanges;
     this.links = config.peers.map((peer) => new PeerLink(peer.host, peer.port, this));
     clock.onTick((now) => this.versions.prune(now, this.hasDisk ? null : (key) => this.gone(key)));
   }
@@ -75,7 +94,7 @@ export class Replicator implements LocalChanges {
 
   localItem(key: string, item: ItemView): void {
     const hlc = this.hlc.next();
-    this.versions.set(key, hlc, this.node, false, this.clock.now);
+    this.versions.set(key, hlc, this.node, false, this.clock.now, item.exptime);
     this.changes.append(KIND_ITEM, key, item.value, item.flags, item.exptime, hlc, item.binaryKey);
     this.schedule();
   }
@@ -116,6 +135,7 @@ export class Replicator implements LocalChanges {
     const node = buf.readUInt32BE(start + 16);
     const before = this.hlc.now;
     this.hlc.observe(hlc);
+    this.lastApplied = false;
     const memory = this.memory;
     if (type === T_ITEM) {
       const flags = buf.readUInt32BE(start + 20);
@@ -125,7 +145,8 @@ export class Replicator implements LocalChanges {
       const keyEnd = keyStart + buf[start + 33]!;
       const key = buf.toString('latin1', keyStart, keyEnd);
       if (!this.versions.isNewer(key, hlc, node)) return seq;
-      this.versions.set(key, hlc, node, false, this.clock.now);
+      this.lastApplied = true;
+      this.versions.set(key, hlc, node, false, this.clock.now, exptime);
       // An absolute exptime as the protocol takes it; one already past stays past.
       const protocolExptime = exptime === 0 ? 0 : exptime <= MAX_RELATIVE_EXPTIME ? -1 : exptime;
       this.applying = true;
@@ -139,6 +160,7 @@ export class Replicator implements LocalChanges {
       const keyEnd = keyStart + buf[start + 20]!;
       const key = buf.toString('latin1', keyStart, keyEnd);
       if (!this.versions.isNewer(key, hlc, node)) return seq;
+      this.lastApplied = true;
       this.versions.set(key, hlc, node, true, this.clock.now);
       this.applying = true;
       try {
@@ -163,6 +185,7 @@ export class Replicator implements LocalChanges {
   private applyFlush(hlc: number, node: number, before: number): void {
     const versions = this.versions;
     if (compareVersions(hlc, node, versions.flushHlc, versions.flushNode) <= 0) return;
+    this.lastApplied = true;
     if (before < hlc) {
       // Every version here is older than the flush.
       this.memory.flushAll(0);
@@ -190,6 +213,13 @@ export class Replicator implements LocalChanges {
 
   /** Opens the replication listener and starts the links to peers; resolves with HOST:PORT. */
   async listen(): Promise<string> {
+    const kept = this.versionStore;
+    if (kept !== null) {
+      // After the data dir's items are loaded: their versions as they were.
+      const loaded = kept.load(this.versions, this.clock.now);
+      this.versions.sink = kept;
+      this.log.info({ versions: loaded }, `replication versions loaded: ${loaded}`);
+    }
     const server = createServer((socket) => {
       const session = new PublisherSession(socket, this);
       this.sessions.add(session);
@@ -265,6 +295,7 @@ export class Replicator implements LocalChanges {
     if (this.joinTimer !== null) clearTimeout(this.joinTimer);
     const server = this.server;
     if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
+    await this.versionStore?.close();
   }
 
   // --- stats ----------------------------------------------------------------------
@@ -279,7 +310,12 @@ export class Replicator implements LocalChanges {
       ['repl_subscribers', this.sessions.size],
       ['repl_versions', this.versions.map.size],
       ['repl_tombstones', this.versions.tombstones],
+      ['repl_anti_entropy_rounds', this.aeRounds],
+      ['repl_anti_entropy_differing', this.aeDiffering],
+      ['repl_anti_entropy_sent', this.aeSent],
+      ['repl_anti_entropy_applied', this.aeApplied],
     ];
+    if (this.dropFraction > 0) pairs.push(['repl_test_dropped', this.dropped]);
     this.links.forEach((link, i) => {
       let sent = link.bytesSent;
       let received = link.bytesReceived;

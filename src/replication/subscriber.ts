@@ -1,10 +1,13 @@
 import { connect, type Socket } from 'node:net';
+import { onBuckets, onWant, writeDigest } from './anti-entropy.js';
 import { MAC_BYTES, NONCE_BYTES, nonce, proof, proofMatches } from './auth.js';
 import {
   FrameReader,
   FrameWriter,
   PROTOCOL_VERSION,
   T_ACK,
+  T_AE_BUCKETS,
+  T_AE_WANT,
   T_AUTH,
   T_CHALLENGE,
   T_FLUSH,
@@ -25,6 +28,12 @@ const FIRST_BACKOFF_MS = 100;
 const MAX_BACKOFF_MS = 2000;
 const ACK_MS = 250;
 const PROGRESS_MS = 1000;
+/**
+ * A link that hears nothing for this long is taken as dead and reconnected: the
+ * peer sends a heartbeat every second, so only a silent partition (packets
+ * dropped, no reset) gets here.
+ */
+const SILENCE_MS = 5000;
 
 export type LinkState = 'connecting' | 'handshake' | 'syncing' | 'connected' | 'down' | 'refused';
 
@@ -66,6 +75,13 @@ export class PeerLink {
   private syncSeen = 0;
   private syncStarted = 0;
   private lastProgress = 0;
+  /** When anything last arrived from the peer (or the connection attempt began). */
+  private lastHeard = 0;
+  private readonly aeTimer: NodeJS.Timeout | null = null;
+  /** The anti-entropy round in progress (its number). */
+  private aeRound = 0;
+  /** Repairs applied here from this peer. */
+  repaired = 0;
 
   constructor(
     readonly host: string,
@@ -77,8 +93,16 @@ export class PeerLink {
         this.ackedCursor = this.cursor;
         this.send(T_ACK, [this.cursor]);
       }
+      if (this.socket !== null && this.state !== 'refused' && Date.now() - this.lastHeard > SILENCE_MS) {
+        this.rep.log.warn({ peer: this.address, node: this.remoteNodeId || undefined, state: this.state }, `replication link to ${this.address} silent for ${SILENCE_MS / 1000} s; reconnecting`);
+        this.socket.destroy();
+      }
     }, ACK_MS);
     this.ackTimer.unref();
+    if (rep.antiEntropyMs > 0) {
+      this.aeTimer = setInterval(() => this.antiEntropy(), rep.antiEntropyMs);
+      this.aeTimer.unref();
+    }
   }
 
   get address(): string {
@@ -97,6 +121,7 @@ export class PeerLink {
   start(): void {
     if (this.closed) return;
     this.state = 'connecting';
+    this.lastHeard = Date.now();
     this.reader = new FrameReader();
     this.ourNonce = nonce();
     const socket = connect({ host: this.host, port: this.port });
@@ -114,6 +139,7 @@ export class PeerLink {
   close(): void {
     this.closed = true;
     clearInterval(this.ackTimer);
+    if (this.aeTimer !== null) clearInterval(this.aeTimer);
     if (this.retry !== null) clearTimeout(this.retry);
     this.socket?.destroy();
   }
@@ -151,7 +177,29 @@ export class PeerLink {
     }
   }
 
+  /** Starts an anti-entropy round with the peer: one small digest frame (see anti-entropy.ts). */
+  private antiEntropy(): void {
+    if (this.state !== 'connected') return;
+    this.aeRound++;
+    this.rep.aeRounds++;
+    writeDigest(this.rep, this.writer, this.aeRound);
+    this.flushWriter();
+  }
+
+  private flushWriter(): void {
+    const socket = this.socket;
+    const pieces = this.writer.take();
+    if (socket === null || socket.destroyed) return;
+    if (pieces.length > 1) socket.cork();
+    for (const piece of pieces) {
+      this.bytesSent += piece.length;
+      socket.write(piece);
+    }
+    if (pieces.length > 1) socket.uncork();
+  }
+
   private onData(chunk: Buffer): void {
+    this.lastHeard = Date.now();
     this.bytesReceived += chunk.length;
     const r = this.reader;
     r.push(chunk);
@@ -175,11 +223,34 @@ export class PeerLink {
         if (seq > 0) {
           this.cursor = seq;
           if (seq > this.peerHead) this.peerHead = seq;
-        } else {
+        } else if (this.state === 'syncing') {
           this.syncSeen++;
+        } else {
+          // An anti-entropy repair.
+          if (rep.lastApplied) {
+            rep.aeApplied++;
+            this.repaired++;
+          }
+          return;
         }
         this.lastHlc = buf.readDoubleBE(start + 8);
         this.applied++;
+        return;
+      }
+      case T_AE_BUCKETS: {
+        if (this.state !== 'connected') return;
+        const differing = onBuckets(rep, this.writer, buf, start, end, this.aeRound);
+        if (differing > 0) {
+          rep.aeDiffering++;
+          rep.log.debug({ peer: this.address, node: this.remoteNodeId, buckets: differing }, 'anti-entropy: buckets differ');
+        }
+        this.flushWriter();
+        return;
+      }
+      case T_AE_WANT: {
+        if (this.state !== 'connected') return;
+        rep.aeSent += onWant(rep, this.writer, buf, start, end);
+        this.flushWriter();
         return;
       }
       case T_HEARTBEAT:

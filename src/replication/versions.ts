@@ -1,9 +1,53 @@
 import { compareVersions } from './hlc.js';
 
+/** Anti-entropy compares the version table in this many buckets of keys (a power of two). */
+export const AE_BUCKETS = 1024;
+
+/** Set by hashKey: two 32-bit hashes of a key (bucket from the first). */
+let keyA = 0;
+let keyB = 0;
+
+/** Two independent 32-bit hashes of a key in one pass (cyrb53's mixing), into keyA and keyB. */
+function hashKey(key: string): void {
+  let a = 0xdeadbeef;
+  let b = 0x41c6ce57;
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    a = Math.imul(a ^ c, 2654435761);
+    b = Math.imul(b ^ c, 1597334677);
+  }
+  a = Math.imul(a ^ (a >>> 16), 2246822507) ^ Math.imul(b ^ (b >>> 13), 3266489909);
+  b = Math.imul(b ^ (b >>> 16), 2246822507) ^ Math.imul(a ^ (a >>> 13), 3266489909);
+  keyA = a >>> 0;
+  keyB = b >>> 0;
+}
+
+function fmix(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** The anti-entropy bucket of a key. */
+export function bucketOf(key: string): number {
+  hashKey(key);
+  return keyA & (AE_BUCKETS - 1);
+}
+
 /** How long a delete's tombstone is kept to beat writes older than it that arrive late. */
 export const TOMBSTONE_SECONDS = 3600;
 /** Entries the background prune looks at per second. */
 const PRUNE_PER_TICK = 20_000;
+
+/** Where changes to the table are kept (the data dir's version store), or nothing. */
+export interface VersionSink {
+  put(key: string, hlc: number, node: number, tomb: boolean, since: number): void;
+  remove(key: string): void;
+  flushed(hlc: number, node: number): void;
+}
 
 /** A key's version: its last change here, or its tombstone. Mutated in place on a new change. */
 export class Version {
@@ -11,8 +55,13 @@ export class Version {
     public hlc: number,
     public node: number,
     public tomb: boolean,
-    /** Unix seconds the tombstone was made (0 for a live item). */
+    /**
+     * A tombstone: unix seconds it was made. A live item: its exptime (absolute unix
+     * seconds, 0 for never), so that its entry goes when it expires, data dir or not.
+     */
     public since: number,
+    /** Its key's anti-entropy bucket. */
+    readonly bucket: number,
   ) {}
 }
 
@@ -27,6 +76,19 @@ export class VersionTable {
   flushHlc = -1;
   flushNode = 0;
   tombstones = 0;
+  /**
+   * Anti-entropy digests: per bucket, the XOR of a 64-bit hash (two halves) of every
+   * (key, version, tombstone) it holds, kept up to date on every change; root is the
+   * XOR of all buckets. Two tables with the same entries have the same digests.
+   */
+  readonly digestA = new Uint32Array(AE_BUCKETS);
+  readonly digestB = new Uint32Array(AE_BUCKETS);
+  rootA = 0;
+  rootB = 0;
+  /** Entries per bucket: how much a bucket's (key, version) list weighs. */
+  readonly counts = new Uint32Array(AE_BUCKETS);
+  /** With a data dir: told of every change, so the table survives a restart. */
+  sink: VersionSink | null = null;
   private pruning: Iterator<[string, Version]> | null = null;
 
   /** True when (hlc, node) is later than what the key holds here. */
@@ -36,18 +98,54 @@ export class VersionTable {
     return compareVersions(hlc, node, this.flushHlc, this.flushNode) > 0;
   }
 
-  set(key: string, hlc: number, node: number, tomb: boolean, now: number): void {
+  /** XORs the entry's hash into (or out of) its bucket's digest; keyA/keyB hold its key's hashes. */
+  private toggle(bucket: number, hlc: number, node: number, tomb: boolean): void {
+    const lo = hlc % 4294967296;
+    const hi = (hlc - lo) / 4294967296;
+    const a = fmix(keyA ^ fmix(lo ^ fmix(hi ^ fmix(node ^ (tomb ? 0x9e3779b9 : 0)))));
+    const b = fmix(keyB ^ fmix((hi + 0x7f4a7c15) ^ fmix(lo ^ fmix(node + (tomb ? 0x632be5ab : 1)))));
+    this.digestA[bucket]! ^= a;
+    this.digestB[bucket]! ^= b;
+    this.rootA = (this.rootA ^ a) >>> 0;
+    this.rootB = (this.rootB ^ b) >>> 0;
+  }
+
+  private forget(key: string, entry: Version): void {
+    hashKey(key);
+    this.toggle(entry.bucket, entry.hlc, entry.node, entry.tomb);
+    if (entry.tomb) this.tombstones--;
+    this.counts[entry.bucket]!--;
+    this.map.delete(key);
+    this.sink?.remove(key);
+  }
+
+  /** Forgets a key's entry (its item is gone): the key is as old as the last flush_all again. */
+  drop(key: string): void {
     const entry = this.map.get(key);
+    if (entry !== undefined) this.forget(key, entry);
+  }
+
+  /** exptime: a live item's (absolute unix seconds, 0 for never). */
+  set(key: string, hlc: number, node: number, tomb: boolean, now: number, exptime = 0): void {
+    const entry = this.map.get(key);
+    hashKey(key);
     if (entry === undefined) {
-      this.map.set(key, new Version(hlc, node, tomb, tomb ? now : 0));
+      const bucket = keyA & (AE_BUCKETS - 1);
+      this.map.set(key, new Version(hlc, node, tomb, tomb ? now : exptime, bucket));
+      this.toggle(bucket, hlc, node, tomb);
+      this.counts[bucket]!++;
       if (tomb) this.tombstones++;
+      this.sink?.put(key, hlc, node, tomb, tomb ? now : exptime);
       return;
     }
+    this.toggle(entry.bucket, entry.hlc, entry.node, entry.tomb);
+    this.toggle(entry.bucket, hlc, node, tomb);
     if (entry.tomb !== tomb) this.tombstones += tomb ? 1 : -1;
     entry.hlc = hlc;
     entry.node = node;
     entry.tomb = tomb;
-    entry.since = tomb ? now : 0;
+    entry.since = tomb ? now : exptime;
+    this.sink?.put(key, hlc, node, tomb, entry.since);
   }
 
   get(key: string): Version | undefined {
@@ -59,17 +157,16 @@ export class VersionTable {
     if (compareVersions(hlc, node, this.flushHlc, this.flushNode) <= 0) return;
     this.flushHlc = hlc;
     this.flushNode = node;
+    this.sink?.flushed(hlc, node);
     for (const [key, entry] of this.map) {
-      if (compareVersions(entry.hlc, entry.node, hlc, node) < 0) {
-        if (entry.tomb) this.tombstones--;
-        this.map.delete(key);
-      }
+      if (compareVersions(entry.hlc, entry.node, hlc, node) < 0) this.forget(key, entry);
     }
   }
 
   /**
-   * A slice of the background prune: drops old tombstones, and entries of live
-   * items that are gone (gone(key) says so), so the map does not grow without bound.
+   * A slice of the background prune: drops old tombstones, entries of live items
+   * that expired, and of those that are gone otherwise (gone(key) says so: evicted),
+   * so the map does not grow without bound.
    */
   prune(now: number, gone: ((key: string) => boolean) | null): void {
     if (this.pruning === null) this.pruning = this.map.entries();
@@ -80,10 +177,10 @@ export class VersionTable {
         return;
       }
       const [key, entry] = next.value;
-      if (entry.tomb ? now - entry.since > TOMBSTONE_SECONDS : gone !== null && gone(key)) {
-        if (entry.tomb) this.tombstones--;
-        this.map.delete(key);
-      }
+      const drop = entry.tomb
+        ? now - entry.since > TOMBSTONE_SECONDS
+        : (entry.since !== 0 && entry.since <= now) || (gone !== null && gone(key));
+      if (drop) this.forget(key, entry);
     }
   }
 }
