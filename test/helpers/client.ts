@@ -54,9 +54,9 @@ export class RawClient {
   }
 
   /** Sends a request and reads until its reply ends with the given text. */
-  async request(data: string | Buffer, until = '\r\n'): Promise<string> {
+  async request(data: string | Buffer, until = '\r\n', timeoutMs?: number): Promise<string> {
     this.send(data);
-    return this.readUntilEnds(until);
+    return this.readUntilEnds(until, timeoutMs);
   }
 
   /** Waits up to timeoutMs for the server to close the connection; returns what arrived and whether it closed. */
