@@ -40,6 +40,8 @@ const HELP = `Usage: node bench/run.mjs [options]
   --out=FILE         Markdown output (default bench/results/latest.md)
   --cpu-prof=DIR     run Mnemo under node --cpu-prof, profiles written to DIR
   --smoke            scenario a, 1 round, 5 s, output to bench/results/smoke.md.tmp
+  --no-pin           let servers and memcaslap use every core (LMDB's commit thread then
+                     runs beside Mnemo's event loop instead of sharing its core)
   --verbose          print memcaslap's raw output
   -h, --help`;
 
@@ -54,6 +56,7 @@ const { values: opt } = parseArgs({
     out: { type: 'string' },
     'cpu-prof': { type: 'string' },
     smoke: { type: 'boolean', default: false },
+    'no-pin': { type: 'boolean', default: false },
     verbose: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -91,7 +94,7 @@ function int(s, name) {
 const log = (msg) => process.stderr.write(`${msg}\n`);
 
 // Pinning: servers on core 0; memcaslap, this harness, its loader and its probe on core 1.
-const pin = cpuCount() >= 2;
+const pin = cpuCount() >= 2 && !opt['no-pin'];
 const SERVER_CPU = pin ? 0 : null;
 const GEN_CPU = pin ? 1 : null;
 
@@ -325,7 +328,7 @@ L(`# Mnemo vs memcached${smoke ? ' (smoke run: one round, timings not meaningful
 L();
 const versionText = Object.entries(versions).map(([k, v]) => `${LABEL[k]} ${v}${k === 'mnemo' ? ` at ${gitDescribe()}` : ''}`).join(' · ');
 L(`${new Date().toISOString()} · ${versionText} · Node ${process.version} · ` +
-  `${os.cpus().length} cores, ${pin ? 'servers pinned to core 0, memcaslap + harness to core 1' : 'no pinning (fewer than 2 cores)'} · ` +
+  `${os.cpus().length} cores, ${pin ? 'servers pinned to core 0, memcaslap + harness to core 1' : `no pinning (${opt['no-pin'] ? '--no-pin' : 'fewer than 2 cores'})`} · ` +
   `${rounds} round(s), ${seconds} s per run, -m ${mb} · load average ${loadAtStart.toFixed(2)} at start · took ${elapsed.toFixed(0)} s`);
 L();
 const allRuns = ['a', 'b', 'c', 'f'].flatMap((w) => Object.values(results[w] ?? {}).flat());
