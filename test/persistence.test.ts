@@ -345,6 +345,36 @@ describe('persistence', () => {
     }
   });
 
+  it('under --sync interval a full disk refuses later writes, and SIGTERM still exits 0', async (t) => {
+    const mountPoint = dataDir();
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mountPoint], { stdio: 'ignore' });
+    } catch {
+      t.skip('cannot mount a small tmpfs here (needs root)');
+      return;
+    }
+    t.after(() => execFileSync('umount', ['-l', mountPoint], { stdio: 'ignore' }));
+    const server = await startMnemo(['-H', mountPoint, '--sync', 'interval=100']);
+    const client = await connectClient(server.port);
+    const value = valueOf('big', 1, 50_000);
+    let reply = '';
+    for (let i = 0; i < 400 && reply !== 'SERVER_ERROR out of memory storing object\r\n'; i++) {
+      reply = await client.request(`set big${i} 0 0 ${value.length}\r\n${value}\r\n`);
+      // Writes are acknowledged before they commit: give a failed commit time to be seen.
+      if (i % 20 === 19) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(reply, 'SERVER_ERROR out of memory storing object\r\n');
+    assert.match(await client.request('get big0\r\n', 'END\r\n'), /^VALUE big0 0 50000\r\n/);
+    client.close();
+    server.process.kill('SIGTERM');
+    const [code] = (await Promise.race([
+      once(server.process, 'exit'),
+      new Promise((resolve) => setTimeout(() => resolve(['hung']), 10_000)),
+    ])) as [number | string];
+    if (code === 'hung') server.process.kill('SIGKILL');
+    assert.equal(code, 0);
+  });
+
   it('refuses a missing data dir, one in use, and one of another format version, with exit code 2', async () => {
     const missing = await runMnemo(['-p', '-1', '-H', join(root, 'no-such-dir')]);
     assert.equal(missing.code, 2);

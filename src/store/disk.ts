@@ -139,8 +139,11 @@ export class DiskStore {
     if (this.flushTimer !== null) clearInterval(this.flushTimer);
     if (this.probeTimer !== null) clearInterval(this.probeTimer);
     await this.lastWrite;
-    await this.root.flushed;
-    if (this.sync.kind === 'interval') await new Promise((resolve) => syncToDisk(this.root, resolve));
+    // After a failed commit lmdb's flushed promise never settles: a full disk must not hang shutdown.
+    if (!this.failing) {
+      await this.root.flushed;
+      if (this.sync.kind === 'interval') await new Promise((resolve) => syncToDisk(this.root, resolve));
+    }
     await this.root.close();
     rmSync(this.lockPath, { force: true });
   }
