@@ -12,6 +12,7 @@ import { PrefixStats } from './observe/prefix-stats.js';
 import { PasswordFile } from './protocol/sasl.js';
 import { Counters } from './observe/stats.js';
 import { DiskStore } from './store/disk.js';
+import { MemoryGuard } from './memory-guard.js';
 import { MemoryStore } from './store/memory.js';
 import { Persistence } from './store/persistence.js';
 import { Replicator } from './replication/replicator.js';
@@ -38,6 +39,8 @@ export class MnemoServer implements ServerContext {
   readonly counters = new Counters();
   readonly prefixStats: PrefixStats;
   readonly latency: LatencyRecorder;
+  /** Collects garbage when the process passes -m plus a fixed headroom. */
+  readonly memoryGuard: MemoryGuard;
   /** Able to answer correctly: listening (later also loaded from disk and synced with peers). */
   ready = false;
   readonly store: Store;
@@ -94,6 +97,7 @@ export class MnemoServer implements ServerContext {
     this.saslPasswords = config.saslPasswordFile === null ? null : new PasswordFile(config.saslPasswordFile);
     this.asciiPasswords = config.authFile === null ? null : new PasswordFile(config.authFile);
     this.clock.onTick((now) => this.kickIdle(now));
+    this.memoryGuard = new MemoryGuard(() => memory.bytesLimit);
   }
 
   setVerbosity(level: number): void {
@@ -229,6 +233,7 @@ export class MnemoServer implements ServerContext {
     await this.replication?.close();
     await this.persistence?.close();
     this.clock.stop();
+    this.memoryGuard.stop();
   }
 
   private streamServer(tls: TlsOptions | null = null): Server {

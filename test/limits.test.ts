@@ -1,5 +1,6 @@
 /** Memory and connection limits behave as memcached's do. */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { connectClient, type RawClient } from './helpers/client.js';
 import { startMnemo } from './helpers/mnemo.js';
@@ -33,6 +34,32 @@ describe('memory limit', () => {
       assert.ok((await stat(client, 'bytes')) <= 2 * 1024 * 1024);
       assert.equal(await client.request('get early1\r\n', 'END\r\n'), 'END\r\n');
       assert.match(await client.request('get late299\r\n', 'END\r\n'), /^VALUE late299 0 10000\r\n/);
+    } finally {
+      client.close();
+      await server.stop();
+    }
+  });
+
+  it('keeps the process within -m plus 192 MiB of anonymous memory under churn of every item size', async (t) => {
+    const server = await startMnemo(['-m', '32', '-I', '1m']);
+    const client = await connectClient(server.port);
+    const rssAnonMiB = (): number => Number(/RssAnon:\s+(\d+) kB/.exec(readFileSync(`/proc/${server.process.pid}/status`, 'latin1'))![1]) / 1024;
+    try {
+      // Each phase writes several times -m, so most of what it writes is evicted again.
+      for (const [count, size] of [[300, 500_000], [1500, 100_000], [30_000, 4000], [150_000, 1000], [600_000, 10], [400_000, 100]] as const) {
+        const value = 'v'.repeat(size);
+        const perBatch = Math.max(1, Math.floor(256_000 / (size + 40)));
+        for (let start = 0; start < count; start += perBatch) {
+          let batch = '';
+          for (let i = start; i < Math.min(count, start + perBatch); i++) batch += `set s${size}:${i} 0 0 ${size} noreply\r\n${value}\r\n`;
+          await client.request(`${batch}mn\r\n`, 'MN\r\n', 30_000);
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      const used = rssAnonMiB();
+      t.diagnostic(`RssAnon after the churn: ${used.toFixed(0)} MiB with -m 32`);
+      assert.ok(used <= 32 + 192, `RssAnon ${used.toFixed(0)} MiB`);
+      assert.ok((await stat(client, 'evictions')) > 1_000_000);
     } finally {
       client.close();
       await server.stop();
