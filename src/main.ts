@@ -65,11 +65,13 @@ async function serve(config: Config): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ reason }, 'shutting down');
-    void Promise.all([server.close(graceful), observability?.close()]).then(() => {
-      if (config.pidFile !== null) rmSync(config.pidFile, { force: true });
-      if (config.unixSocket !== null) rmSync(config.unixSocket, { force: true });
-      process.exit(0);
-    });
+    void Promise.all([server.close(graceful), observability?.close()])
+      .catch((error: unknown) => log.error({ err: error }, 'error while shutting down'))
+      .then(() => {
+        if (config.pidFile !== null) rmSync(config.pidFile, { force: true });
+        if (config.unixSocket !== null) rmSync(config.unixSocket, { force: true });
+        process.exit(0);
+      });
   };
   server.onShutdownRequest = (graceful) => stop(graceful ? 'shutdown graceful command' : 'shutdown command', graceful);
   process.once('SIGTERM', () => stop('SIGTERM'));

@@ -238,6 +238,10 @@ export class MnemoServer implements ServerContext {
 
   private streamServer(tls: TlsOptions | null = null): Server {
     const server = tls === null ? createServer((socket) => this.accept(socket)) : this.tlsServer(tls);
+    // After listen: an accept error (out of descriptors, say) is logged, never thrown.
+    server.on('error', (error) => {
+      if (server.listening) this.log.warn({ err: error }, 'listener error');
+    });
     this.streams.push(server);
     return server;
   }

@@ -29,8 +29,12 @@ export function tlsServerOptions(tls: TlsConfig): TlsOptions {
     ...verifyOptions(tls.verifyMode),
     ...(tls.ciphers === null ? {} : { ciphers: tls.ciphers }),
     minVersion: MIN_VERSIONS[tls.minVersion],
+    // A client that opens a socket and never finishes its handshake holds a descriptor.
+    handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
   };
 }
+
+const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 /** ssl_verify_mode=1: a client that sent a certificate which does not verify is dropped. */
 export function peerRejected(tls: TlsConfig, socket: TLSSocket): boolean {
