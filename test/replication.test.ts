@@ -9,6 +9,24 @@ import { after, describe, it } from 'node:test';
 import { request, storeExtras } from './helpers/binary.js';
 import { connectClient, type RawClient } from './helpers/client.js';
 import { runMnemo, startMnemo, type RunningServer } from './helpers/mnemo.js';
+import { randomBytes } from 'node:crypto';
+import {
+  FrameReader,
+  FrameWriter,
+  TOMB_FIXED,
+  T_AUTH,
+  T_CHALLENGE,
+  T_HELLO,
+  T_ITEM,
+  PROTOCOL_VERSION,
+  T_REFUSED,
+  T_SNAPSHOT_BEGIN,
+  T_SNAPSHOT_END,
+  T_SUBSCRIBE,
+  T_TOMB,
+  T_WELCOME,
+} from '../src/replication/frames.js';
+import { HybridClock, MAX_AHEAD_MS } from '../src/replication/hlc.js';
 import { AE_BUCKETS, VersionTable } from '../src/replication/versions.js';
 
 const root = mkdtempSync(join(tmpdir(), 'mnemo-repl-'));
@@ -184,6 +202,102 @@ async function waitForStat(client: RawClient, name: string, value: string, timeo
     await sleep(50);
   }
   assert.fail(`${name} is ${last}, not ${value}`);
+}
+
+interface Frame {
+  type: number;
+  body: Buffer;
+}
+
+/** One end of a replication connection that the test speaks frame by frame: a hostile or broken peer. */
+class FrameSocket {
+  private readonly reader = new FrameReader();
+  private readonly frames: Frame[] = [];
+  private wake: (() => void) | null = null;
+  closed = false;
+
+  constructor(readonly socket: Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      this.reader.push(chunk);
+      for (let type = this.reader.next(); type !== -1; type = this.reader.next()) {
+        this.frames.push({ type, body: Buffer.from(this.reader.buf.subarray(this.reader.start, this.reader.end)) });
+      }
+      this.wake?.();
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      this.closed = true;
+      this.wake?.();
+    });
+  }
+
+  /** The next frame, or null once the other side closed the connection. */
+  async next(timeoutMs = 5000): Promise<Frame | null> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.frames.length === 0 && !this.closed) {
+      if (Date.now() > deadline) assert.fail(`no frame and no close within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        setTimeout(resolve, 50);
+      });
+      this.wake = null;
+    }
+    return this.frames.shift() ?? null;
+  }
+
+  async expect(type: number): Promise<Buffer> {
+    const frame = await this.next();
+    assert.equal(frame?.type, type, `expected frame type ${type}, got ${frame === null ? 'the connection closed' : frame.type}`);
+    return frame!.body;
+  }
+
+  send(write: (w: FrameWriter) => void): void {
+    const w = new FrameWriter();
+    write(w);
+    for (const piece of w.take()) this.socket.write(piece);
+  }
+}
+
+/** Listens where a node's --peer points, and hands over each connection the node makes to it. */
+class FakePeer {
+  private readonly accepted: FrameSocket[] = [];
+  private readonly server = createServer((socket) => this.accepted.push(new FrameSocket(socket)));
+
+  async listen(): Promise<number> {
+    this.server.listen(0, '127.0.0.1');
+    await once(this.server, 'listening');
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  async accept(timeoutMs = 6000): Promise<FrameSocket> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.accepted.length === 0) {
+      if (Date.now() > deadline) assert.fail(`the node did not connect within ${timeoutMs} ms`);
+      await sleep(10);
+    }
+    return this.accepted.shift()!;
+  }
+
+  async close(): Promise<void> {
+    for (const peer of this.accepted) peer.socket.destroy();
+    this.server.close();
+    await once(this.server, 'close');
+  }
+}
+
+/** Plays a publisher without a secret through the handshake (HELLO, CHALLENGE, AUTH, WELCOME, SUBSCRIBE). */
+async function handshake(peer: FrameSocket): Promise<void> {
+  await peer.expect(T_HELLO);
+  peer.send((w) => w.control(T_CHALLENGE, [], Buffer.concat([randomBytes(16), Buffer.from([0]), Buffer.from('fake')])));
+  await peer.expect(T_AUTH);
+  // A new process (epoch), not serving, whose log reaches back to its start: the link asks for the log.
+  peer.send((w) => w.control(T_WELCOME, [1 + Math.floor(Math.random() * 2 ** 40), 0, 0, 0, 0]));
+  await peer.expect(T_SUBSCRIBE);
+}
+
+/** A version time now, as a peer's clock would make it. */
+function hlcNow(): number {
+  return Date.now() * 1024;
 }
 
 describe('replication', () => {
@@ -623,6 +737,294 @@ describe('replication', () => {
     one.prune(600, null); // past the exptime of every third key
     assert.equal(one.map.size, 250 - [...Array(250).keys()].filter((i) => (i + 250) % 3 === 0 && (i + 250) % 10 !== 0).length);
     assert.ok([...one.map.values()].every((v) => v.since === 0 || v.tomb));
+  });
+
+  it('a change batched before a value of 16 KB or more (sent by reference) is not lost', async () => {
+    const nodes = await startMesh(2, ['--anti-entropy-interval', '0']);
+    const [a] = nodes as [Node, Node];
+    try {
+      await a.client.request('set gone-soon 0 0 1\r\nx\r\nset small 0 0 1\r\n1\r\n');
+      await converge(nodes, ['gone-soon', 'small']);
+      const big = 'v'.repeat(20 * 1024);
+      // One client batch: one batch of frames, the tombstone and the small item copied in, then the big value.
+      await a.client.request(`delete gone-soon noreply\r\nset small 0 0 1 noreply\r\n2\r\nset big 0 0 ${big.length} noreply\r\n${big}\r\nset after 0 0 1 noreply\r\n3\r\nmn\r\n`, 'MN\r\n');
+      const { dump } = await converge(nodes, ['gone-soon', 'small', 'big', 'after'], 5000);
+      assert.equal(dump, `VALUE small 0 1\r\n2\r\nVALUE big 0 ${big.length}\r\n${big}\r\nVALUE after 0 1\r\n3\r\nEND\r\n`);
+    } finally {
+      await stopAll(nodes);
+    }
+  });
+
+  it('frames written around values sent by reference read back whole and in order', () => {
+    const w = new FrameWriter();
+    const big = Buffer.alloc(70 * 1024, 7);
+    w.tomb(1, 100, 1, 'first');
+    w.item(2, 101, 1, 0, 0, false, 'big1', big);
+    w.item(3, 102, 1, 0, 0, false, 'big2', big.subarray(0, 16 * 1024));
+    w.item(4, 103, 1, 0, 0, false, 'small', Buffer.from('s'));
+    w.tomb(5, 104, 1, 'last');
+    const bytes = Buffer.concat(w.take());
+    const r = new FrameReader();
+    // Fed in odd-sized chunks.
+    const seen: Array<[number, number]> = [];
+    for (let o = 0; o < bytes.length; o += 999) {
+      r.push(bytes.subarray(o, o + 999));
+      for (let type = r.next(); type !== -1; type = r.next()) seen.push([type, r.buf.readDoubleBE(r.start)]);
+    }
+    assert.deepEqual(seen, [[T_TOMB, 1], [T_ITEM, 2], [T_ITEM, 3], [T_ITEM, 4], [T_TOMB, 5]]);
+  });
+
+  it('a --peer that skips the challenge, or sends data before it, is refused and nothing it sent is applied', async () => {
+    const secret = join(root, 'secret-hostile');
+    writeFileSync(secret, 'a secret the fake peer does not know\n');
+    const fake = new FakePeer();
+    const fakePort = await fake.listen();
+    const hostile = (async () => {
+      // A WELCOME (and an item) without proving the secret.
+      const first = await fake.accept();
+      await first.expect(T_HELLO);
+      first.send((w) => {
+        w.control(T_WELCOME, [12345, 0, 0, 1, 0]);
+        w.item(1, hlcNow(), 7, 0, 0, false, 'evil1', Buffer.from('bad'));
+      });
+      assert.equal(await first.next(), null, 'the node closes the link instead of subscribing');
+      // Data frames in the middle of the handshake.
+      const second = await fake.accept();
+      await second.expect(T_HELLO);
+      second.send((w) => {
+        w.item(1, hlcNow(), 7, 0, 0, false, 'evil2', Buffer.from('bad'));
+        w.tomb(2, hlcNow(), 7, 'kept');
+      });
+      assert.equal(await second.next(), null, 'the node closes the link');
+    })();
+    const node = await startNode(await freePort(), [fakePort], ['--replication-secret-file', secret, '--peer-wait', '0.5', '--anti-entropy-interval', '0']);
+    try {
+      await node.client.request('set kept 0 0 1\r\nk\r\n');
+      await hostile;
+      assert.equal(await contents(node.client, ['evil1', 'evil2', 'kept']), 'VALUE kept 0 1\r\nk\r\nEND\r\n');
+      assert.equal(await stat(node.client, 'repl_versions'), '1');
+      const log = node.server.stderr();
+      assert.match(log, /replication peer refused: unexpected welcome before the peer proved the secret/);
+      assert.match(log, /replication peer refused: unexpected data frame/);
+    } finally {
+      node.client.close();
+      await node.server.stop();
+      await fake.close();
+    }
+  });
+
+  it('before authentication a frame may be only a few KB, on either side of a link', async () => {
+    const fake = new FakePeer();
+    const fakePort = await fake.listen();
+    const subscriberSide = (async () => {
+      const peer = await fake.accept();
+      await peer.expect(T_HELLO);
+      // A frame header claiming 64 MB, from a peer that has not proved anything.
+      const header = Buffer.alloc(5);
+      header.writeUInt32BE(64 * 1024 * 1024, 0);
+      header[4] = T_CHALLENGE;
+      peer.socket.write(Buffer.concat([header, Buffer.alloc(1000)]));
+      assert.equal(await peer.next(), null, 'the node closes the link');
+    })();
+    const replPort = await freePort();
+    const node = await startNode(replPort, [fakePort], ['--peer-wait', '0.5', '--anti-entropy-interval', '0']);
+    try {
+      await subscriberSide;
+      assert.match(node.server.stderr(), /replication peer refused: bad frame length 67108864/);
+      // The publisher side: a stranger connects to the replication port and starts a 64 MB frame.
+      const stranger = new FrameSocket(connect({ host: '127.0.0.1', port: replPort }));
+      await once(stranger.socket, 'connect');
+      const header = Buffer.alloc(5);
+      header.writeUInt32BE(64 * 1024 * 1024, 0);
+      header[4] = T_HELLO;
+      stranger.socket.write(Buffer.concat([header, Buffer.alloc(1000)]));
+      assert.match((await stranger.expect(T_REFUSED)).toString(), /bad frame length 67108864/);
+      assert.equal(await stranger.next(), null, 'and closes the connection');
+    } finally {
+      node.client.close();
+      await node.server.stop();
+      await fake.close();
+    }
+  });
+
+  it('a malformed frame, or a version time far ahead of the clock, fails the link and nothing of it is recorded', async () => {
+    const fake = new FakePeer();
+    const fakePort = await fake.listen();
+    const script = (async () => {
+      // A tombstone whose key length (60) runs past the end of its frame, then a good item.
+      const first = await fake.accept();
+      await handshake(first);
+      const bad = Buffer.alloc(5 + TOMB_FIXED + 3);
+      bad.writeUInt32BE(1 + TOMB_FIXED + 3, 0);
+      bad[4] = T_TOMB;
+      bad.writeDoubleBE(1, 5);
+      bad.writeDoubleBE(hlcNow(), 13);
+      bad.writeUInt32BE(7, 21);
+      bad[25] = 60;
+      bad.write('abc', 26, 'latin1');
+      const good = new FrameWriter();
+      good.item(2, hlcNow(), 7, 0, 0, false, 'after-bad', Buffer.from('x'.repeat(100)));
+      first.socket.write(Buffer.concat([bad, ...good.take()]));
+      assert.equal(await first.next(), null, 'the node closes the link');
+      // An item an hour ahead of the node's clock.
+      const second = await fake.accept();
+      await handshake(second);
+      second.send((w) => w.item(1, (Date.now() + 3600_000) * 1024, 7, 0, 0, false, 'future', Buffer.from('f')));
+      assert.equal(await second.next(), null, 'the node closes the link');
+      // A well-behaved peer is served as ever.
+      const third = await fake.accept();
+      await handshake(third);
+      third.send((w) => w.item(1, hlcNow(), 7, 0, 0, false, 'good', Buffer.from('g')));
+      return third;
+    })();
+    const node = await startNode(await freePort(), [fakePort], ['--peer-wait', '0.5', '--anti-entropy-interval', '0']);
+    try {
+      const third = await script;
+      let got = '';
+      for (let deadline = Date.now() + 3000; !got.includes('VALUE good') && Date.now() < deadline; await sleep(20)) {
+        got = await contents(node.client, ['after-bad', 'future', 'good']);
+      }
+      assert.equal(got, 'VALUE good 0 1\r\ng\r\nEND\r\n');
+      assert.equal(await stat(node.client, 'repl_versions'), '1');
+      assert.equal(await stat(node.client, 'repl_tombstones'), '0');
+      const log = node.server.stderr();
+      assert.match(log, /replication peer refused: malformed replication frame \(type 2: key length 60 in 24 bytes\)/);
+      assert.match(log, new RegExp(`replication peer refused: version time \\d+ is not valid or more than ${MAX_AHEAD_MS / 1000} s ahead`));
+      third.socket.destroy();
+    } finally {
+      node.client.close();
+      await node.server.stop();
+      await fake.close();
+    }
+  });
+
+  it('the hybrid clock ignores remote times that are not finite or far ahead of the wall clock', () => {
+    const clock = new HybridClock();
+    const now = clock.next();
+    assert.equal(clock.observe(Infinity), false);
+    assert.equal(clock.observe(NaN), false);
+    assert.equal(clock.observe(-5), false);
+    assert.equal(clock.observe((Date.now() + MAX_AHEAD_MS + 5000) * 1024), false);
+    assert.ok(clock.now < (Date.now() + 1000) * 1024, 'the clock did not move');
+    const ahead = (Date.now() + 5000) * 1024;
+    assert.equal(clock.observe(ahead), true);
+    assert.ok(clock.next() > ahead);
+    assert.ok(clock.next() > now);
+  });
+
+  it("a peer's change the store here refuses (larger than -I) keeps the old version, so a later sync still brings it", async () => {
+    const [portA, portB] = [await freePort(), await freePort()];
+    const dirB = mkdtempSync(join(root, 'refuse-'));
+    const a = await startNode(portA, [portB], ['--node-id', 'a', '--peer-wait', '1', '--anti-entropy-interval', '0']);
+    const bArgs = ['--node-id', 'b', '--peer-wait', '1', '--data-dir', dirB, '--anti-entropy-interval', '0'];
+    let b = await startNode(portB, [portA], [...bArgs, '-I', '64k']);
+    try {
+      await waitForStat(a.client, 'peer_0_state', 'connected');
+      await waitForStat(b.client, 'peer_0_state', 'connected');
+      await a.client.request('set k 0 0 3\r\nold\r\n');
+      await converge([a, b], ['k']);
+      const big = 'b'.repeat(100 * 1024);
+      assert.equal(await a.client.request(`set k 0 0 ${big.length}\r\n${big}\r\n`), 'STORED\r\n');
+      await waitForStat(b.client, 'repl_store_refused', '1');
+      assert.equal(await contents(b.client, ['k']), 'VALUE k 0 3\r\nold\r\nEND\r\n');
+      // B restarts with room for it: its version of k is still that of "old", so A's snapshot replaces it.
+      b.client.close();
+      await b.server.stop();
+      b = await startNode(portB, [portA], bArgs);
+      assert.match(b.server.stderr(), /synced from a/);
+      const { dump } = await converge([a, b], ['k'], 5000);
+      assert.equal(dump, `VALUE k 0 ${big.length}\r\n${big}\r\nEND\r\n`);
+    } finally {
+      await stopAll([a, b]);
+    }
+  });
+
+  it('a join snapshot cut off is asked for again on reconnect, not just the log', async () => {
+    const fake = new FakePeer();
+    const fakePort = await fake.listen();
+    const epoch = 4242;
+    const subscribe = async (peer: FrameSocket): Promise<[number, number]> => {
+      await peer.expect(T_HELLO);
+      peer.send((w) => w.control(T_CHALLENGE, [], Buffer.concat([randomBytes(16), Buffer.from([0]), Buffer.from('fake')])));
+      await peer.expect(T_AUTH);
+      // The same serving process every time: log tail 0, head 10.
+      peer.send((w) => w.control(T_WELCOME, [epoch, 1, 0, 10, 0]));
+      const body = await peer.expect(T_SUBSCRIBE);
+      return [body.readDoubleBE(0), body.readDoubleBE(8)];
+    };
+    const script = (async () => {
+      const first = await fake.accept();
+      assert.deepEqual(await subscribe(first), [1, 0], 'joining: a snapshot');
+      first.send((w) => {
+        w.control(T_SNAPSHOT_BEGIN, [2]);
+        w.item(0, hlcNow(), 7, 0, 0, false, 'snap1', Buffer.from('1'));
+      });
+      await sleep(100);
+      first.socket.destroy(); // cut off before the rest and SNAPSHOT_END
+      const second = await fake.accept();
+      assert.deepEqual(await subscribe(second), [1, 0], 'the cut-off snapshot is asked for again');
+      second.send((w) => {
+        w.control(T_SNAPSHOT_BEGIN, [2]);
+        w.item(0, hlcNow(), 7, 0, 0, false, 'snap1', Buffer.from('1'));
+        w.item(0, hlcNow(), 7, 0, 0, false, 'snap2', Buffer.from('2'));
+        w.control(T_SNAPSHOT_END, [10]);
+      });
+      await sleep(100);
+      second.socket.destroy();
+      const third = await fake.accept();
+      assert.deepEqual(await subscribe(third), [0, 10], 'after a complete snapshot: the log from its cursor');
+      return third;
+    })();
+    const node = await startNode(await freePort(), [fakePort], ['--peer-wait', '5', '--anti-entropy-interval', '0']);
+    try {
+      const third = await script;
+      assert.equal(await contents(node.client, ['snap1', 'snap2']), 'VALUE snap1 0 1\r\n1\r\nVALUE snap2 0 1\r\n2\r\nEND\r\n');
+      third.socket.destroy();
+    } finally {
+      node.client.close();
+      await node.server.stop();
+      await fake.close();
+    }
+  });
+
+  it('after a restart with --data-dir, new versions come after the kept ones', async () => {
+    const dir = mkdtempSync(join(root, 'hlc-'));
+    const fake = new FakePeer();
+    const fakePort = await fake.listen();
+    // A peer's version 50 s ahead of the clock here (within what is accepted) is kept in the data dir.
+    const ahead = (Date.now() + 50_000) * 1024;
+    const script = (async () => {
+      const peer = await fake.accept();
+      await handshake(peer);
+      peer.send((w) => w.item(1, ahead, 7, 0, 0, false, 'ahead', Buffer.from('peer')));
+      return peer;
+    })();
+    const replPort = await freePort();
+    let node = await startNode(replPort, [fakePort], ['--peer-wait', '0.5', '--anti-entropy-interval', '0', '--data-dir', dir]);
+    try {
+      const peer = await script;
+      for (let deadline = Date.now() + 3000; (await contents(node.client, ['ahead'])) === 'END\r\n' && Date.now() < deadline; ) await sleep(20);
+      peer.socket.destroy();
+      node.client.close();
+      await node.server.stop();
+      await fake.close();
+      node = await startNode(replPort, [], ['--data-dir', dir]);
+      assert.match(node.server.stderr(), /replication versions loaded: 1/);
+      assert.equal(await node.client.request('set ahead 0 0 5\r\nlocal\r\n'), 'STORED\r\n');
+      // Subscribe to the node as a peer would and read the version its change went out with.
+      const sub = new FrameSocket(connect({ host: '127.0.0.1', port: replPort }));
+      sub.send((w) => w.control(T_HELLO, [], Buffer.concat([Buffer.from([PROTOCOL_VERSION]), randomBytes(16), Buffer.from('fake-sub')])));
+      await sub.expect(T_CHALLENGE);
+      sub.send((w) => w.control(T_AUTH, []));
+      await sub.expect(T_WELCOME);
+      sub.send((w) => w.control(T_SUBSCRIBE, [0, 0]));
+      const item = await sub.expect(T_ITEM);
+      assert.ok(item.readDoubleBE(8) > ahead, `the local write's version ${item.readDoubleBE(8)} comes after the kept ${ahead}`);
+      sub.socket.destroy();
+    } finally {
+      node.client.close();
+      await node.server.stop();
+    }
   });
 
   it('rejects bad replication flags with exit code 2 and one line naming the flag', async () => {

@@ -24,8 +24,10 @@ export const T_AE_KEYS = 22;
 export const T_AE_WANT = 23;
 
 export const PROTOCOL_VERSION = 1;
-/** Largest frame accepted: a 1 GB item (-I's maximum) and its header. */
+/** Largest frame accepted once the peer is authenticated: a 1 GB item (-I's maximum) and its header. */
 export const MAX_FRAME = 1024 * 1024 * 1024 + 4096;
+/** Largest frame accepted before then (HELLO, CHALLENGE, AUTH are small), so a stranger cannot make us buffer much. */
+export const MAX_FRAME_UNAUTHENTICATED = 4096;
 /** Values at least this long are sent by reference instead of copied into the batch. */
 const BY_REFERENCE = 16 * 1024;
 const CHUNK = 64 * 1024;
@@ -70,7 +72,8 @@ export class FrameWriter {
     b[o++] = keyLength;
     o += b.write(key, o, 'latin1');
     if (big) {
-      this.pieces.push(b.subarray(this.used, o), value);
+      // The frames batched before this one, this one's header, then its value by reference.
+      this.pieces.push(b.subarray(0, o), value);
       this.buf = b.subarray(o);
       this.used = 0;
     } else {
@@ -147,10 +150,12 @@ export function controlFrame(type: number, numbers: readonly number[], tail: Buf
 
 /**
  * Splits received bytes into frames. After next() returns a type, the body is
- * buf[start, end) and stays valid until the next push().
+ * buf[start, end) and stays valid until the next push(). A frame longer than
+ * limit is an error: small until the peer has authenticated, MAX_FRAME after.
  */
 export class FrameReader {
   private parts: Buffer[] = [];
+  /** Bytes in parts. */
   private buffered = 0;
   private data: Buffer = Buffer.alloc(0);
   private offset = 0;
@@ -158,16 +163,20 @@ export class FrameReader {
   start = 0;
   end = 0;
 
+  constructor(public limit = MAX_FRAME) {}
+
   push(chunk: Buffer): void {
-    if (this.offset < this.data.length) this.parts.unshift(this.data.subarray(this.offset));
-    else if (this.parts.length === 0 && this.buffered === 0) {
+    if (this.offset < this.data.length) {
+      const rest = this.data.subarray(this.offset);
+      this.parts.unshift(rest);
+      this.buffered += rest.length;
+    } else if (this.parts.length === 0) {
       this.data = chunk;
       this.offset = 0;
       return;
     }
     this.parts.push(chunk);
-    this.buffered = 0;
-    for (const part of this.parts) this.buffered += part.length;
+    this.buffered += chunk.length;
     this.data = Buffer.alloc(0);
     this.offset = 0;
   }
@@ -179,7 +188,7 @@ export class FrameReader {
       if (this.buffered < 4) return -1;
       const first = this.parts[0]!;
       const length = first.length >= 4 ? first.readUInt32BE(0) : Buffer.concat(this.parts, 4).readUInt32BE(0);
-      if (length < 1 || length > MAX_FRAME) throw new Error(`bad frame length ${length}`);
+      if (length < 1 || length > this.limit) throw new Error(`bad frame length ${length}`);
       if (this.buffered < 4 + length) return -1;
       this.data = Buffer.concat(this.parts, this.buffered);
       this.offset = 0;
@@ -190,7 +199,7 @@ export class FrameReader {
     const left = data.length - this.offset;
     if (left < 4) return this.keepRest();
     const length = data.readUInt32BE(this.offset);
-    if (length < 1 || length > MAX_FRAME) throw new Error(`bad frame length ${length}`);
+    if (length < 1 || length > this.limit) throw new Error(`bad frame length ${length}`);
     if (left < 4 + length) return this.keepRest();
     this.buf = data;
     this.start = this.offset + 5;

@@ -6,6 +6,8 @@
 
 /** Counter values per millisecond before the clock runs ahead of the wall. */
 const TICKS_PER_MS = 1024;
+/** A peer's version time further ahead of the wall clock here than this is refused. */
+export const MAX_AHEAD_MS = 60_000;
 
 export class HybridClock {
   private last = 0;
@@ -17,9 +19,22 @@ export class HybridClock {
     return this.last;
   }
 
-  /** A peer's version time: later local versions come after it. */
-  observe(remote: number): void {
+  /**
+   * A peer's version time: later local versions come after it. False (and the clock
+   * left alone) for a time that is not a finite number, or more than MAX_AHEAD_MS
+   * ahead of the wall clock here: one wild time would otherwise drag every later
+   * version on every node along with it.
+   */
+  observe(remote: number): boolean {
+    if (!Number.isFinite(remote) || remote < 0) return false;
+    if (remote > (Date.now() + MAX_AHEAD_MS) * TICKS_PER_MS) return false;
     if (remote > this.last) this.last = remote;
+    return true;
+  }
+
+  /** A version time made here before (kept in the data dir): later versions come after it. */
+  advance(time: number): void {
+    if (Number.isFinite(time) && time > this.last) this.last = time;
   }
 
   get now(): number {

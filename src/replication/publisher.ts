@@ -5,6 +5,8 @@ import { KIND_FLUSH, KIND_ITEM, KIND_TOMB } from './change-log.js';
 import {
   FrameReader,
   FrameWriter,
+  MAX_FRAME,
+  MAX_FRAME_UNAUTHENTICATED,
   PROTOCOL_VERSION,
   T_ACK,
   T_AE_DIGEST,
@@ -29,6 +31,8 @@ const HIGH_WATER = 4 * 1024 * 1024;
 /** Bytes per write. */
 const BATCH = 1024 * 1024;
 const HEARTBEAT_MS = 1000;
+/** A connection that has not authenticated by then is dropped. */
+const AUTH_TIMEOUT_MS = 10_000;
 
 type State = 'hello' | 'auth' | 'welcomed' | 'snapshot' | 'streaming' | 'closed';
 
@@ -38,7 +42,8 @@ type State = 'hello' | 'auth' | 'welcomed' | 'snapshot' | 'streaming' | 'closed'
  * cursor, in order, batched, and paced by the socket's backpressure.
  */
 export class PublisherSession {
-  private readonly reader = new FrameReader();
+  /** Small frames only until the peer has authenticated. */
+  private readonly reader = new FrameReader(MAX_FRAME_UNAUTHENTICATED);
   private readonly writer = new FrameWriter();
   private state: State = 'hello';
   private readonly ourNonce = nonce();
@@ -55,6 +60,7 @@ export class PublisherSession {
   private snapshotIndex = 0;
   private snapshotCursor = 0;
   private readonly heartbeat: NodeJS.Timeout;
+  private readonly authTimer: NodeJS.Timeout;
   private slicePending = false;
 
   constructor(
@@ -70,6 +76,12 @@ export class PublisherSession {
       if (this.state === 'streaming' || this.state === 'snapshot') this.send(T_HEARTBEAT, [rep.changes.head, Date.now()]);
     }, HEARTBEAT_MS);
     this.heartbeat.unref();
+    this.authTimer = setTimeout(() => {
+      if (this.state !== 'hello' && this.state !== 'auth') return;
+      rep.log.warn({ remote: this.remote, node: this.remoteNodeId || undefined }, `replication peer did not authenticate within ${AUTH_TIMEOUT_MS / 1000} s; closing`);
+      this.close();
+    }, AUTH_TIMEOUT_MS);
+    this.authTimer.unref();
   }
 
   get remote(): string {
@@ -93,11 +105,14 @@ export class PublisherSession {
   private onClose(): void {
     this.state = 'closed';
     clearInterval(this.heartbeat);
+    clearTimeout(this.authTimer);
     this.rep.sessionClosed(this);
   }
 
   private refuse(reason: string): void {
     this.rep.log.warn({ remote: this.remote, node: this.remoteNodeId || undefined, reason }, `replication peer refused: ${reason}`);
+    // Whatever a handler left half-written goes; only REFUSED is sent.
+    this.writer.take();
     this.send(T_REFUSED, [], Buffer.from(reason));
     this.state = 'closed';
     this.socket.end();
@@ -143,6 +158,8 @@ export class PublisherSession {
           if (!proofMatches(expected, buf.subarray(start, end))) return this.refuse('wrong secret');
         }
         this.state = 'welcomed';
+        clearTimeout(this.authTimer);
+        this.reader.limit = MAX_FRAME;
         const log = rep.changes;
         this.send(T_WELCOME, [rep.epoch, rep.serving ? 1 : 0, log.tail, log.head, rep.hasBaseState ? 1 : 0]);
         rep.log.info({ remote: this.remote, node: this.remoteNodeId }, 'replication peer subscribed');
@@ -163,6 +180,7 @@ export class PublisherSession {
         return;
       }
       case T_ACK:
+        if (!this.subscribed) return this.refuse('unexpected ack');
         if (end - start >= 8) this.acked = buf.readDoubleBE(start);
         return;
       // Anti-entropy, from the peer's link (it starts the rounds; see anti-entropy.ts).

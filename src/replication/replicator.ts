@@ -3,11 +3,11 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import type { Logger } from 'pino';
 import { MAX_RELATIVE_EXPTIME, type Clock } from '../clock.js';
 import type { Config } from '../config.js';
-import { STORE_BINARY_KEY, type ItemView, type Store, type StoreBacking } from '../store/store.js';
+import { STORE_BINARY_KEY, type ItemView, type Store, type StoreBacking, type StoreResult } from '../store/store.js';
 import { ChangeLog, KIND_FLUSH, KIND_ITEM, KIND_TOMB } from './change-log.js';
 import { ReplicatedStore, ReplicationBacking, type LocalChanges } from './feed.js';
-import { T_FLUSH, T_ITEM, T_TOMB } from './frames.js';
-import { HybridClock, compareVersions, nodeNumber } from './hlc.js';
+import { FLUSH_FIXED, ITEM_FIXED, TOMB_FIXED, T_FLUSH, T_ITEM, T_TOMB } from './frames.js';
+import { HybridClock, MAX_AHEAD_MS, compareVersions, nodeNumber } from './hlc.js';
 import { resolveNodeId } from './node-id.js';
 import { PublisherSession } from './publisher.js';
 import { PeerLink } from './subscriber.js';
@@ -61,6 +61,8 @@ export class Replicator implements LocalChanges {
   aeApplied = 0;
   /** Log entries --test-drop-changes dropped. */
   dropped = 0;
+  /** Peers' items this node's store refused (too large, no memory, a full disk). */
+  refused = 0;
   /** With --data-dir: the version table on disk. */
   private readonly versionStore: VersionStore | null;
 
@@ -128,36 +130,65 @@ export class Replicator implements LocalChanges {
 
   // --- Changes peers made ------------------------------------------------------
 
-  /** Applies an ITEM, TOMB or FLUSH frame body if it is newer than what is here; returns its sequence number. */
+  /**
+   * Applies an ITEM, TOMB or FLUSH frame body if it is newer than what is here; returns
+   * its sequence number. Throws on a malformed frame, or a version time this node's
+   * clock refuses (see HybridClock.observe), before anything is recorded: the caller
+   * drops the connection.
+   */
   applyRecord(type: number, buf: Buffer, start: number, end: number): number {
+    const length = end - start;
+    const fixed = type === T_ITEM ? ITEM_FIXED : type === T_TOMB ? TOMB_FIXED : FLUSH_FIXED;
+    if (length < fixed) throw new Error(`malformed replication frame (type ${type}, ${length} bytes)`);
     const seq = buf.readDoubleBE(start);
     const hlc = buf.readDoubleBE(start + 8);
     const node = buf.readUInt32BE(start + 16);
+    if (!Number.isInteger(seq) || seq < 0) throw new Error(`malformed replication frame (sequence number ${seq})`);
+    let keyStart = 0;
+    let keyEnd = 0;
+    if (type === T_ITEM || type === T_TOMB) {
+      keyStart = start + fixed;
+      keyEnd = keyStart + buf[start + fixed - 1]!;
+      if (keyEnd === keyStart || keyEnd > end || (type === T_TOMB && keyEnd !== end)) {
+        throw new Error(`malformed replication frame (type ${type}: key length ${keyEnd - keyStart} in ${length} bytes)`);
+      }
+    } else if (length !== FLUSH_FIXED) {
+      throw new Error(`malformed replication frame (flush_all of ${length} bytes)`);
+    }
+    const time = type === T_ITEM ? buf.readDoubleBE(start + 24) : type === T_FLUSH ? buf.readDoubleBE(start + 20) : 0;
+    if (!Number.isFinite(time) || time < 0) throw new Error(`malformed replication frame (time ${time})`);
     const before = this.hlc.now;
-    this.hlc.observe(hlc);
+    // Refused before anything is recorded (version time 0, of snapshot items without a version, is fine).
+    if (!this.hlc.observe(hlc)) {
+      throw new Error(`version time ${hlc} is not valid or more than ${MAX_AHEAD_MS / 1000} s ahead of this node's clock (node ${node}); change refused`);
+    }
     this.lastApplied = false;
     const memory = this.memory;
     if (type === T_ITEM) {
       const flags = buf.readUInt32BE(start + 20);
-      const exptime = buf.readDoubleBE(start + 24);
+      const exptime = time;
       const binaryKey = buf[start + 32] === 1;
-      const keyStart = start + 34;
-      const keyEnd = keyStart + buf[start + 33]!;
       const key = buf.toString('latin1', keyStart, keyEnd);
       if (!this.versions.isNewer(key, hlc, node)) return seq;
-      this.lastApplied = true;
-      this.versions.set(key, hlc, node, false, this.clock.now, exptime);
       // An absolute exptime as the protocol takes it; one already past stays past.
       const protocolExptime = exptime === 0 ? 0 : exptime <= MAX_RELATIVE_EXPTIME ? -1 : exptime;
+      let result: StoreResult;
       this.applying = true;
       try {
-        memory.store('set', buf, keyStart, keyEnd, buf, keyEnd, end, flags, protocolExptime, 0, binaryKey ? STORE_BINARY_KEY : 0);
+        result = memory.store('set', buf, keyStart, keyEnd, buf, keyEnd, end, flags, protocolExptime, 0, binaryKey ? STORE_BINARY_KEY : 0);
       } finally {
         this.applying = false;
       }
+      if (result !== 'stored') {
+        // Refused here (too large for -I, no memory, a full disk): the key keeps the
+        // version of what it holds, so anti-entropy still sees the difference.
+        this.refused++;
+        this.log.debug({ key, node, result }, 'replicated change refused by the store');
+        return seq;
+      }
+      this.lastApplied = true;
+      this.versions.set(key, hlc, node, false, this.clock.now, exptime);
     } else if (type === T_TOMB) {
-      const keyStart = start + 21;
-      const keyEnd = keyStart + buf[start + 20]!;
       const key = buf.toString('latin1', keyStart, keyEnd);
       if (!this.versions.isNewer(key, hlc, node)) return seq;
       this.lastApplied = true;
@@ -168,8 +199,8 @@ export class Replicator implements LocalChanges {
       } finally {
         this.applying = false;
       }
-    } else if (type === T_FLUSH) {
-      const at = buf.readDoubleBE(start + 20);
+    } else {
+      const at = time;
       this.applying = true;
       try {
         if (at > 0) memory.flushAll(at);
@@ -218,6 +249,9 @@ export class Replicator implements LocalChanges {
       // After the data dir's items are loaded: their versions as they were.
       const loaded = kept.load(this.versions, this.clock.now);
       this.versions.sink = kept;
+      // Versions made from now on come after every kept one, even if the wall clock went back.
+      this.hlc.advance(this.versions.flushHlc);
+      for (const version of this.versions.map.values()) this.hlc.advance(version.hlc);
       this.log.info({ versions: loaded }, `replication versions loaded: ${loaded}`);
     }
     const server = createServer((socket) => {
@@ -310,6 +344,7 @@ export class Replicator implements LocalChanges {
       ['repl_subscribers', this.sessions.size],
       ['repl_versions', this.versions.map.size],
       ['repl_tombstones', this.versions.tombstones],
+      ['repl_store_refused', this.refused],
       ['repl_anti_entropy_rounds', this.aeRounds],
       ['repl_anti_entropy_differing', this.aeDiffering],
       ['repl_anti_entropy_sent', this.aeSent],

@@ -4,6 +4,8 @@ import { MAC_BYTES, NONCE_BYTES, nonce, proof, proofMatches } from './auth.js';
 import {
   FrameReader,
   FrameWriter,
+  MAX_FRAME,
+  MAX_FRAME_UNAUTHENTICATED,
   PROTOCOL_VERSION,
   T_ACK,
   T_AE_BUCKETS,
@@ -47,6 +49,10 @@ export class PeerLink {
   remoteNodeId = '';
   /** The peer's process incarnation the cursor belongs to (-1: none yet). */
   private epoch = -1;
+  /** The incarnation WELCOME named: the cursor belongs to it once a snapshot from it is complete. */
+  private pendingEpoch = -1;
+  /** The peer proved it knows the secret (or needs not: no secret) on this connection. */
+  private authenticated = false;
   /** Last sequence number of the peer's change log applied here. */
   cursor = 0;
   private ackedCursor = 0;
@@ -64,7 +70,7 @@ export class PeerLink {
   applied = 0;
   syncs = 0;
   private socket: Socket | null = null;
-  private reader = new FrameReader();
+  private reader = new FrameReader(MAX_FRAME_UNAUTHENTICATED);
   private readonly writer = new FrameWriter();
   private ourNonce = nonce();
   private backoff = FIRST_BACKOFF_MS;
@@ -122,7 +128,10 @@ export class PeerLink {
     if (this.closed) return;
     this.state = 'connecting';
     this.lastHeard = Date.now();
-    this.reader = new FrameReader();
+    this.reader = new FrameReader(MAX_FRAME_UNAUTHENTICATED);
+    this.authenticated = false;
+    // Nothing left over from the last connection may go out before HELLO.
+    this.writer.take();
     this.ourNonce = nonce();
     const socket = connect({ host: this.host, port: this.port });
     this.socket = socket;
@@ -164,6 +173,7 @@ export class PeerLink {
   private fail(reason: string): void {
     this.rep.log.warn({ peer: this.address, node: this.remoteNodeId || undefined, reason }, `replication peer refused: ${reason}`);
     this.state = 'refused';
+    this.writer.take();
     this.socket?.destroy();
   }
 
@@ -213,12 +223,18 @@ export class PeerLink {
     if (this.state === 'syncing') this.progress(false);
   }
 
+  /** WELCOME arrived: the peer's changes and snapshots may come. */
+  private get subscribed(): boolean {
+    return this.state === 'syncing' || this.state === 'connected';
+  }
+
   private onFrame(type: number, buf: Buffer, start: number, end: number): void {
     const rep = this.rep;
     switch (type) {
       case T_ITEM:
       case T_TOMB:
       case T_FLUSH: {
+        if (!this.subscribed) return this.fail(`unexpected data frame (type ${type}) before the subscription`);
         const seq = rep.applyRecord(type, buf, start, end);
         if (seq > 0) {
           this.cursor = seq;
@@ -238,7 +254,8 @@ export class PeerLink {
         return;
       }
       case T_AE_BUCKETS: {
-        if (this.state !== 'connected') return;
+        if (!this.subscribed) return this.fail('unexpected anti-entropy buckets');
+        if (this.state !== 'connected' || end - start < 24) return;
         const differing = onBuckets(rep, this.writer, buf, start, end, this.aeRound);
         if (differing > 0) {
           rep.aeDiffering++;
@@ -248,16 +265,19 @@ export class PeerLink {
         return;
       }
       case T_AE_WANT: {
+        if (!this.subscribed) return this.fail('unexpected anti-entropy want list');
         if (this.state !== 'connected') return;
         rep.aeSent += onWant(rep, this.writer, buf, start, end);
         this.flushWriter();
         return;
       }
       case T_HEARTBEAT:
-        this.peerHead = buf.readDoubleBE(start);
+        if (!this.subscribed) return this.fail('unexpected heartbeat');
+        if (end - start >= 8) this.peerHead = buf.readDoubleBE(start);
         return;
       case T_CHALLENGE: {
-        if (this.state !== 'handshake') return this.fail('unexpected challenge');
+        if (this.state !== 'handshake' || this.authenticated) return this.fail('unexpected challenge');
+        if (end - start < NONCE_BYTES + 1 || end - start < NONCE_BYTES + 1 + buf[start + NONCE_BYTES]!) return this.fail('short challenge');
         const theirNonce = buf.subarray(start, start + NONCE_BYTES);
         const macLength = buf[start + NONCE_BYTES]!;
         const mac = buf.subarray(start + NONCE_BYTES + 1, start + NONCE_BYTES + 1 + macLength);
@@ -267,12 +287,17 @@ export class PeerLink {
           if (macLength !== MAC_BYTES) return this.fail('peer did not prove the shared secret (it has none)');
           if (!proofMatches(proof(secret, 'publisher', this.ourNonce, theirNonce), mac)) return this.fail('wrong secret');
         }
+        // The peer proved the secret (without one, --peer is loopback or --replication-insecure).
+        this.authenticated = true;
+        this.reader.limit = MAX_FRAME;
         this.send(T_AUTH, [], secret === null ? null : proof(secret, 'subscriber', theirNonce, this.ourNonce));
         return;
       }
       case T_REFUSED:
         return this.fail(`refused by the peer: ${buf.toString('utf8', start, end)}`);
       case T_WELCOME: {
+        if (this.state !== 'handshake' || !this.authenticated) return this.fail('unexpected welcome before the peer proved the secret');
+        if (end - start < 40) return this.fail('short welcome');
         const epoch = buf.readDoubleBE(start);
         const ready = buf.readDoubleBE(start + 8) === 1;
         const tail = buf.readDoubleBE(start + 16);
@@ -287,12 +312,16 @@ export class PeerLink {
           // Reconnected to the same process: catch up from its change log (it falls back to a snapshot if it must).
           snapshot = false;
         } else {
-          this.epoch = epoch;
           this.cursor = 0;
           // Joining: copy everything from a peer that serves. Otherwise a new process
-          // whose log reaches back to its start has nothing else this node lacks.
-          snapshot = (rep.joining && ready) || tail > 0 || hasBaseState && ready;
+          // whose log reaches back to its start has nothing else this node lacks. A
+          // snapshot from it that was cut off is asked for again.
+          snapshot = (rep.joining && ready) || tail > 0 || hasBaseState && ready || this.pendingEpoch === epoch;
+          // With a snapshot, the epoch (and so the cursor) counts only once the snapshot
+          // is complete (SNAPSHOT_END): one cut off does not reconnect to the log alone.
+          if (!snapshot) this.epoch = epoch;
         }
+        this.pendingEpoch = epoch;
         rep.log.info(
           { peer: this.address, node: this.remoteNodeId, ready, mode: snapshot ? 'snapshot' : 'log', cursor: this.cursor },
           `replication link to ${this.remoteNodeId} at ${this.address} up`,
@@ -305,11 +334,14 @@ export class PeerLink {
         return;
       }
       case T_SNAPSHOT_BEGIN:
+        if (!this.subscribed || end - start < 8) return this.fail('unexpected snapshot');
         this.state = 'syncing';
         this.beginSync(buf.readDoubleBE(start));
         return;
       case T_SNAPSHOT_END: {
+        if (this.state !== 'syncing' || end - start < 8) return this.fail('unexpected end of snapshot');
         this.cursor = buf.readDoubleBE(start);
+        this.epoch = this.pendingEpoch;
         this.state = 'connected';
         this.synced = true;
         this.syncs++;
