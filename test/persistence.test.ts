@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, describe, it, type TestContext } from 'node:test';
 import { open } from 'lmdb';
 import { connectClient } from './helpers/client.js';
 import { runMnemo, startMnemo, type RunningServer } from './helpers/mnemo.js';
@@ -23,6 +23,19 @@ function dataDir(): string {
 function valueOf(key: string, version: number, size: number): string {
   const stamp = `${key}#${version}|`;
   return stamp.repeat(Math.ceil(size / stamp.length)).slice(0, size);
+}
+
+/** A 3 MB tmpfs to fill, unmounted after the test; null (and the test skipped) where mounting needs root. */
+function smallDisk(t: TestContext): string | null {
+  const mountPoint = dataDir();
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mountPoint], { stdio: 'ignore' });
+  } catch {
+    t.skip('cannot mount a small tmpfs here (needs root)');
+    return null;
+  }
+  t.after(() => execFileSync('umount', ['-l', mountPoint], { stdio: 'ignore' }));
+  return mountPoint;
 }
 
 /** The numeric lines of a `stats` reply. */
@@ -298,14 +311,8 @@ describe('persistence', () => {
   });
 
   it('a full disk turns writes into SERVER_ERROR while reads keep working, and writes resume when space returns', async (t) => {
-    const mountPoint = dataDir();
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mountPoint], { stdio: 'ignore' });
-    } catch {
-      t.skip('cannot mount a small tmpfs here (needs root)');
-      return;
-    }
-    t.after(() => execFileSync('umount', ['-l', mountPoint], { stdio: 'ignore' }));
+    const mountPoint = smallDisk(t);
+    if (mountPoint === null) return;
     const server = await startMnemo(['-H', mountPoint, '--sync', 'always']);
     const client = await connectClient(server.port);
     try {
@@ -346,14 +353,8 @@ describe('persistence', () => {
   });
 
   it('under --sync interval a full disk refuses later writes, and SIGTERM still exits 0', async (t) => {
-    const mountPoint = dataDir();
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mountPoint], { stdio: 'ignore' });
-    } catch {
-      t.skip('cannot mount a small tmpfs here (needs root)');
-      return;
-    }
-    t.after(() => execFileSync('umount', ['-l', mountPoint], { stdio: 'ignore' }));
+    const mountPoint = smallDisk(t);
+    if (mountPoint === null) return;
     const server = await startMnemo(['-H', mountPoint, '--sync', 'interval=100']);
     const client = await connectClient(server.port);
     const value = valueOf('big', 1, 50_000);
