@@ -266,6 +266,12 @@ export class MnemoServer implements ServerContext {
       socket.destroy();
     });
     server.on('connection', (raw: Socket) => {
+      // Handshakes in progress count against -c: idle TLS sockets must not lock clients out.
+      if (this.counters.curr_connections + this.handshaking.size >= this.config.connLimit) {
+        this.counters.rejected_connections++;
+        raw.destroy();
+        return;
+      }
       const key = `${raw.remoteAddress}|${raw.remotePort}`;
       this.handshaking.set(key, raw);
       raw.once('close', () => {

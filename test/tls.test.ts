@@ -148,6 +148,34 @@ describe('TLS with -Z on the -p listener', () => {
   });
 });
 
+describe('TLS and -c', () => {
+  it('counts handshakes in progress against -c and refuses sockets past it', async () => {
+    const server = await startMnemo(['-c', '3', '-Z', '--tls-cert', file('server.pem'), '--tls-key', file('server.key')]);
+    const idle: RawClient[] = [];
+    try {
+      // Three sockets that never start a handshake fill the limit; a fourth is dropped at once.
+      for (let i = 0; i < 3; i++) idle.push(await connectClient(tlsPort(server)));
+      const extra = await connectClient(tlsPort(server));
+      assert.equal((await extra.readToClose(3000)).closed, true);
+      extra.close();
+      const stats = await connectClient(tlsPort(server));
+      assert.equal((await stats.readToClose(3000)).closed, true);
+      stats.close();
+      // Once they go, a TLS client gets in.
+      for (const socket of idle) socket.close();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(await setGet(await tlsClient(tlsPort(server))), STORED_VALUE);
+      const client = await tlsClient(tlsPort(server));
+      client.send('stats\r\n');
+      assert.match(await client.readUntilEnds('END\r\n'), /STAT rejected_connections 2\r\n/);
+      client.close();
+    } finally {
+      for (const socket of idle) socket.close();
+      await server.stop();
+    }
+  });
+});
+
 describe('TLS on --tls-port next to plain -p', () => {
   it('serves both listeners from one cache', async () => {
     const portFile = file('ports-both');
