@@ -77,6 +77,43 @@ describe('metrics and health', () => {
   });
 });
 
+describe('tier and replication metrics', () => {
+  it('shows the disk tier and each peer when they are on', async () => {
+    const dataDir = join(dir, 'metrics-data');
+    mkdirSync(dataDir);
+    const peerPort = await freePort();
+    const ownPort = await freePort();
+    const peer = await startMnemo(['--replication-port', String(peerPort), '--peer', `127.0.0.1:${ownPort}`, '--peer-wait', '0.2']);
+    const { server, metricsUrl } = await startWithMetrics([
+      '-H', dataDir, '--disk-limit', '64m', '--replication-port', String(ownPort), '--peer', `127.0.0.1:${peerPort}`, '--peer-wait', '0.2',
+    ]);
+    try {
+      const client = await connectClient(server.port);
+      await client.request('set tiered 0 0 5\r\nhello\r\nmn\r\n', 'MN\r\n');
+      client.close();
+      let metrics = new Map<string, number>();
+      const peerLabel = `{peer="127.0.0.1:${peerPort}"}`;
+      for (let attempt = 0; attempt < 50; attempt++) {
+        metrics = parseExposition(await (await fetch(`${metricsUrl}/metrics`)).text());
+        if (metrics.get(`mnemo_replication_peer_connected${peerLabel}`) === 1 && (metrics.get('mnemo_disk_items') ?? 0) >= 1) break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.equal(metrics.get(`mnemo_replication_peer_connected${peerLabel}`), 1);
+      assert.ok((metrics.get(`mnemo_replication_sent_bytes${peerLabel}`) ?? 0) > 0);
+      assert.ok(metrics.has(`mnemo_replication_lag_seconds${peerLabel}`));
+      assert.equal(metrics.get('mnemo_disk_items'), 1);
+      assert.equal(metrics.get('mnemo_disk_limit_bytes'), 64 * 1024 * 1024);
+      assert.ok((metrics.get('mnemo_disk_tier_bytes') ?? 0) > 0);
+      assert.ok((metrics.get('mnemo_disk_commits_total') ?? 0) >= 1);
+      const stats = (await (await fetch(`${metricsUrl}/api/stats`)).json()) as { replicationLag: number | null };
+      assert.equal(typeof stats.replicationLag, 'number');
+    } finally {
+      await server.stop();
+      await peer.stop();
+    }
+  });
+});
+
 describe('dashboard', () => {
   it('renders its charts in headless Chromium and updates them after traffic', async () => {
     const { server, metricsUrl } = await startWithMetrics();

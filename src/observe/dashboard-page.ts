@@ -107,7 +107,7 @@ function update(now) {
   push(series.conn, now.connections);
   document.getElementById('conn-now').textContent = String(now.connections);
   push(series.lag, now.replicationLag);
-  document.getElementById('lag-now').textContent = now.replicationLag === null ? 'no peers' : now.replicationLag + ' s';
+  document.getElementById('lag-now').textContent = now.replicationLag === null ? 'no peers' : now.replicationLag.toFixed(3) + ' s';
   previous = now;
 
   const names = Object.keys(series.ops);

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { ServerContext } from '../context.js';
 import { DASHBOARD_PAGE } from './dashboard-page.js';
-import { createMetrics } from './metrics.js';
+import { createMetrics, peersOf } from './metrics.js';
 
 /** What the operator's HTTP side needs beyond the shared context. */
 export interface Observable extends ServerContext {
@@ -93,9 +93,17 @@ export class ObservabilityServer {
       memoryLimit: store.bytesLimit,
       evictions: c.evictions,
       connections: c.curr_connections,
-      replicationLag: null,
+      replicationLag: replicationLagSeconds(this.ctx),
     };
   }
+}
+
+/** The largest lag behind any peer, in seconds; null without peers. */
+function replicationLagSeconds(ctx: ServerContext): number | null {
+  if (ctx.replication == null) return null;
+  const peers = peersOf(ctx.replication.stats());
+  if (peers.length === 0) return null;
+  return Math.max(...peers.map((peer) => Number(peer.get('lag_ms')) / 1000));
 }
 
 function json(response: ServerResponse, status: number, body: object): void {

@@ -67,7 +67,64 @@ export function createMetrics(ctx: ServerContext): Registry {
   counter('mnemo_connections_total', 'Client connections accepted', () => c.total_connections);
   counter('mnemo_connections_rejected_total', 'Connections refused over -c', () => c.rejected_connections);
   registry.registerMetric(latencyHistogram(ctx) as unknown as Metric);
+  if (ctx.persistence !== null) diskMetrics(ctx, counter, gauge);
+  if (ctx.replication != null) peerMetrics(ctx, registry);
   return registry;
+}
+
+type Register = (name: string, help: string, read: () => number) => void;
+
+/** --data-dir: the tier's `stats` lines as series (read at scrape time). */
+function diskMetrics(ctx: ServerContext, counter: Register, gauge: Register): void {
+  const persistence = ctx.persistence!;
+  const stat = (name: string) => (): number => Number(new Map(persistence.stats()).get(name) ?? 0);
+  gauge('mnemo_disk_items', 'Items in the data dir', stat('disk_items'));
+  gauge('mnemo_disk_used_bytes', 'LMDB pages the items use', stat('disk_bytes'));
+  counter('mnemo_disk_hits_total', 'Memory misses found on disk', stat('disk_hits'));
+  counter('mnemo_disk_promotions_total', 'Items brought from disk into memory', () => ctx.counters.disk_promotions);
+  counter('mnemo_disk_commits_total', 'LMDB commits', stat('disk_commits'));
+  gauge('mnemo_disk_commit_avg_seconds', 'Average time from a write to its commit', () => stat('disk_commit_avg_ms')() / 1000);
+  counter('mnemo_disk_write_errors_total', 'Failed commits and flushes', stat('disk_write_errors'));
+  gauge('mnemo_disk_full', '1 while the disk refuses writes', stat('disk_full'));
+  if (persistence.diskLimit !== null) {
+    gauge('mnemo_disk_tier_bytes', 'Bytes the disk tier holds (--disk-limit)', stat('disk_tier_bytes'));
+    gauge('mnemo_disk_limit_bytes', 'The disk tier limit (--disk-limit)', stat('disk_limit'));
+    counter('mnemo_disk_evictions_total', 'Items the disk tier dropped past --disk-limit', stat('disk_evictions'));
+  }
+}
+
+/** The `peer_<n>_<field>` lines of `stats`, one record per --peer. */
+export function peersOf(pairs: Array<[string, string | number]>): Array<Map<string, string | number>> {
+  const peers: Array<Map<string, string | number>> = [];
+  for (const [name, value] of pairs) {
+    const match = /^peer_(\d+)_(.+)$/.exec(name);
+    if (match === null) continue;
+    const index = Number(match[1]);
+    (peers[index] ??= new Map()).set(match[2]!, value);
+  }
+  return peers.filter((peer) => peer !== undefined);
+}
+
+/** --peer: state, lag and traffic per peer, labelled with the peer's replication address. */
+function peerMetrics(ctx: ServerContext, registry: Registry): void {
+  const series: Array<[string, string, (peer: Map<string, string | number>) => number]> = [
+    ['mnemo_replication_peer_connected', '1 while the link to the peer is connected', (p) => (p.get('state') === 'connected' ? 1 : 0)],
+    ['mnemo_replication_lag_seconds', "How far this node is behind the peer's changes", (p) => Number(p.get('lag_ms')) / 1000],
+    ['mnemo_replication_lag_changes', "The peer's changes not applied here yet", (p) => Number(p.get('lag_ops'))],
+    ['mnemo_replication_sent_bytes', 'Bytes sent to the peer', (p) => Number(p.get('bytes_sent'))],
+    ['mnemo_replication_received_bytes', 'Bytes received from the peer', (p) => Number(p.get('bytes_received'))],
+  ];
+  for (const [name, help, read] of series) {
+    registry.registerMetric(
+      new Gauge({
+        name, help, labelNames: ['peer'], registers: [],
+        collect() {
+          this.reset();
+          for (const peer of peersOf(ctx.replication!.stats())) this.set({ peer: String(peer.get('address')) }, read(peer));
+        },
+      }),
+    );
+  }
 }
 
 /** The per-family latency counts as a Prometheus histogram (buckets are cumulative there). */
