@@ -10,6 +10,8 @@ import { TextProtocol } from './protocol/text.js';
 const MAX_PENDING_LINE = 16 * 1024 * 1024;
 /** Complete commands a client may pipeline ahead of its -R turns before reading from it pauses. */
 const MAX_INPUT_BACKLOG = 4 * 1024 * 1024;
+/** After its last reply is sent, how long a closing connection waits for the client to hang up. */
+const LINGER_MS = 2000;
 /** A leftover shorter than this is copied so that it does not pin the whole read buffer. */
 const SMALL_LEFTOVER = 16 * 1024;
 
@@ -199,8 +201,11 @@ export class Connection {
     this.closed = true;
     this.parts = [];
     const end = (): void => {
+      // Keep reading (and dropping) what the client still sends: closing with unread
+      // input makes the kernel reset the connection and drop replies still in flight.
+      this.socket.resume();
       this.socket.end();
-      this.socket.once('finish', () => this.socket.destroy());
+      this.socket.once('finish', () => setTimeout(() => this.socket.destroy(), LINGER_MS).unref());
     };
     if (this.held === null) end();
     else void this.held.then(end);
