@@ -95,7 +95,8 @@ describe('tier and replication metrics', () => {
       const peerLabel = `{peer="127.0.0.1:${peerPort}"}`;
       for (let attempt = 0; attempt < 50; attempt++) {
         metrics = parseExposition(await (await fetch(`${metricsUrl}/metrics`)).text());
-        if (metrics.get(`mnemo_replication_peer_connected${peerLabel}`) === 1 && (metrics.get('mnemo_disk_items') ?? 0) >= 1) break;
+        const committed = (metrics.get('mnemo_disk_commits_total') ?? 0) >= 1 && (metrics.get('mnemo_disk_items') ?? 0) >= 1;
+        if (metrics.get(`mnemo_replication_peer_connected${peerLabel}`) === 1 && committed) break;
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
       assert.equal(metrics.get(`mnemo_replication_peer_connected${peerLabel}`), 1);
