@@ -76,9 +76,6 @@ const OPTIONS = {
 
 type OptionName = keyof typeof OPTIONS;
 
-/** Flags whose features belong to later work: refused with a clear message until they land. */
-const NOT_YET: OptionName[] = [];
-
 export const HELP = `Usage: mnemo [options]
 A memcached-compatible cache server. Flags use memcached's names and meanings.
 
@@ -89,7 +86,8 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
   -l, --listen=<addr>         interface to listen on (default: 127.0.0.1)
   -b, --listen-backlog=<num>  backlog queue limit (default: 1024)
   -c, --conn-limit=<num>      max simultaneous connections (default: 1024)
-  -m, --memory-limit=<num>    item memory in megabytes (default: 64)
+  -m, --memory-limit=<num>    item memory in megabytes, with Node's ~300 bytes per item
+                              (default: 64)
   -M, --disable-evictions     return an error when memory is full instead of evicting
   -I, --max-item-size=<num>   largest item, with k/m units (default: 1m, min: 1k; at most half of -m)
   -t, --threads=<num>         accepted and shown in stats (default: 4); one event loop serves all
@@ -386,10 +384,6 @@ export function parseCommandLine(argv: string[]): CliResult {
   if (values.help) return { kind: 'help' };
   if (values.version) return { kind: 'version' };
   if (values.license) return { kind: 'license' };
-
-  for (const name of NOT_YET) {
-    if (values[name] !== undefined) throw new ConfigError(`not supported yet: ${flagName(name)}`);
-  }
 
   const config: Config = { ...DEFAULTS, extended: new Map() };
   if (values.port !== undefined) {
