@@ -88,7 +88,7 @@ export class MnemoServer implements ServerContext {
     this.memoryStore = memory;
     if (config.replicationPort !== null) {
       const secret = config.replicationSecretFile === null ? null : Buffer.from(readFileSync(config.replicationSecretFile, 'utf8').trim());
-      this.replication = new Replicator(config, memory, this.clock, log, secret, this.persistence !== null);
+      this.replication = new Replicator(config, memory, this.clock, log, secret, this.persistence);
       memory.attach(this.replication.backing(this.persistence));
       this.store = this.replication.store;
     }

@@ -710,6 +710,28 @@ describe('replication', () => {
     }
   });
 
+  it('a join snapshot from a node with --data-dir includes the items only its disk holds', async () => {
+    const [portA, portB] = [await freePort(), await freePort()];
+    const dirA = mkdtempSync(join(root, 'disk-only-'));
+    // A alone first (its peer is not up): 300 x 20 KB through 2 MB of memory, so most live only on disk.
+    const a = await startNode(portA, [portB], ['--node-id', 'a', '--peer-wait', '0.2', '--data-dir', dirA, '-m', '2', '--anti-entropy-interval', '0']);
+    let b: Node | null = null;
+    try {
+      const value = 'd'.repeat(20_000);
+      let batch = '';
+      for (let i = 0; i < 300; i++) batch += `set disk${i} ${i} 0 ${value.length} noreply\r\n${value}\r\n`;
+      await a.client.request(`${batch}mn\r\n`, 'MN\r\n');
+      assert.ok(Number(await stat(a.client, 'curr_items')) < 150);
+      b = await startNode(portB, [portA], ['--node-id', 'b', '--peer-wait', '5', '--anti-entropy-interval', '0', '-m', '64']);
+      assert.match(b.server.stderr(), /synced from a/);
+      assert.equal(await stat(b.client, 'curr_items'), '300');
+      const keys = ['disk0', 'disk1', 'disk150', 'disk299'];
+      assert.equal(await contents(b.client, keys), keys.map((key) => `VALUE ${key} ${key.slice(4)} 20000\r\n${value}\r\n`).join('') + 'END\r\n');
+    } finally {
+      await stopAll(b === null ? [a] : [a, b]);
+    }
+  });
+
   it('anti-entropy digests depend on the entries only, not on the order they came in or what was undone', () => {
     const digests = (table: VersionTable): string => `${table.rootA}/${table.rootB}/${Buffer.from(table.digestA.buffer).toString('hex')}${Buffer.from(table.digestB.buffer).toString('hex')}`;
     const one = new VersionTable();

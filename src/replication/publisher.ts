@@ -56,6 +56,8 @@ export class PublisherSession {
   bytesSent = 0;
   bytesReceived = 0;
   private snapshotKeys: string[] = [];
+  /** With --data-dir: keys only the disk holds (evicted from memory, or never loaded). */
+  private snapshotDiskKeys: string[] = [];
   private snapshotTombs: string[] = [];
   private snapshotIndex = 0;
   private snapshotCursor = 0;
@@ -269,13 +271,22 @@ export class PublisherSession {
       keys.push(item.key);
       return true;
     });
+    const diskKeys: string[] = [];
+    if (rep.disk !== null) {
+      const inMemory = new Set(keys);
+      rep.disk.forEachKey((key) => {
+        if (!inMemory.has(key)) diskKeys.push(key);
+      });
+    }
     const tombs: string[] = [];
     for (const [key, version] of rep.versions.map) if (version.tomb) tombs.push(key);
     this.snapshotKeys = keys;
+    this.snapshotDiskKeys = diskKeys;
     this.snapshotTombs = tombs;
     this.snapshotIndex = 0;
-    rep.log.info({ node: this.remoteNodeId, items: keys.length, tombstones: tombs.length }, `sending a snapshot to ${this.remoteNodeId}: ${keys.length} items`);
-    this.send(T_SNAPSHOT_BEGIN, [keys.length + tombs.length]);
+    const items = keys.length + diskKeys.length;
+    rep.log.info({ node: this.remoteNodeId, items, onDiskOnly: diskKeys.length, tombstones: tombs.length }, `sending a snapshot to ${this.remoteNodeId}: ${items} items`);
+    this.send(T_SNAPSHOT_BEGIN, [items + tombs.length]);
     if (rep.versions.flushHlc >= 0) this.writer.flush(0, rep.versions.flushHlc, rep.versions.flushNode, 0);
     this.scheduleSlice();
   }
@@ -297,7 +308,9 @@ export class PublisherSession {
     const versions = rep.versions;
     const w = this.writer;
     const keys = this.snapshotKeys;
-    const total = keys.length + this.snapshotTombs.length;
+    const diskKeys = this.snapshotDiskKeys;
+    const items = keys.length + diskKeys.length;
+    const total = items + this.snapshotTombs.length;
     while (this.snapshotIndex < total && w.size < BATCH) {
       const index = this.snapshotIndex++;
       if (index < keys.length) {
@@ -308,8 +321,16 @@ export class PublisherSession {
         const version = versions.get(key);
         const live = version !== undefined && !version.tomb;
         w.item(0, live ? version.hlc : 0, live ? version.node : 0, item.flags, item.exptime, item.binaryKey, key, item.value);
+      } else if (index < items) {
+        // Read from disk directly: a snapshot must not churn memory by promoting every item.
+        const key = diskKeys[index - keys.length]!;
+        const record = rep.disk!.record(key);
+        if (record === null || (record.exptime !== 0 && record.exptime <= rep.clock.now)) continue;
+        const version = versions.get(key);
+        if (version !== undefined && version.tomb) continue;
+        w.item(0, version?.hlc ?? 0, version?.node ?? 0, record.flags, record.exptime, false, key, record.value);
       } else {
-        const key = this.snapshotTombs[index - keys.length]!;
+        const key = this.snapshotTombs[index - items]!;
         const version = versions.get(key);
         if (version !== undefined && version.tomb) w.tomb(0, version.hlc, version.node, key);
       }
@@ -320,6 +341,7 @@ export class PublisherSession {
       return;
     }
     this.snapshotKeys = [];
+    this.snapshotDiskKeys = [];
     this.snapshotTombs = [];
     w.control(T_SNAPSHOT_END, [this.snapshotCursor]);
     this.write();

@@ -3,6 +3,7 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import type { Logger } from 'pino';
 import { MAX_RELATIVE_EXPTIME, type Clock } from '../clock.js';
 import type { Config } from '../config.js';
+import type { Persistence } from '../store/persistence.js';
 import { STORE_BINARY_KEY, type ItemView, type Store, type StoreBacking, type StoreResult } from '../store/store.js';
 import { ChangeLog, KIND_FLUSH, KIND_ITEM, KIND_TOMB } from './change-log.js';
 import { ReplicatedStore, ReplicationBacking, type LocalChanges } from './feed.js';
@@ -69,22 +70,23 @@ export class Replicator implements LocalChanges {
   constructor(
     private readonly config: Config,
     readonly memory: Store,
-    private readonly clock: Clock,
+    readonly clock: Clock,
     readonly log: Logger,
     secret: Buffer | null,
-    private readonly hasDisk: boolean,
+    /** --data-dir: items memory let go of live here; a snapshot sends them too. */
+    readonly disk: Persistence | null,
   ) {
     this.nodeId = resolveNodeId(config.nodeId, config.dataDir);
     this.node = nodeNumber(this.nodeId);
     this.secret = secret;
     this.insecure = config.replicationInsecure;
-    this.hasBaseState = hasDisk;
+    this.hasBaseState = disk !== null;
     this.store = new ReplicatedStore(memory, this);
     this.versionStore = config.dataDir === null ? null : new VersionStore(config.dataDir, config.sync.kind === 'always');
     this.antiEntropyMs = Math.round(config.antiEntropyInterval * 1000);
     this.dropFraction = config.testDropChanges;
     this.links = config.peers.map((peer) => new PeerLink(peer.host, peer.port, this));
-    clock.onTick((now) => this.versions.prune(now, this.hasDisk ? null : (key) => this.gone(key)));
+    clock.onTick((now) => this.versions.prune(now, this.disk !== null ? null : (key) => this.gone(key)));
   }
 
   /** The memory store's backing: persistence below (or nothing), and this replicator. */

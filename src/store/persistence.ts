@@ -48,6 +48,18 @@ export class Persistence implements StoreBacking {
     this.tierBytes = 0;
   }
 
+  /** Every key on disk, in key order (a full scan: for replication snapshots). */
+  forEachKey(visit: (key: string) => void): void {
+    let after: Buffer | null = null;
+    do after = this.disk.scan(after, LOAD_SLICE, (key) => visit(key));
+    while (after !== null);
+  }
+
+  /** The record on disk, without counting a hit or touching the tier's LRU. */
+  record(key: string): StoredRecord | null {
+    return this.disk.get(key);
+  }
+
   /** False while the disk refuses writes (full): the store then refuses changes too. */
   get writable(): boolean {
     return !this.disk.failing;
