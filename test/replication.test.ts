@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { request, storeExtras } from './helpers/binary.js';
 import { connectClient, type RawClient } from './helpers/client.js';
+import { freePort } from './helpers/memcached.js';
 import { runMnemo, startMnemo, type RunningServer } from './helpers/mnemo.js';
 import { randomBytes } from 'node:crypto';
 import {
@@ -38,16 +39,6 @@ after(async () => {
 });
 
 /** A port that was free a moment ago (peers must know each other's ports before they start). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
-
 interface Node {
   server: RunningServer;
   client: RawClient;
@@ -836,6 +827,14 @@ describe('replication', () => {
     }
   });
 
+  /** The header of a 64 MB frame of the given type and its first 1000 bytes. */
+  function oversizedFrameStart(type: number): Buffer {
+    const header = Buffer.alloc(5);
+    header.writeUInt32BE(64 * 1024 * 1024, 0);
+    header[4] = type;
+    return Buffer.concat([header, Buffer.alloc(1000)]);
+  }
+
   it('before authentication a frame may be only a few KB, on either side of a link', async () => {
     const fake = new FakePeer();
     const fakePort = await fake.listen();
@@ -843,10 +842,7 @@ describe('replication', () => {
       const peer = await fake.accept();
       await peer.expect(T_HELLO);
       // A frame header claiming 64 MB, from a peer that has not proved anything.
-      const header = Buffer.alloc(5);
-      header.writeUInt32BE(64 * 1024 * 1024, 0);
-      header[4] = T_CHALLENGE;
-      peer.socket.write(Buffer.concat([header, Buffer.alloc(1000)]));
+      peer.socket.write(oversizedFrameStart(T_CHALLENGE));
       assert.equal(await peer.next(), null, 'the node closes the link');
     })();
     const replPort = await freePort();
@@ -857,10 +853,7 @@ describe('replication', () => {
       // The publisher side: a stranger connects to the replication port and starts a 64 MB frame.
       const stranger = new FrameSocket(connect({ host: '127.0.0.1', port: replPort }));
       await once(stranger.socket, 'connect');
-      const header = Buffer.alloc(5);
-      header.writeUInt32BE(64 * 1024 * 1024, 0);
-      header[4] = T_HELLO;
-      stranger.socket.write(Buffer.concat([header, Buffer.alloc(1000)]));
+      stranger.socket.write(oversizedFrameStart(T_HELLO));
       assert.match((await stranger.expect(T_REFUSED)).toString(), /bad frame length 67108864/);
       assert.equal(await stranger.next(), null, 'and closes the connection');
     } finally {

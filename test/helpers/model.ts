@@ -324,7 +324,7 @@ export class CacheModel {
 
   /** mg with flags (each a token: v f s k c t h u q O.. T.. N.. R..). */
   mg(key: string, flags: string[], ctx: ApplyContext): Expected[] {
-    const has = (c: string): string | undefined => flags.find((f) => f[0] === c);
+    const has = (c: string): string | undefined => flagOf(flags, c);
     let item = this.live(key);
     let created = false;
     if (item === null && has('N') !== undefined) {
@@ -400,7 +400,7 @@ export class CacheModel {
 
   /** ms with flags (T.. F.. C.. M. I c k O.. q). */
   ms(key: string, value: Buffer, flags: string[], ctx: ApplyContext): Expected[] {
-    const has = (c: string): string | undefined => flags.find((f) => f[0] === c);
+    const has = (c: string): string | undefined => flagOf(flags, c);
     const casToken = has('C');
     const cas = casToken === undefined ? null : BigInt(casToken.slice(1));
     const modeToken = has('M');
@@ -471,14 +471,8 @@ export class CacheModel {
 
   /** md with flags (q C.. I T.. k O..). */
   md(key: string, flags: string[], ctx: ApplyContext): Expected[] {
-    const has = (c: string): string | undefined => flags.find((f) => f[0] === c);
-    const echo = (line: Token[]): Token[] => {
-      for (const f of flags) {
-        if (f[0] === 'O') line.push(f);
-        else if (f[0] === 'k') line.push(`k${key}`);
-      }
-      return line;
-    };
+    const has = (c: string): string | undefined => flagOf(flags, c);
+    const echo = (line: Token[]): Token[] => echoOpaqueAndKey(line, flags, key);
     const item = this.live(key);
     if (item === null) return [{ line: echo(['NF']) }];
     const casToken = has('C');
@@ -499,14 +493,8 @@ export class CacheModel {
 
   /** ma with flags (N.. J.. D.. T.. M. q t c v k O.. C..). */
   ma(key: string, flags: string[], ctx: ApplyContext): Expected[] {
-    const has = (c: string): string | undefined => flags.find((f) => f[0] === c);
-    const echo = (line: Token[]): Token[] => {
-      for (const f of flags) {
-        if (f[0] === 'O') line.push(f);
-        else if (f[0] === 'k') line.push(`k${key}`);
-      }
-      return line;
-    };
+    const has = (c: string): string | undefined => flagOf(flags, c);
+    const echo = (line: Token[]): Token[] => echoOpaqueAndKey(line, flags, key);
     const modeToken = has('M');
     const incr = modeToken === undefined || modeToken[1] === 'I' || modeToken[1] === '+';
     const deltaToken = has('D');
@@ -563,4 +551,18 @@ export class CacheModel {
     if (value) out.push({ data: Buffer.from(digits, 'latin1') });
     return out;
   }
+}
+
+/** The meta flag starting with c, or undefined. */
+function flagOf(flags: string[], c: string): string | undefined {
+  return flags.find((f) => f[0] === c);
+}
+
+/** Appends the O (opaque) and k (key) flags a meta reply echoes, as md and ma do. */
+function echoOpaqueAndKey(line: Token[], flags: string[], key: string): Token[] {
+  for (const f of flags) {
+    if (f[0] === 'O') line.push(f);
+    else if (f[0] === 'k') line.push(`k${key}`);
+  }
+  return line;
 }
