@@ -135,6 +135,11 @@ export class DiskStore {
     return null;
   }
 
+  /** Every key, in key order, without reading the records. */
+  forEachKey(visit: (key: string) => void): void {
+    for (const key of this.items.getKeys()) visit((key as Buffer).toString('latin1'));
+  }
+
   async close(): Promise<void> {
     if (this.flushTimer !== null) clearInterval(this.flushTimer);
     if (this.probeTimer !== null) clearInterval(this.probeTimer);

@@ -50,9 +50,7 @@ export class Persistence implements StoreBacking {
 
   /** Every key on disk, in key order (a full scan: for replication snapshots). */
   forEachKey(visit: (key: string) => void): void {
-    let after: Buffer | null = null;
-    do after = this.disk.scan(after, LOAD_SLICE, (key) => visit(key));
-    while (after !== null);
+    this.disk.forEachKey(visit);
   }
 
   /** The record on disk, without counting a hit or touching the tier's LRU. */
