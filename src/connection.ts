@@ -31,6 +31,8 @@ export class Connection {
   private wanted = 0;
   /** Commands are waiting for the client to read replies, or for their turn. */
   private waiting = false;
+  /** The client sent FIN (shutdown(SHUT_WR)): once what it sent is run and answered, the connection closes. */
+  private inputEnded = false;
   private closed = false;
   /** Replies held until the disk has the writes they acknowledge (--sync always), in order. */
   private held: Promise<void> | null = null;
@@ -48,11 +50,14 @@ export class Connection {
     this.lastActive = ctx.clock.now;
     this.openedAt = ctx.clock.now;
     socket.setNoDelay(true);
+    // A client that shuts down its sending side still reads: Node must not end ours for it (see onEnd).
+    // Set here rather than on the listeners, so that a TLS socket that ends before its handshake closes at once.
+    socket.allowHalfOpen = true;
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.onDrain());
     socket.on('error', (error) => ctx.log.debug({ err: error, remote: socket.remoteAddress }, 'connection error'));
     socket.on('close', () => this.onClose());
-    socket.on('end', () => this.socket.end());
+    socket.on('end', () => this.onEnd());
   }
 
   /** "addr:port" of the client, or the socket path for a unix socket. */
@@ -110,7 +115,11 @@ export class Connection {
   private run(): void {
     this.waiting = false;
     const protocol = this.protocol;
-    if (this.closed || this.buffered === 0 || protocol === null) return;
+    if (this.closed) return;
+    if (this.buffered === 0 || protocol === null) {
+      if (this.inputEnded) this.close();
+      return;
+    }
     const input = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.buffered);
     this.generationAtBatch = this.ctx.persistence?.generation ?? 0;
     const consumed = protocol.execute(input, 0, input.length);
@@ -151,6 +160,19 @@ export class Connection {
     } else if (this.socket.isPaused()) {
       this.socket.resume();
     }
+    // Every complete command the client sent before its FIN has run; an unfinished one never will.
+    if (this.inputEnded && !this.waiting) this.close();
+  }
+
+  /**
+   * The client will send nothing more, but may still read (a half-close, as
+   * `nc -N` does): its commands still waiting for their turn run first, and
+   * close() writes every reply owed, those waiting for the disk too, before the
+   * server closes its side.
+   */
+  private onEnd(): void {
+    this.inputEnded = true;
+    if (!this.waiting && !this.closed) this.close();
   }
 
   private onDrain(): void {
