@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { ServerContext } from './context.js';
 import { OUTPUT_HARD_CAP, OUTPUT_SOFT_CAP, OutputBuffer } from './output.js';
+import { ValueReservation } from './partial-values.js';
 import { BinaryProtocol } from './protocol/binary.js';
 import type { Protocol } from './protocol/protocol.js';
 import { SaslAuthenticator } from './protocol/sasl.js';
@@ -22,6 +23,8 @@ const SMALL_LEFTOVER = 16 * 1024;
  */
 export class Connection {
   private readonly out = new OutputBuffer();
+  /** Room held in the server-wide budget for the data block this connection waits for. */
+  private readonly reservation: ValueReservation;
   /** Chosen from the first byte received, as memcached does (0x80: binary). */
   private protocol: Protocol | null = null;
   /** Bytes received but not consumed yet, in arrival order. */
@@ -49,6 +52,7 @@ export class Connection {
   ) {
     this.lastActive = ctx.clock.now;
     this.openedAt = ctx.clock.now;
+    this.reservation = new ValueReservation(ctx.partialValues);
     socket.setNoDelay(true);
     // A client that shuts down its sending side still reads: Node must not end ours for it (see onEnd).
     // Set here rather than on the listeners, so that a TLS socket that ends before its handshake closes at once.
@@ -107,8 +111,9 @@ export class Connection {
   private chooseProtocol(firstByte: number): Protocol {
     const { config, saslPasswords } = this.ctx;
     const binary = config.protocol === 'binary' || (config.protocol === 'auto' && firstByte === 0x80);
-    if (!binary) return new TextProtocol(this.ctx, this.out);
-    return new BinaryProtocol(this.ctx, this.out, saslPasswords === null ? null : new SaslAuthenticator(saslPasswords));
+    if (!binary) return new TextProtocol(this.ctx, this.out, config.reqsPerEvent, this.reservation);
+    const sasl = saslPasswords === null ? null : new SaslAuthenticator(saslPasswords);
+    return new BinaryProtocol(this.ctx, this.out, sasl, config.reqsPerEvent, this.reservation);
   }
 
   /** Runs what the buffered input allows, writes the replies, and decides what comes next. */
@@ -121,7 +126,8 @@ export class Connection {
       return;
     }
     const input = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.buffered);
-    this.generationAtBatch = this.ctx.persistence?.generation ?? 0;
+    // Replies held back from an earlier run (see below) belong to the batch that began then.
+    if (this.out.isEmpty) this.generationAtBatch = this.ctx.persistence?.generation ?? 0;
     const consumed = protocol.execute(input, 0, input.length);
     const left = input.length - consumed;
     if (left === 0) {
@@ -135,7 +141,9 @@ export class Connection {
     // Only an unterminated line is too long: a yield (-R) leaves complete commands behind.
     if (this.wanted === 0 && left > MAX_PENDING_LINE && !protocol.yielded) protocol.closing = true;
 
-    this.flush();
+    // memcached answers a refused data block only once it has swallowed it: a client
+    // that never sends the rest gets no reply, as from memcached.
+    if (protocol.swallowing === 0) this.flush();
     if (protocol.closing) {
       this.close();
       return;
@@ -222,6 +230,7 @@ export class Connection {
   private close(): void {
     this.closed = true;
     this.parts = [];
+    this.reservation.release();
     const end = (): void => {
       // Keep reading (and dropping) what the client still sends: closing with unread
       // input makes the kernel reset the connection and drop replies still in flight.
@@ -235,6 +244,7 @@ export class Connection {
 
   private onClose(): void {
     this.closed = true;
+    this.reservation.release();
     this.ctx.counters.curr_connections--;
   }
 }

@@ -5,6 +5,7 @@ import type { LatencyRecorder } from './observe/latency.js';
 import type { PrefixStats } from './observe/prefix-stats.js';
 import type { PasswordFile } from './protocol/sasl.js';
 import type { Counters } from './observe/stats.js';
+import type { PartialValueBudget } from './partial-values.js';
 import type { Persistence } from './store/persistence.js';
 import type { Store } from './store/store.js';
 
@@ -30,6 +31,8 @@ export interface ServerContext {
   /** The string `version` and `stats` report. */
   readonly version: string;
   readonly connections: ReadonlySet<ConnectionInfo>;
+  /** What values still arriving on all connections may hold (partial-values.ts). */
+  readonly partialValues: PartialValueBudget;
   /** --data-dir: the disk tier under the store, or null. */
   readonly persistence: Persistence | null;
   /** --peer/--replication-port: replication with peers (its `stats` lines), or null. */

@@ -14,6 +14,7 @@ import { Counters } from './observe/stats.js';
 import { DiskStore } from './store/disk.js';
 import { MemoryGuard } from './memory-guard.js';
 import { MemoryStore } from './store/memory.js';
+import { PartialValueBudget, partialValueLimit } from './partial-values.js';
 import { Persistence } from './store/persistence.js';
 import { Replicator } from './replication/replicator.js';
 import type { Store } from './store/store.js';
@@ -46,6 +47,7 @@ export class MnemoServer implements ServerContext {
   readonly store: Store;
   readonly version = PROTOCOL_VERSION;
   readonly connections = new Set<Connection>();
+  readonly partialValues: PartialValueBudget;
   readonly persistence: Persistence | null = null;
   /** --peer/--replication-port: replication with peers, or null. */
   readonly replication: Replicator | null = null;
@@ -98,6 +100,7 @@ export class MnemoServer implements ServerContext {
     this.asciiPasswords = config.authFile === null ? null : new PasswordFile(config.authFile);
     this.clock.onTick((now) => this.kickIdle(now));
     this.memoryGuard = new MemoryGuard(() => memory.bytesLimit);
+    this.partialValues = new PartialValueBudget(partialValueLimit(config));
   }
 
   setVerbosity(level: number): void {

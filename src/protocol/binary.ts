@@ -1,6 +1,7 @@
 import type { ServerContext } from '../context.js';
 import { binaryFamily } from '../observe/latency.js';
 import { OUTPUT_SOFT_CAP, type OutputBuffer } from '../output.js';
+import type { ValueReservation } from '../partial-values.js';
 import type { ItemView, StoreMode } from '../store/store.js';
 import { statsPairs } from './stats-text.js';
 import { KEY_MAX_LENGTH } from './limits.js';
@@ -44,6 +45,9 @@ const ERROR_TEXT: Record<number, Buffer> = {
   [Status.AuthError]: Buffer.from('Auth failure.'),
 };
 
+/** memcached's text when item_alloc fails for a set (out_of_memory strips "SERVER_ERROR "). */
+const ALLOCATION_FAILED = Buffer.from('Out of memory allocating item');
+
 /** Quiet opcodes and the command they are a quiet form of. */
 const QUIET_OF: Record<number, number> = {
   [Opcode.SetQ]: Opcode.Set, [Opcode.AddQ]: Opcode.Add, [Opcode.ReplaceQ]: Opcode.Replace,
@@ -59,7 +63,7 @@ export class BinaryProtocol implements Protocol {
   wanted = 0;
   closing = false;
   yielded = false;
-  private swallowing = 0;
+  swallowing = 0;
   /** Request fields of the command being answered. */
   private opcode = 0;
   private opaque = 0;
@@ -72,6 +76,8 @@ export class BinaryProtocol implements Protocol {
     private readonly out: OutputBuffer,
     private readonly sasl: SaslAuthenticator | null,
     private readonly commandsPerCall = ctx.config.reqsPerEvent,
+    /** The connection's room for a value still arriving (partial-values.ts). */
+    private readonly reservation: ValueReservation | null = null,
   ) {}
 
   execute(buf: Buffer, start: number, end: number): number {
@@ -231,9 +237,17 @@ export class BinaryProtocol implements Protocol {
       return valueStart;
     }
     if (valueEnd > end) {
+      if (this.reservation !== null && !this.reservation.hold(valueLength)) {
+        // No room for the value to arrive: refused as memcached refuses a set it cannot allocate for.
+        this.respond(Status.OutOfMemory, 0, 0, ALLOCATION_FAILED, 0);
+        if (op === Opcode.Set) store.delete(buf, keyStart, keyEnd);
+        this.swallowing = valueLength;
+        return valueStart;
+      }
       this.wanted = valueEnd - pos;
       return -1;
     }
+    this.reservation?.release();
     counters.cmd_set++;
     let mode: StoreMode;
     switch (op) {
@@ -390,9 +404,16 @@ export class BinaryProtocol implements Protocol {
   private saslAuth(buf: Buffer, pos: number, end: number, keyStart: number, keyEnd: number, valueLength: number): number {
     const valueEnd = keyEnd + valueLength;
     if (valueEnd > end) {
+      if (this.reservation !== null && !this.reservation.hold(valueLength)) {
+        // memcached allocates an item for the SASL data too, and answers ENOMEM when it cannot.
+        this.error(Status.OutOfMemory);
+        this.swallowing = valueLength;
+        return keyEnd;
+      }
       this.wanted = valueEnd - pos;
       return -1;
     }
+    this.reservation?.release();
     const counters = this.ctx.counters;
     const mechanism = buf.toString('latin1', keyStart, keyEnd);
     counters.auth_cmds++;

@@ -17,6 +17,10 @@ export interface MetaHost {
   swallow(bytes: number): void;
   /** Stop here until the input holds this many bytes from the buffer start. */
   want(bytes: number): void;
+  /** Holds room for a data block still arriving (partial-values.ts); false: there is none, refuse it. */
+  reserve(bytes: number): boolean;
+  /** The data block has arrived: gives back its room. */
+  release(): void;
 }
 
 const MAX_OPAQUE_LENGTH = 32;
@@ -368,9 +372,17 @@ export class MetaCommands {
     }
     const dataEnd = next + length;
     if (dataEnd + 2 > end) {
+      if (!this.host.reserve(length + 2)) {
+        // No room for the value to arrive: refused as memcached refuses an ms it cannot allocate for.
+        counters.store_no_memory++;
+        store.delete(f.key, f.keyStart, f.keyEnd);
+        this.host.swallow(length + 2);
+        return this.error('SERVER_ERROR out of memory storing object', next);
+      }
       this.host.want(dataEnd + 2);
       return -1;
     }
+    this.host.release();
     counters.cmd_set++;
     if (buf[dataEnd] !== 0x0d || buf[dataEnd + 1] !== 0x0a) {
       this.out.ascii('CLIENT_ERROR bad data chunk\r\n');

@@ -6,6 +6,11 @@ export interface Protocol {
   closing: boolean;
   /** execute() stopped with complete commands left (-R, or replies piling up). */
   yielded: boolean;
+  /**
+   * Bytes of a refused data block still to be dropped as they arrive. As in
+   * memcached (conn_swallow), the refusal is answered once they are dropped.
+   */
+  readonly swallowing: number;
   /** Runs the complete commands in buf[start, end); returns the offset of the first byte not consumed. */
   execute(buf: Buffer, start: number, end: number): number;
 }

@@ -1,5 +1,6 @@
 import { OUTPUT_SOFT_CAP, type OutputBuffer } from '../output.js';
 import type { ServerContext } from '../context.js';
+import type { ValueReservation } from '../partial-values.js';
 import type { StoreMode } from '../store/store.js';
 import { parseCasUnique, parseI32, parseU32, parseU64 } from '../c-numbers.js';
 import { statsPairs, writeMetadump, writeStats } from './stats-text.js';
@@ -106,7 +107,7 @@ export class TextProtocol implements MetaHost {
   /** execute() stopped early (-R reached, or replies piling up) with complete commands left. */
   yielded = false;
   /** Bytes of a refused data block still to be dropped as they arrive. */
-  private swallowing = 0;
+  swallowing = 0;
   private noreply = false;
   /**
    * The current and the previous command were gets (no command yet counts as one).
@@ -127,6 +128,8 @@ export class TextProtocol implements MetaHost {
     private readonly out: OutputBuffer,
     /** -R: commands run per call before yielding. */
     private readonly commandsPerCall = ctx.config.reqsPerEvent,
+    /** The connection's room for a data block still arriving; null (UDP): a datagram holds no partial value. */
+    private readonly reservation: ValueReservation | null = null,
   ) {
     this.meta = new MetaCommands(ctx, out, this);
     this.authenticated = ctx.asciiPasswords === null;
@@ -138,6 +141,14 @@ export class TextProtocol implements MetaHost {
 
   want(bytes: number): void {
     this.wanted = bytes;
+  }
+
+  reserve(bytes: number): boolean {
+    return this.reservation === null || this.reservation.hold(bytes);
+  }
+
+  release(): void {
+    this.reservation?.release();
   }
 
   /**
@@ -306,9 +317,16 @@ export class TextProtocol implements MetaHost {
     }
     const dataEnd = next + length;
     if (dataEnd + 2 > end) {
+      // Unauthenticated clients are held to the same bound as everyone's values.
+      if (!this.reserve(length + 2)) {
+        out.bytes(OUT_OF_MEMORY);
+        this.swallowing = length + 2;
+        return next;
+      }
       this.wanted = dataEnd + 2;
       return -1;
     }
+    this.release();
     if (buf[dataEnd] !== CR || buf[dataEnd + 1] !== LF) {
       out.ascii('CLIENT_ERROR bad command line termination\r\n');
       return dataEnd + 2;
@@ -468,9 +486,18 @@ export class TextProtocol implements MetaHost {
     }
     const dataEnd = next + length;
     if (dataEnd + 2 > end) {
+      if (!this.reserve(length + 2)) {
+        // No room for the value to arrive: refused as memcached refuses a set it cannot allocate for.
+        counters.store_no_memory++;
+        this.answer(OUT_OF_MEMORY);
+        if (mode === 'set') store.delete(buf, ks, ke);
+        this.swallowing = length + 2;
+        return next;
+      }
       this.wanted = dataEnd + 2;
       return -1;
     }
+    this.release();
     counters.cmd_set++;
     if (buf[dataEnd] !== CR || buf[dataEnd + 1] !== LF) {
       this.answer(BAD_DATA_CHUNK);
