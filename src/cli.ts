@@ -87,7 +87,7 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
   -b, --listen-backlog=<num>  backlog queue limit (default: 1024)
   -c, --conn-limit=<num>      max simultaneous connections (default: 1024)
   -m, --memory-limit=<num>    item memory in megabytes, with Node's ~300 bytes per item
-                              (default: 64)
+                              (default: 64); values still arriving may hold as much again
   -M, --disable-evictions     return an error when memory is full instead of evicting
   -I, --max-item-size=<num>   largest item, with k/m units (default: 1m, min: 1k; at most half of -m)
   -t, --threads=<num>         accepted and shown in stats (default: 4); one event loop serves all
