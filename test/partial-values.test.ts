@@ -6,8 +6,10 @@
  * bounded however many clients leave sets unfinished.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { describe, it } from 'node:test';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
 import { parseResponses, request, storeExtras } from './helpers/binary.js';
 import { connectClient, type RawClient } from './helpers/client.js';
 import { startMnemo, type RunningServer } from './helpers/mnemo.js';
@@ -229,6 +231,41 @@ describe('unfinished sets', () => {
       for (const client of clients) client.close();
       admin.close();
       await server.stop();
+    }
+  });
+
+  it('hold authentication data (-Y, SASL) to the same bound', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mnemo-partial-'));
+    after(() => rmSync(dir, { recursive: true, force: true }));
+    const passwords = join(dir, 'passwords');
+    writeFileSync(passwords, 'alice:wonderland\n');
+    const size = 2 * MiB;
+    const ascii = await startMnemo(['-m', '1', '-I', '256k', '-Y', passwords]);
+    try {
+      const client = await connectClient(ascii.port);
+      // Past the 1 MiB bound before authenticating: refused, swallowed, and the connection can still log in.
+      client.send(`set auth 0 0 ${size}\r\n`);
+      client.send(Buffer.alloc(size, 0x61));
+      assert.equal(await client.request('\r\n'), OUT_OF_MEMORY);
+      assert.equal(await client.request('set auth 0 0 16\r\nalice wonderland\r\n'), 'STORED\r\n');
+      client.close();
+    } finally {
+      await ascii.stop();
+    }
+    const sasl = await startMnemo(['-m', '1', '-I', '256k', '-S', '--sasl-pwdb', passwords]);
+    try {
+      const client = await connectClient(sasl.port);
+      const huge = request({ opcode: 0x21, key: 'PLAIN', value: Buffer.alloc(size, 0x61) });
+      client.send(huge.subarray(0, 1000));
+      client.send(huge.subarray(1000));
+      const [refused] = parseResponses(await client.readUntil((got) => parseResponses(got)[0].length === 1));
+      assert.deepEqual([refused![0]!.status, refused![0]!.value.toString('latin1')], [0x82, 'Out of memory']);
+      client.send(request({ opcode: 0x21, key: 'PLAIN', value: '\0alice\0wonderland' }));
+      const [accepted] = parseResponses(await client.readUntil((got) => parseResponses(got)[0].length === 1));
+      assert.equal(accepted![0]!.status, 0);
+      client.close();
+    } finally {
+      await sasl.stop();
     }
   });
 });
