@@ -138,7 +138,8 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
   -d, --daemon                run in the background
   -P, --pidfile=<file>        write the process id to <file> (with or without -d)
       --log-file=<file>       append logs to <file> (where they go when detached)
-      --log-format=<fmt>      json (default) or pretty
+      --log-format=<fmt>      auto (default: pretty lines when logging to a terminal,
+                              JSON lines otherwise), json or pretty
       --metrics-port=<num>    HTTP: /metrics (Prometheus), /healthz, /readyz and a live
                               dashboard at /, on the -l address; 0 picks a free port
   -u, --user=<user>           switch to <user> after opening listeners (when run as root)
@@ -480,7 +481,9 @@ export function parseCommandLine(argv: string[]): CliResult {
   parseReplication(values, config);
   if (values['log-format'] !== undefined) {
     const format = values['log-format'];
-    if (format !== 'json' && format !== 'pretty') throw new ConfigError(`${flagName('log-format')}: '${format}' is not json or pretty`);
+    if (format !== 'auto' && format !== 'json' && format !== 'pretty') {
+      throw new ConfigError(`${flagName('log-format')}: '${format}' is not auto, json or pretty`);
+    }
     config.logFormat = format;
   }
   config.pidFile = values.pidfile ?? null;

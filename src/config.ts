@@ -88,8 +88,8 @@ export interface Config {
   syncWaitTimeout: number;
   /** --test-drop-changes: the fraction of changes not sent to peers, to make nodes diverge (tests only). */
   testDropChanges: number;
-  /** --log-format: JSON lines, or human-readable. */
-  logFormat: 'json' | 'pretty';
+  /** --log-format: JSON lines, human-readable, or auto (readable when stderr is a terminal). */
+  logFormat: 'auto' | 'json' | 'pretty';
   /** --test-clock: allow `debugtime <seconds>` to move the clock (tests only). */
   testClock: boolean;
   /** Every -o suboption as given, for `stats settings`. */
@@ -143,7 +143,7 @@ export const DEFAULTS: Readonly<Config> = {
   antiEntropyInterval: 5,
   syncWaitTimeout: 0,
   testDropChanges: 0,
-  logFormat: 'json',
+  logFormat: 'auto',
   testClock: false,
   extended: new Map(),
 };

@@ -1,5 +1,6 @@
+import { createRequire } from 'node:module';
 import { pino, type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import type { PrettyOptions } from 'pino-pretty';
 
 /**
  * memcached's -v count as a log level. Without -v, lifecycle events (loading a
@@ -11,12 +12,19 @@ export function levelForVerbosity(verbosity: number): string {
 
 /**
  * Logs to --log-file, or to stderr so stdout stays free for what a command
- * prints. JSON lines by default; --log-format pretty for people reading along.
+ * prints. --log-format auto (the default) writes readable lines when they go to a
+ * terminal and JSON lines otherwise (a file, a pipe, journald); json and pretty
+ * force one. pino-pretty is loaded only when lines are pretty.
  */
-export function createLogger(verbosity: number, logFile: string | null = null, format: 'json' | 'pretty' = 'json'): Logger {
+export function createLogger(verbosity: number, logFile: string | null = null, format: 'auto' | 'json' | 'pretty' = 'auto'): Logger {
   const options = { name: 'mnemo', level: levelForVerbosity(verbosity) };
-  if (format === 'pretty') {
-    return pino(options, pretty({ destination: logFile ?? 2, sync: true, append: true, mkdir: logFile !== null }));
+  const terminal = logFile === null && process.stderr.isTTY === true;
+  if (format === 'pretty' || (format === 'auto' && terminal)) {
+    const pretty = createRequire(import.meta.url)('pino-pretty') as (options: PrettyOptions) => NodeJS.WritableStream;
+    return pino(options, pretty({
+      destination: logFile ?? 2, sync: true, append: true, mkdir: logFile !== null,
+      colorize: terminal, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name',
+    }) as Parameters<typeof pino>[1]);
   }
   return pino(options, pino.destination({ dest: logFile ?? 2, sync: true, append: true, mkdir: logFile !== null }));
 }

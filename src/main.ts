@@ -5,7 +5,6 @@ import { ConfigError, type Config } from './config.js';
 import { detach, isDaemonChild, reportToParent } from './daemon.js';
 import { createLogger } from './log.js';
 import { dropPrivileges } from './privileges.js';
-import { ObservabilityServer } from './observe/http.js';
 import { MnemoServer, type ListenerAddress } from './server.js';
 import { isLoopback } from './tls.js';
 import { MNEMO_VERSION } from './version.js';
@@ -59,7 +58,8 @@ async function serve(config: Config): Promise<void> {
     if (!(error instanceof ConfigError)) throw error;
     fail(error.message);
   }
-  const observability = config.metricsPort === null ? null : new ObservabilityServer(server);
+  // prom-client and the dashboard are loaded only with --metrics-port (a few MB of a plain start's RSS).
+  const observability = config.metricsPort === null ? null : new (await import('./observe/http.js')).ObservabilityServer(server);
   let stopping = false;
   const stop = (reason: string, graceful = true): void => {
     if (stopping) return;

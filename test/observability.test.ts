@@ -116,48 +116,97 @@ describe('tier and replication metrics', () => {
 });
 
 describe('dashboard', () => {
-  it('renders its charts in headless Chromium and updates them after traffic', async () => {
-    const { server, metricsUrl } = await startWithMetrics();
+  it("draws the server's history on first load, then appends live samples", async () => {
+    const dataDir = join(dir, 'dashboard-data');
+    mkdirSync(dataDir);
+    const peerPort = await freePort();
+    const ownPort = await freePort();
+    const peer = await startMnemo(['--replication-port', String(peerPort), '--peer', `127.0.0.1:${ownPort}`, '--peer-wait', '0.2']);
+    const { server, metricsUrl } = await startWithMetrics([
+      '--test-clock', '-H', dataDir, '--disk-limit', '64m',
+      '--replication-port', String(ownPort), '--peer', `127.0.0.1:${peerPort}`, '--peer-wait', '0.2',
+    ]);
     const browser = await chromium.launch({
       executablePath: '/usr/bin/chromium',
       headless: true,
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
         '--disable-component-update', '--disable-sync'],
     });
+    const client = await connectClient(server.port);
     try {
-      const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-      await page.goto(metricsUrl);
-      await page.waitForFunction(() => Number(document.body.dataset.updates ?? 0) >= 2, undefined, { timeout: 10_000 });
-      const client = await connectClient(server.port);
-      for (let round = 0; round < 3; round++) {
+      // 30 seconds of traffic on the server's clock (debugtime moves it and the
+      // history samples on each move), before any page is open.
+      for (let second = 0; second < 30; second++) {
         let batch = '';
-        for (let i = 0; i < 200; i++) batch += `set k${i} 0 0 3\r\nabc\r\nget k${i}\r\n`;
-        await client.request(batch, 'VALUE k199 0 3\r\nabc\r\nEND\r\n');
-        await new Promise((resolve) => setTimeout(resolve, 600));
+        for (let i = 0; i < 40 + 4 * second; i++) batch += `set k${i} 0 0 3\r\nabc\r\nget k${i}\r\n`;
+        await client.request(`${batch}get nope\r\ndebugtime 1\r\n`, 'END\r\nOK\r\n');
       }
-      await page.waitForFunction(() => Number(document.body.dataset.updates ?? 0) >= 5, undefined, { timeout: 10_000 });
-      client.close();
-      const text = await page.textContent('#mem-now');
-      assert.match(text ?? '', /200 items/);
+      const serverTime = async (): Promise<number> => Number(/STAT time (\d+)/.exec(await client.request('stats\r\n', 'END\r\n'))![1]);
+      const timeBefore = await serverTime();
+      const page = await browser.newPage({ viewport: { width: 1400, height: 1200 } });
+      await page.goto(metricsUrl, { waitUntil: 'load' });
+      // Within one second of loading, the ops/s chart holds the history: at least 25
+      // points. Timed inside the page (Playwright's own round trips are slow on a loaded machine).
+      await page.waitForFunction(() => document.body.dataset.firstDrawMs !== undefined, undefined, { timeout: 10_000 });
+      const firstDraw = await page.evaluate(() => ({
+        ms: Number(document.body.dataset.firstDrawMs) - (performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming).loadEventStart,
+        points: Number(document.body.dataset.firstDrawOps),
+      }));
+      assert.ok(firstDraw.points >= 25, `first draw: ${firstDraw.points} points`);
+      assert.ok(firstDraw.ms < 1000, `first draw ${firstDraw.ms} ms after the load event`);
+      const shown = (await page.evaluate(() => {
+        const charts = (window as unknown as { charts: Record<string, { data: Array<Array<number | null>>; series: Array<{ label: string }> }> }).charts;
+        return Object.fromEntries(Object.entries(charts).map(([id, chart]) => [id, { data: chart.data, labels: chart.series.map((s) => s.label) }]));
+      })) as Record<string, { data: Array<Array<number | null>>; labels: string[] }>;
+      assert.deepEqual(Object.keys(shown).sort(), ['connections', 'disk', 'disk-io', 'evictions', 'hit', 'items', 'latency', 'memory', 'ops', 'peer-0'].sort());
+      assert.deepEqual(shown.ops!.labels, ['time', 'get', 'set', 'delete', 'arithmetic', 'touch', 'meta', 'other']);
+      // The x axis is the server's clock (unix seconds, a sample each time it moves; debugtime moved it 30 s on).
+      const stats = new Map((await client.request('stats\r\n', 'END\r\n')).split('\r\n').map((l) => [l.split(' ')[1], l.split(' ')[2]]));
+      const times = shown.ops!.data[0] as number[];
+      assert.ok(times.at(-1)! >= timeBefore && times.at(-1)! <= Number(stats.get('time')), `last sample ${times.at(-1)}, server time ${timeBefore}..${stats.get('time')}`);
+      assert.ok(times.length >= 30 && times.length <= 900);
+      const sets = shown.ops!.data[2]!.filter((v): v is number => v !== null && v > 0);
+      assert.ok(sets.length >= 25, `${sets.length} points of sets/s`);
+      assert.ok(Math.max(...sets) >= 150, `peak sets/s ${Math.max(...sets)}`);
+      assert.equal(shown.items!.data[1]!.at(-1), Number(stats.get('curr_items')));
+      assert.ok(shown.latency!.data[2]!.some((v) => v !== null && v > 0), 'p99 latency plotted');
+      assert.ok(shown.hit!.data[1]!.some((v) => v !== null && v > 0.9 && v < 1), 'hit ratio plotted');
+      assert.ok(shown.disk!.data[1]!.at(-1)! > 0, 'disk tier bytes plotted');
+      assert.equal(shown['peer-0']!.data[2]!.at(-1), 1, 'the peer is connected');
       assert.match((await page.textContent('#ops-now')) ?? '', /ops\/s/);
-      // Every chart has drawn something: its canvas holds non-transparent pixels.
-      const painted = await page.evaluate(() =>
-        [...document.querySelectorAll('canvas')].map((canvas) => {
-          const data = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
-          let count = 0;
-          for (let i = 3; i < data.length; i += 4) if (data[i]! > 0) count++;
-          return count;
-        }),
-      );
-      assert.equal(painted.length, 6);
-      // The operations chart plotted the traffic: its set series rose above zero.
-      const peakSets = (await page.evaluate('Math.max(...series.ops.set)')) as number;
-      assert.ok(peakSets > 50, `peak sets/s ${peakSets}`);
-      for (const pixels of painted) assert.ok(pixels > 100, `a canvas is empty: ${painted}`);
+      assert.match((await page.textContent('#memory-now')) ?? '', /of 64 MiB/);
+
+      // Live: a new sample on the server reaches the open page.
+      const before = Number(await page.evaluate(() => document.body.dataset.points));
+      await client.request('set live 0 0 1\r\nx\r\ndebugtime 1\r\n', 'OK\r\n');
+      await page.waitForFunction((n) => Number(document.body.dataset.points) > n, before, { timeout: 10_000 });
       mkdirSync(join(root, 'test-results'), { recursive: true });
       await page.screenshot({ path: join(root, 'test-results', 'dashboard.png'), fullPage: true });
     } finally {
+      client.close();
       await browser.close();
+      await server.stop();
+      await peer.stop();
+    }
+  });
+
+  it('keeps 15 minutes of history in a fixed ring', async () => {
+    const { server, metricsUrl } = await startWithMetrics(['--test-clock']);
+    const client = await connectClient(server.port);
+    try {
+      for (let second = 0; second < 1000; second += 50) {
+        let moves = '';
+        for (let i = 0; i < 50; i++) moves += 'debugtime 1\r\n';
+        await client.request(moves, 'OK\r\n'.repeat(50));
+      }
+      const history = (await (await fetch(`${metricsUrl}/api/history`)).json()) as { rows: number; data: Record<string, number[]> };
+      assert.equal(history.rows, 900);
+      const times = history.data.time!;
+      for (let i = 1; i < times.length; i++) assert.ok(times[i]! > times[i - 1]!, 'oldest first');
+      const newer = (await (await fetch(`${metricsUrl}/api/history?since=${times.at(-3)}`)).json()) as { rows: number };
+      assert.equal(newer.rows, 2);
+    } finally {
+      client.close();
       await server.stop();
     }
   });

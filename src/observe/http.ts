@@ -1,9 +1,18 @@
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { ServerContext } from '../context.js';
 import { DASHBOARD_PAGE } from './dashboard-page.js';
+import { History } from './history.js';
 import { createMetrics, peersOf } from './metrics.js';
+
+/** uPlot (charts for the dashboard), served from here: an operator's browser may have no internet. */
+const ASSETS: Record<string, { file: string; type: string }> = {
+  '/uplot.js': { file: 'uplot/dist/uPlot.iife.min.js', type: 'text/javascript; charset=utf-8' },
+  '/uplot.css': { file: 'uplot/dist/uPlot.min.css', type: 'text/css; charset=utf-8' },
+};
 
 /** What the operator's HTTP side needs beyond the shared context. */
 export interface Observable extends ServerContext {
@@ -13,14 +22,19 @@ export interface Observable extends ServerContext {
 
 /**
  * --metrics-port: Prometheus /metrics, /healthz, /readyz, the dashboard at /
- * and the JSON it polls at /api/stats.
+ * (with uPlot at /uplot.js and /uplot.css), its history at /api/history, and the
+ * current figures at /api/stats.
  */
 export class ObservabilityServer {
   private readonly registry: Registry;
   private readonly http: Server;
+  readonly history: History;
+  private readonly assets = new Map<string, Buffer>();
 
   constructor(private readonly ctx: Observable) {
     this.registry = createMetrics(ctx);
+    this.history = new History(ctx);
+    this.history.start();
     this.http = createServer((request, response) => {
       this.route(request, response).catch((error: Error) => {
         ctx.log.warn({ err: error }, 'metrics request failed');
@@ -46,7 +60,8 @@ export class ObservabilityServer {
   }
 
   private async route(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const path = (request.url ?? '/').split('?')[0];
+    const url = new URL(request.url ?? '/', 'http://localhost');
+    const path = url.pathname;
     switch (path) {
       case '/metrics':
         response.writeHead(200, { 'content-type': this.registry.contentType });
@@ -58,6 +73,14 @@ export class ObservabilityServer {
       case '/readyz':
         json(response, this.ctx.ready ? 200 : 503, { ready: this.ctx.ready });
         return;
+      case '/api/history':
+        json(response, 200, this.history.since(Number(url.searchParams.get('since') ?? -1) || -1));
+        return;
+      case '/uplot.js':
+      case '/uplot.css':
+        response.writeHead(200, { 'content-type': ASSETS[path]!.type, 'cache-control': 'max-age=86400' });
+        response.end(this.asset(path));
+        return;
       case '/api/stats':
         json(response, 200, this.snapshot());
         return;
@@ -68,6 +91,15 @@ export class ObservabilityServer {
       default:
         json(response, 404, { error: 'not found' });
     }
+  }
+
+  private asset(path: string): Buffer {
+    let body = this.assets.get(path);
+    if (body === undefined) {
+      body = readFileSync(createRequire(import.meta.url).resolve(ASSETS[path]!.file));
+      this.assets.set(path, body);
+    }
+    return body;
   }
 
   /** Cumulative counters and gauges; the dashboard turns counters into rates. */

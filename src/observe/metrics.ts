@@ -1,6 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'prom-client';
 import type { ServerContext } from '../context.js';
 import { BOUNDS, FAMILIES } from './latency.js';
+import { registerExporterMetrics } from './memcached-exporter.js';
 
 /**
  * Prometheus metrics. Every series is read from the server's own counters at
@@ -69,6 +70,7 @@ export function createMetrics(ctx: ServerContext): Registry {
   registry.registerMetric(latencyHistogram(ctx) as unknown as Metric);
   if (ctx.persistence !== null) diskMetrics(ctx, counter, gauge);
   if (ctx.replication != null) peerMetrics(ctx, registry);
+  registerExporterMetrics(ctx, registry);
   return registry;
 }
 

@@ -1,7 +1,11 @@
 import { join } from 'node:path';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import { createRequire } from 'node:module';
+import type { Database, RootDatabase } from 'lmdb';
 import { compareVersions } from './hlc.js';
 import type { VersionTable } from './versions.js';
+
+/** lmdb is loaded when a data dir is opened, not at start: a node without -H does not carry its ~10 MB of RSS. */
+const lmdb = (): typeof import('lmdb') => createRequire(import.meta.url)('lmdb') as typeof import('lmdb');
 
 /** hlc f64, node u32, tomb u8, since f64. */
 const RECORD = 8 + 4 + 1 + 8;
@@ -25,7 +29,7 @@ export class VersionStore {
   writeErrors = 0;
 
   constructor(dataDir: string, syncEveryCommit: boolean) {
-    this.root = open({ path: join(dataDir, 'replication-versions'), maxDbs: 2, noSync: !syncEveryCommit, overlappingSync: false });
+    this.root = lmdb().open({ path: join(dataDir, 'replication-versions'), maxDbs: 2, noSync: !syncEveryCommit, overlappingSync: false });
     this.versions = this.root.openDB<Buffer, Buffer>({ name: 'versions', encoding: 'binary', keyEncoding: 'binary' });
     this.meta = this.root.openDB<string, string>({ name: 'meta', encoding: 'string', keyEncoding: 'ordered-binary' });
   }

@@ -1,8 +1,12 @@
 import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync, writeSync, accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import { createRequire } from 'node:module';
+import type { Database, RootDatabase } from 'lmdb';
 import { ConfigError } from '../config.js';
 import type { StoredRecord } from './store.js';
+
+/** lmdb is loaded when a data dir is opened, not at start: a node without -H does not carry its ~10 MB of RSS. */
+const lmdb = (): typeof import('lmdb') => createRequire(import.meta.url)('lmdb') as typeof import('lmdb');
 
 /** Bumped when the on-disk layout changes; a data dir of another version is refused, never rewritten. */
 export const FORMAT_VERSION = 1;
@@ -59,7 +63,7 @@ export class DiskStore {
     try {
       // interval: commits skip fsync and a timer flushes them (lmdb has no interval option).
       // always: each commit includes its fsync, so a write's promise settles once it is on disk.
-      this.root = open({ path: join(path, 'lmdb'), maxDbs: 4, noSync: sync.kind !== 'always', overlappingSync: false });
+      this.root = lmdb().open({ path: join(path, 'lmdb'), maxDbs: 4, noSync: sync.kind !== 'always', overlappingSync: false });
       const meta = this.root.openDB<string, string>({ name: 'meta', encoding: 'string', keyEncoding: 'ordered-binary' });
       this.meta = meta;
       const format = meta.get(FORMAT_KEY);
