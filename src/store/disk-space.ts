@@ -62,12 +62,17 @@ export class DiskSpace {
 
   /** Bytes that may still be written before the reserve: negative while low. */
   get headroom(): number {
-    return this.free - (this.accepted - this.settledAtSample) - this.reserve;
+    return this.free - this.unsettled - this.reserve;
   }
 
   /** Below the reserve: changes are refused until a sample shows room again. */
   get low(): boolean {
     return this.headroom < 0;
+  }
+
+  /** Write costs the last sample could not have seen (0 once every write settled before a sample). */
+  get unsettled(): number {
+    return this.accepted - this.settledAtSample;
   }
 
   /** Free bytes at the last sample, for `stats`. */

@@ -176,6 +176,7 @@ export class Persistence implements StoreBacking {
       ['disk_full', disk.refusing ? 1 : 0],
       ['disk_free_bytes', disk.space.freeBytes],
       ['disk_reserve_bytes', disk.space.reserve],
+      ['disk_unsettled_bytes', disk.space.unsettled],
     ];
     if (this.diskLimit !== null) {
       lines.push(['disk_limit', this.diskLimit], ['disk_tier_bytes', this.tierBytes], ['disk_evictions', this.evictions]);
