@@ -123,7 +123,8 @@ export class DiskStore {
 
   /**
    * Resolves once every write so far is on disk (flushed, not just committed):
-   * true, or false when a commit failed meanwhile (one of those writes may be lost).
+   * true, or false when a commit failed meanwhile (one of those writes may be lost),
+   * or when the disk has not answered within DURABLE_DEADLINE_MS: no wait lasts forever.
    */
   async durable(): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
@@ -141,9 +142,15 @@ export class DiskStore {
     const writes = this.writes;
     const errors = writes.writeErrors;
     await writes.lastWrite;
-    // After a failed commit lmdb's flushed promise never settles: do not wait for it.
     if (writes.writeErrors !== errors) return false;
-    await this.root.flushed;
+    // Under --sync always a commit includes its fsync: committed is on disk. lmdb's flushed
+    // follows the latest commit, not ours: it rejects, or never settles, when a later one fails.
+    if (this.sync.kind === 'always') return true;
+    try {
+      await this.root.flushed;
+    } catch {
+      return false;
+    }
     return writes.writeErrors === errors;
   }
 
