@@ -1,4 +1,5 @@
 import { statfs, statfsSync } from 'node:fs';
+import type { Logger } from 'pino';
 
 /** LMDB's page size on the platforms Mnemo runs on (lmdb-js keeps the OS default). */
 export const PAGE_BYTES = 4096;
@@ -45,6 +46,8 @@ export class DiskSpace {
   /** `settled` when the last sample began: what was settled by then, the sample includes. */
   private settledAtSample = 0;
   private sampling = false;
+  /** What the log last said: writes refused for want of space, or not. */
+  private loggedLow = false;
   private readonly timer: NodeJS.Timeout;
   readonly reserve: number;
   /** Samples that failed (statfs errors); the last good one stays in use. */
@@ -53,6 +56,7 @@ export class DiskSpace {
   constructor(
     readonly path: string,
     largestWrite: number,
+    private readonly log: Logger | null = null,
   ) {
     this.reserve = writeCost(largestWrite) + COMMIT_OVERHEAD_BYTES;
     this.free = freeBytes(statfsSync(path));
@@ -105,11 +109,22 @@ export class DiskSpace {
       }
       this.free = freeBytes(stats);
       this.settledAtSample = settled;
+      this.logChange();
     });
   }
 
   close(): void {
     clearInterval(this.timer);
+  }
+
+  /** Says when writes start and stop being refused for want of space (only then, not per write). */
+  private logChange(): void {
+    const low = this.low;
+    if (low === this.loggedLow) return;
+    this.loggedLow = low;
+    const fields = { path: this.path, freeBytes: this.free, reserveBytes: this.reserve };
+    if (low) this.log?.error(fields, 'data dir: free space below the reserve; writes are refused until there is room');
+    else this.log?.info(fields, 'data dir: free space above the reserve again; writes resume');
   }
 }
 

@@ -73,7 +73,7 @@ export class DiskStore {
       rmSync(this.lockPath, { force: true });
       throw error;
     }
-    this.space = new DiskSpace(path, largestWrite);
+    this.space = new DiskSpace(path, largestWrite, log);
     const meta = this.meta;
     const probe = (): Promise<unknown> => meta.put(PROBE_KEY, String(Date.now()));
     this.writes = new CommitTracker('data dir', this.space, sync.kind === 'interval', probe, log);
