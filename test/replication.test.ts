@@ -696,6 +696,11 @@ describe('replication', () => {
       const { dump } = await converge([a, b], ['y', 'z'], 10_000);
       t.diagnostic(`restarted node's kept versions reached its peer ${Date.now() - restarted} ms after the restart`);
       assert.equal(dump, 'VALUE y 0 6\r\nonly-b\r\nVALUE z 0 5\r\nb-new\r\nEND\r\n');
+      // The version store reports its commits' failures (none here) as the items' store does.
+      for (const node of [a, b]) {
+        assert.equal(await stat(node.client, 'repl_version_write_errors'), '0');
+        assert.equal(await stat(node.client, 'repl_versions_failing'), '0');
+      }
     } finally {
       await stopAll([a, b]);
     }
