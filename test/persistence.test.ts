@@ -38,6 +38,25 @@ function smallDisk(t: TestContext): string | null {
   return mountPoint;
 }
 
+/** A 16 MB ext4 file system on a loop device (tmpfs cannot be frozen); null (and the test skipped) where that needs root. */
+function frozenDisk(t: TestContext): string | null {
+  const mountPoint = dataDir();
+  const image = `${mountPoint}.img`;
+  try {
+    execFileSync('truncate', ['-s', '16m', image]);
+    execFileSync('mkfs.ext4', ['-q', image], { stdio: 'ignore' });
+    execFileSync('mount', ['-o', 'loop', image, mountPoint], { stdio: 'ignore' });
+  } catch {
+    t.skip('cannot mount a loop file system here (needs root and mkfs.ext4)');
+    return null;
+  }
+  t.after(() => {
+    execFileSync('umount', [mountPoint], { stdio: 'ignore' });
+    rmSync(image, { force: true });
+  });
+  return mountPoint;
+}
+
 /** The numeric lines of a `stats` reply. */
 function statsOf(reply: string): Record<string, number> {
   const stats: Record<string, number> = {};
@@ -437,6 +456,35 @@ describe('persistence', () => {
       }
     });
   }
+  // Issue 13, defect 6: a reply waiting for the disk waited forever when the disk never answered.
+  it('--sync always: a write the disk does not answer (frozen file system) ends with the connection closed, and reads go on', async (t) => {
+    const mountPoint = frozenDisk(t);
+    if (mountPoint === null) return;
+    const server = await startMnemo(['-H', mountPoint, '--sync', 'always']);
+    let frozen = false;
+    try {
+      const writer = await connectClient(server.port);
+      assert.equal(await writer.request('set a 0 0 3\r\nold\r\n'), 'STORED\r\n');
+      execFileSync('fsfreeze', ['-f', mountPoint]);
+      frozen = true;
+      writer.send('set b 0 0 3\r\nnew\r\n');
+      const reader = await connectClient(server.port);
+      assert.equal(await reader.request('get a\r\n', 'END\r\n'), 'VALUE a 0 3\r\nold\r\nEND\r\n');
+      // No reply may claim the write is on disk; past the deadline (10 s) the connection closes.
+      const { data, closed } = await writer.readToClose(30_000);
+      assert.equal(data, '');
+      assert.ok(closed, 'the connection waiting for the disk was closed');
+      assert.equal(await reader.request('get a\r\n', 'END\r\n'), 'VALUE a 0 3\r\nold\r\nEND\r\n');
+      execFileSync('fsfreeze', ['-u', mountPoint]);
+      frozen = false;
+      assert.equal(await reader.request('set c 0 0 3\r\nnew\r\n'), 'STORED\r\n');
+      reader.close();
+    } finally {
+      if (frozen) execFileSync('fsfreeze', ['-u', mountPoint]);
+      assert.equal(await exitCodeAfterSigterm(server), 0);
+    }
+  });
+
   it('refuses a missing data dir, one in use, and one of another format version, with exit code 2', async () => {
     const missing = await runMnemo(['-p', '-1', '-H', join(root, 'no-such-dir')]);
     assert.equal(missing.code, 2);
