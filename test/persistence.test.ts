@@ -131,6 +131,9 @@ async function fillAndRecover(mountPoint: string, sync: string, round: number): 
     assert.equal(await client.request(`flush_all\r\n`), OUT_OF_MEMORY);
     assert.equal(await client.request(`incr ${first} 1\r\n`), 'SERVER_ERROR out of memory\r\n');
     assert.equal(await client.request(`md ${first}\r\n`), OUT_OF_MEMORY);
+    assert.equal(await client.request(`gat 100 ${first}\r\n`), OUT_OF_MEMORY);
+    assert.equal(await client.request(`mg ${first} T100 v\r\n`), OUT_OF_MEMORY);
+    assert.equal(await client.request(`mg ${first} s v\r\n`, `${value}\r\n`), `VA 50000 s50000\r\n${value}\r\n`);
     assert.equal(await client.request(`get ${first}\r\n`, 'END\r\n'), `VALUE ${first} 0 50000\r\n${value}\r\nEND\r\n`);
     assert.equal(statsOf(await client.request('stats\r\n', 'END\r\n')).disk_write_errors, 0, 'LMDB never met the full disk');
 

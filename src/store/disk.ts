@@ -4,7 +4,7 @@ import { open, type Database, type RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
 import { ConfigError } from '../config.js';
 import { CommitTracker } from './commit-tracker.js';
-import { DiskSpace } from './disk-space.js';
+import { DiskSpace, PAGE_BYTES } from './disk-space.js';
 import type { StoredRecord } from './store.js';
 
 /** Bumped when the on-disk layout changes; a data dir of another version is refused, never rewritten. */
@@ -14,8 +14,8 @@ const FORMAT_KEY = 'format';
 const PROBE_KEY = 'probe';
 /**
  * How long a reply may wait for the disk (--sync always) before the connection is
- * closed as for a failed write: after a failed commit lmdb's flushed promise may
- * never settle, and a wait must not last forever.
+ * closed as for a failed write: a disk that does not answer (a hung device, a frozen
+ * file system) must not hold a connection's replies forever.
  */
 export const DURABLE_DEADLINE_MS = 10_000;
 /** flags u32, exptime u32, cas f64, then the value. */
@@ -117,8 +117,8 @@ export class DiskStore {
   }
 
   clear(): void {
-    // Freeing pages still writes the free list; the reserve's commit overhead covers it.
-    this.writes.track(this.items.clearAsync(), 0);
+    // Dropping the items frees their pages, and the free list records each (8 bytes a page).
+    this.writes.track(this.items.clearAsync(), Math.ceil(this.bytesUsed / PAGE_BYTES) * 8);
   }
 
   /**
