@@ -48,7 +48,21 @@ function warnIfExposed(config: Config, addresses: ListenerAddress[], log: Logger
   );
 }
 
+/**
+ * For every failed commit (a full disk), lmdb also rejects an internal promise
+ * that nothing can attach a handler to; the write's own promise reports the
+ * failure (store/commit-tracker.ts). That stray rejection must not take the
+ * server down; every other unhandled rejection still does.
+ */
+function ignoreStrayCommitRejections(): void {
+  process.on('unhandledRejection', (reason) => {
+    if (reason instanceof Error && reason.message.startsWith('Commit failed (see commitError')) return;
+    throw reason;
+  });
+}
+
 async function serve(config: Config): Promise<void> {
+  ignoreStrayCommitRejections();
   const log = createLogger(config.verbosity, config.logFile, config.logFormat);
   if (config.memoryFile !== null) log.warn({ memoryFile: config.memoryFile }, '-e accepted; warm restarts use --data-dir');
   let server: MnemoServer;

@@ -84,7 +84,7 @@ export class MnemoServer implements ServerContext {
     );
     this.store = memory;
     if (config.dataDir !== null) {
-      this.persistence = new Persistence(new DiskStore(config.dataDir, config.sync), this.clock, config.diskLimit);
+      this.persistence = new Persistence(new DiskStore(config.dataDir, config.sync, config.maxItemSize, log), this.clock, config.diskLimit);
       memory.attach(this.persistence);
     }
     this.memoryStore = memory;

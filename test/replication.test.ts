@@ -1,7 +1,8 @@
 /** Replication between real Mnemo processes on 127.0.0.1: convergence, join sync, restarts, authentication. */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -696,8 +697,48 @@ describe('replication', () => {
       const { dump } = await converge([a, b], ['y', 'z'], 10_000);
       t.diagnostic(`restarted node's kept versions reached its peer ${Date.now() - restarted} ms after the restart`);
       assert.equal(dump, 'VALUE y 0 6\r\nonly-b\r\nVALUE z 0 5\r\nb-new\r\nEND\r\n');
+      // The version store reports its commits' failures (none here) as the items' store does.
+      for (const node of [a, b]) {
+        assert.equal(await stat(node.client, 'repl_version_write_errors'), '0');
+        assert.equal(await stat(node.client, 'repl_versions_failing'), '0');
+      }
     } finally {
       await stopAll([a, b]);
+    }
+  });
+
+  it('with --data-dir, the version store reports failed commits (its own file system full) and recovers when space returns', async (t) => {
+    const dir = mkdtempSync(join(root, 'v-'));
+    // The versions on a file system of their own: the data dir's free-space reserve does not see it fill.
+    const versions = join(dir, 'replication-versions');
+    mkdirSync(versions);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', versions], { stdio: 'ignore' });
+    } catch {
+      t.skip('cannot mount a small tmpfs here (needs root)');
+      return;
+    }
+    t.after(() => execFileSync('umount', ['-l', versions], { stdio: 'ignore' }));
+    const node = await startNode(await freePort(), [], ['--data-dir', dir, '--sync', 'always']);
+    try {
+      assert.equal(await stat(node.client, 'repl_versions_failing'), '0');
+      const prefix = 'v'.repeat(200);
+      for (let batch = 0; batch < 40 && (await stat(node.client, 'repl_versions_failing')) === '0'; batch++) {
+        let request = '';
+        for (let i = 0; i < 100; i++) request += `set ${prefix}${batch}-${i} 0 0 1\r\nx\r\n`;
+        const replies = await node.client.request(request, 'STORED\r\n'.repeat(100));
+        assert.equal(replies, 'STORED\r\n'.repeat(100));
+      }
+      assert.equal(await stat(node.client, 'repl_versions_failing'), '1');
+      assert.notEqual(await stat(node.client, 'repl_version_write_errors'), '0');
+      assert.match(node.server.stderr(), /replication versions: a commit failed/);
+      // The items themselves are kept and served.
+      assert.equal(await node.client.request(`get ${prefix}0-0\r\n`, 'END\r\n'), `VALUE ${prefix}0-0 0 1\r\nx\r\nEND\r\n`);
+      execFileSync('mount', ['-o', 'remount,size=16m', versions]);
+      await waitForStat(node.client, 'repl_versions_failing', '0', 10_000);
+      assert.match(node.server.stderr(), /replication versions: commits succeed again/);
+    } finally {
+      await stopAll([node]);
     }
   });
 

@@ -88,6 +88,8 @@ function diskMetrics(ctx: ServerContext, counter: Register, gauge: Register): vo
   gauge('mnemo_disk_commit_avg_seconds', 'Average time from a write to its commit', () => stat('disk_commit_avg_ms')() / 1000);
   counter('mnemo_disk_write_errors_total', 'Failed commits and flushes', stat('disk_write_errors'));
   gauge('mnemo_disk_full', '1 while the disk refuses writes', stat('disk_full'));
+  gauge('mnemo_disk_free_bytes', "Free space of the data dir's file system at the last reading", stat('disk_free_bytes'));
+  gauge('mnemo_disk_reserve_bytes', 'Free space below which changes are refused', stat('disk_reserve_bytes'));
   if (persistence.diskLimit !== null) {
     gauge('mnemo_disk_tier_bytes', 'Bytes the disk tier holds (--disk-limit)', stat('disk_tier_bytes'));
     gauge('mnemo_disk_limit_bytes', 'The disk tier limit (--disk-limit)', stat('disk_limit'));

@@ -167,6 +167,10 @@ export class BinaryProtocol implements Protocol {
           this.error(Status.AuthError);
           return afterKey;
         }
+        if (!store.writable) {
+          this.error(Status.OutOfMemory);
+          return afterKey;
+        }
         store.flushAll(extlen === 4 ? buf.readUInt32BE(extras) : 0);
         counters.cmd_flush++;
         this.success(0, 0, null, 0);
@@ -297,6 +301,11 @@ export class BinaryProtocol implements Protocol {
 
   private retrieve(buf: Buffer, keyStart: number, keyEnd: number, withKey: boolean, touch: boolean, exptime: number): void {
     const { store, counters, prefixStats } = this.ctx;
+    // A touch changes the expiry: refused like every change while the disk refuses writes.
+    if (touch && !store.writable) {
+      this.error(Status.OutOfMemory);
+      return;
+    }
     const item = touch ? store.getAndTouch(buf, keyStart, keyEnd, exptime) : store.get(buf, keyStart, keyEnd);
     if (prefixStats.enabled) prefixStats.recordGet(buf, keyStart, keyEnd, item !== null);
     if (touch) {
@@ -331,6 +340,10 @@ export class BinaryProtocol implements Protocol {
   private remove(buf: Buffer, keyStart: number, keyEnd: number, cas: number): void {
     const { store, counters, prefixStats } = this.ctx;
     if (prefixStats.enabled) prefixStats.recordDelete(buf, keyStart, keyEnd);
+    if (!store.writable) {
+      this.error(Status.OutOfMemory);
+      return;
+    }
     const item = store.peek(buf, keyStart, keyEnd);
     if (item === null) {
       counters.delete_misses++;

@@ -37,6 +37,8 @@ const MN = reply('MN\r\n');
 const VA = reply('VA ');
 const CRLF = reply('\r\n');
 const BAD_FORMAT = 'CLIENT_ERROR bad command line format';
+/** memcached's reply to a store it has no memory for; also every change refused while the disk refuses writes. */
+const OUT_OF_MEMORY_STORING = 'SERVER_ERROR out of memory storing object';
 
 /** The parsed flags of one meta command (memcached's _meta_flag_preparse). */
 class MetaFlags {
@@ -220,6 +222,8 @@ export class MetaCommands {
     if (f.error !== null) return this.error(f.error, next);
     if (!this.opaquesFit(buf)) return this.error('CLIENT_ERROR opaque token too long', next);
     const { store, counters } = this.ctx;
+    // T and N change or create items: refused like every change while the disk refuses writes.
+    if ((f.newTtl || f.vivify) && !store.writable) return this.error(OUT_OF_MEMORY_STORING, next);
 
     let item = store.peek(f.key, f.keyStart, f.keyEnd);
     let created = false;
@@ -420,7 +424,7 @@ export class MetaCommands {
         return dataEnd + 2;
       case 'no_memory':
         counters.store_no_memory++;
-        out.ascii('SERVER_ERROR out of memory storing object\r\n');
+        out.ascii(`${OUT_OF_MEMORY_STORING}\r\n`);
         return dataEnd + 2;
     }
     for (let i = 3; i < tokens.count - 1; i++) {
@@ -451,6 +455,7 @@ export class MetaCommands {
     if (!this.opaquesFit(buf)) return this.error('CLIENT_ERROR opaque token too long', next);
     const { store, counters } = this.ctx;
     const out = this.out;
+    if (!store.writable) return this.error(OUT_OF_MEMORY_STORING, next);
     const item = store.peek(f.key, f.keyStart, f.keyEnd);
     if (item === null) {
       counters.delete_misses++;

@@ -389,6 +389,11 @@ export class TextProtocol implements MetaHost {
       out.bytes(BAD_FORMAT);
       return next;
     }
+    // gat/gats change expiry times: refused like every change while the disk refuses writes.
+    if (withTouch && !store.writable) {
+      out.bytes(OUT_OF_MEMORY);
+      return next;
+    }
     const firstKey = tokens.start[keyIndex]!;
     const secondKey = tokens.start[keyIndex + 1]!;
     for (;;) {
@@ -552,6 +557,10 @@ export class TextProtocol implements MetaHost {
     }
     const { store, counters } = this.ctx;
     counters.cmd_touch++;
+    if (!store.writable) {
+      this.answer(OUT_OF_MEMORY);
+      return next;
+    }
     if (store.getAndTouch(buf, ks, ke, exptime) !== null) {
       counters.touch_hits++;
       this.answer(TOUCHED);
@@ -622,6 +631,11 @@ export class TextProtocol implements MetaHost {
     }
     const { store, counters } = this.ctx;
     if (this.ctx.prefixStats.enabled) this.ctx.prefixStats.recordDelete(buf, ks, ke);
+    // A delete the disk cannot keep would come back after a restart: refused, as a set is.
+    if (!store.writable) {
+      this.answer(OUT_OF_MEMORY);
+      return next;
+    }
     if (store.delete(buf, ks, ke)) {
       counters.delete_hits++;
       this.answer(DELETED);
@@ -651,6 +665,10 @@ export class TextProtocol implements MetaHost {
         this.answer(BAD_EXPTIME);
         return next;
       }
+    }
+    if (!this.ctx.store.writable) {
+      this.answer(OUT_OF_MEMORY);
+      return next;
     }
     this.ctx.store.flushAll(delay);
     this.answer(OK);

@@ -110,6 +110,9 @@ export class ReplicatedStore implements Store {
   get lastCas(): number {
     return this.inner.lastCas;
   }
+  get writable(): boolean {
+    return this.inner.writable;
+  }
   applyDelta(key: Buffer, keyStart: number, keyEnd: number, delta: bigint, incr: boolean, casUnique?: number): DeltaResult {
     return this.inner.applyDelta(key, keyStart, keyEnd, delta, incr, casUnique);
   }

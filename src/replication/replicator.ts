@@ -82,7 +82,8 @@ export class Replicator implements LocalChanges {
     this.insecure = config.replicationInsecure;
     this.hasBaseState = disk !== null;
     this.store = new ReplicatedStore(memory, this);
-    this.versionStore = config.dataDir === null ? null : new VersionStore(config.dataDir, config.sync.kind === 'always');
+    this.versionStore =
+      config.dataDir === null || disk === null ? null : new VersionStore(config.dataDir, config.sync.kind === 'always', disk.space, log);
     this.antiEntropyMs = Math.round(config.antiEntropyInterval * 1000);
     this.dropFraction = config.testDropChanges;
     this.links = config.peers.map((peer) => new PeerLink(peer.host, peer.port, this));
@@ -352,6 +353,10 @@ export class Replicator implements LocalChanges {
       ['repl_anti_entropy_sent', this.aeSent],
       ['repl_anti_entropy_applied', this.aeApplied],
     ];
+    const kept = this.versionStore;
+    if (kept !== null) {
+      pairs.push(['repl_version_write_errors', kept.writes.writeErrors], ['repl_versions_failing', kept.writes.failing ? 1 : 0]);
+    }
     if (this.dropFraction > 0) pairs.push(['repl_test_dropped', this.dropped]);
     this.links.forEach((link, i) => {
       let sent = link.bytesSent;

@@ -1,15 +1,18 @@
 import { join } from 'node:path';
-import { createRequire } from 'node:module';
 import type { Database, RootDatabase } from 'lmdb';
+import type { Logger } from 'pino';
+import { CommitTracker } from '../store/commit-tracker.js';
+import { lmdb } from '../store/disk.js';
+import type { DiskSpace } from '../store/disk-space.js';
 import { compareVersions } from './hlc.js';
 import type { VersionTable } from './versions.js';
 
-/** lmdb is loaded when a data dir is opened, not at start: a node without -H does not carry its ~10 MB of RSS. */
-const lmdb = (): typeof import('lmdb') => createRequire(import.meta.url)('lmdb') as typeof import('lmdb');
 
 /** hlc f64, node u32, tomb u8, since f64. */
 const RECORD = 8 + 4 + 1 + 8;
 const FLUSH_KEY = 'flush';
+/** Written while commits fail, to notice when the disk takes writes again. */
+const PROBE_KEY = 'probe';
 
 /**
  * With --data-dir: the version table kept on LMDB next to the items (its own
@@ -26,17 +29,22 @@ export class VersionStore {
   private readonly root: RootDatabase;
   private readonly versions: Database<Buffer, Buffer>;
   private readonly meta: Database<string, string>;
-  writeErrors = 0;
+  /**
+   * Commits, failures and the failing state, as for the items; its writes count
+   * against the data dir's free space with them. A version that fails to commit
+   * is only reported: the item's write is what clients are refused.
+   */
+  readonly writes: CommitTracker;
 
-  constructor(dataDir: string, syncEveryCommit: boolean) {
+  constructor(dataDir: string, syncEveryCommit: boolean, space: DiskSpace, log: Logger | null = null) {
     this.root = lmdb().open({ path: join(dataDir, 'replication-versions'), maxDbs: 2, noSync: !syncEveryCommit, overlappingSync: false });
     this.versions = this.root.openDB<Buffer, Buffer>({ name: 'versions', encoding: 'binary', keyEncoding: 'binary' });
-    this.meta = this.root.openDB<string, string>({ name: 'meta', encoding: 'string', keyEncoding: 'ordered-binary' });
+    const meta = this.root.openDB<string, string>({ name: 'meta', encoding: 'string', keyEncoding: 'ordered-binary' });
+    this.meta = meta;
+    // Nothing flushes this environment (the OS writes it back): its writes settle at commit.
+    const probe = (): Promise<unknown> => meta.put(PROBE_KEY, String(Date.now()));
+    this.writes = new CommitTracker('replication versions', space, false, probe, log);
   }
-
-  private readonly failed = (): void => {
-    this.writeErrors++;
-  };
 
   put(key: string, hlc: number, node: number, tomb: boolean, since: number): void {
     const record = Buffer.allocUnsafe(RECORD);
@@ -44,15 +52,15 @@ export class VersionStore {
     record.writeUInt32BE(node, 8);
     record[12] = tomb ? 1 : 0;
     record.writeDoubleBE(since, 13);
-    this.versions.put(Buffer.from(key, 'latin1'), record).catch(this.failed);
+    this.writes.track(this.versions.put(Buffer.from(key, 'latin1'), record), key.length + RECORD);
   }
 
   remove(key: string): void {
-    this.versions.remove(Buffer.from(key, 'latin1')).catch(this.failed);
+    this.writes.track(this.versions.remove(Buffer.from(key, 'latin1')), key.length);
   }
 
   flushed(hlc: number, node: number): void {
-    this.meta.put(FLUSH_KEY, `${hlc} ${node}`).catch(this.failed);
+    this.writes.track(this.meta.put(FLUSH_KEY, `${hlc} ${node}`), 64);
   }
 
   /** Fills the table with what was kept (before it reports changes here); returns how many entries. */
@@ -77,7 +85,9 @@ export class VersionStore {
     return loaded;
   }
 
-  close(): Promise<void> {
-    return this.root.close();
+  async close(): Promise<void> {
+    this.writes.stop();
+    await this.writes.lastWrite;
+    await this.root.close();
   }
 }

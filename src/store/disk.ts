@@ -2,18 +2,26 @@ import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync, writeS
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import type { Database, RootDatabase } from 'lmdb';
+import type { Logger } from 'pino';
 import { ConfigError } from '../config.js';
+import { CommitTracker } from './commit-tracker.js';
+import { DiskSpace, PAGE_BYTES } from './disk-space.js';
 import type { StoredRecord } from './store.js';
 
 /** lmdb is loaded when a data dir is opened, not at start: a node without -H does not carry its ~10 MB of RSS. */
-const lmdb = (): typeof import('lmdb') => createRequire(import.meta.url)('lmdb') as typeof import('lmdb');
+export const lmdb = (): typeof import('lmdb') => createRequire(import.meta.url)('lmdb') as typeof import('lmdb');
 
 /** Bumped when the on-disk layout changes; a data dir of another version is refused, never rewritten. */
 export const FORMAT_VERSION = 1;
 const FORMAT_KEY = 'format';
 /** Written while the disk refuses writes, to notice when it takes them again. */
 const PROBE_KEY = 'probe';
-const PROBE_EVERY_MS = 1000;
+/**
+ * How long a reply may wait for the disk (--sync always) before the connection is
+ * closed as for a failed write: a disk that does not answer (a hung device, a frozen
+ * file system) must not hold a connection's replies forever.
+ */
+export const DURABLE_DEADLINE_MS = 10_000;
 /** flags u32, exptime u32, cas f64, then the value. */
 const RECORD_HEADER = 16;
 
@@ -34,30 +42,23 @@ export class DiskStore {
   private readonly items: Database<Buffer, Buffer>;
   private readonly meta: Database<string, string>;
   private readonly lockPath: string;
-  /** The commit the latest writes joined (lmdb batches writes: one promise per commit). */
-  private commit: Promise<unknown> = Promise.resolve();
-  /** The latest commit with its failure counted, for callers that must wait for durability. */
-  private lastWrite: Promise<unknown> = Promise.resolve();
-  /** With --sync interval: commits since the last flush to disk. */
-  private unflushed = false;
+  /** With --sync interval: the commit count at the last flush to disk. */
+  private flushedCommits = 0;
   private readonly flushTimer: NodeJS.Timeout | null = null;
-  /** While the disk refuses writes (full, or an I/O error): retries a small write until one commits. */
-  private probeTimer: NodeJS.Timeout | null = null;
-  /** Bumped on every write: lets a connection tell whether its batch wrote anything. */
-  generation = 0;
-  /** The last commit failed (a full disk): new writes are refused until a commit succeeds again. */
-  failing = false;
-  writeErrors = 0;
-  commits = 0;
-  commitMsTotal = 0;
+  /** Commits, failures and the failing state (a full disk, an I/O error). */
+  readonly writes: CommitTracker;
+  /** The data dir's free space: writes are refused before LMDB could meet a full disk. */
+  readonly space: DiskSpace;
   flushes = 0;
 
+  /** largestWrite: the largest record a write may bring (-I), which the free-space reserve must fit. */
   constructor(
     readonly path: string,
     readonly sync: SyncPolicy,
+    largestWrite: number,
+    log: Logger | null = null,
   ) {
     checkDirectory(path);
-    ignoreStrayCommitRejections();
     this.lockPath = join(path, 'mnemo.lock');
     takeLock(this.lockPath);
     try {
@@ -76,6 +77,10 @@ export class DiskStore {
       rmSync(this.lockPath, { force: true });
       throw error;
     }
+    this.space = new DiskSpace(path, largestWrite, log);
+    const meta = this.meta;
+    const probe = (): Promise<unknown> => meta.put(PROBE_KEY, String(Date.now()));
+    this.writes = new CommitTracker('data dir', this.space, sync.kind === 'interval', probe, log);
     if (sync.kind === 'interval') {
       this.flushTimer = setInterval(() => this.flushIfNeeded(), sync.ms);
       this.flushTimer.unref();
@@ -92,34 +97,65 @@ export class DiskStore {
     return this.items.getCount();
   }
 
+  /** Bumped on every write: lets a connection tell whether its batch wrote anything. */
+  get generation(): number {
+    return this.writes.generation;
+  }
+
+  /** A commit failed, or the free space is below the reserve: changes are refused. */
+  get refusing(): boolean {
+    return this.writes.failing || this.space.low;
+  }
+
   get(key: string): StoredRecord | null {
     const bytes = this.items.getBinary(Buffer.from(key, 'latin1'));
     return bytes === undefined ? null : decode(bytes);
   }
 
   put(key: string, record: StoredRecord): void {
-    this.track(this.items.put(Buffer.from(key, 'latin1'), encode(record)));
+    this.writes.track(this.items.put(Buffer.from(key, 'latin1'), encode(record)), recordBytes(key, record.value.length));
   }
 
   remove(key: string): void {
-    this.track(this.items.remove(Buffer.from(key, 'latin1')));
+    this.writes.track(this.items.remove(Buffer.from(key, 'latin1')), recordBytes(key, 0));
   }
 
   clear(): void {
-    this.track(this.items.clearAsync());
+    // Dropping the items frees their pages, and the free list records each (8 bytes a page).
+    this.writes.track(this.items.clearAsync(), Math.ceil(this.bytesUsed / PAGE_BYTES) * 8);
   }
 
   /**
    * Resolves once every write so far is on disk (flushed, not just committed):
-   * true, or false when a commit failed meanwhile (one of those writes may be lost).
+   * true, or false when a commit failed meanwhile (one of those writes may be lost),
+   * or when the disk has not answered within DURABLE_DEADLINE_MS: no wait lasts forever.
    */
   async durable(): Promise<boolean> {
-    const errors = this.writeErrors;
-    await this.lastWrite;
-    // After a failed commit lmdb's flushed promise never settles: do not wait for it.
-    if (this.writeErrors !== errors) return false;
-    await this.root.flushed;
-    return true;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), DURABLE_DEADLINE_MS);
+    });
+    try {
+      return await Promise.race([this.onDisk(), deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async onDisk(): Promise<boolean> {
+    const writes = this.writes;
+    const errors = writes.writeErrors;
+    await writes.lastWrite;
+    if (writes.writeErrors !== errors) return false;
+    // Under --sync always a commit includes its fsync: committed is on disk. lmdb's flushed
+    // follows the latest commit, not ours: it rejects, or never settles, when a later one fails.
+    if (this.sync.kind === 'always') return true;
+    try {
+      await this.root.flushed;
+    } catch {
+      return false;
+    }
+    return writes.writeErrors === errors;
   }
 
   /**
@@ -146,10 +182,11 @@ export class DiskStore {
 
   async close(): Promise<void> {
     if (this.flushTimer !== null) clearInterval(this.flushTimer);
-    if (this.probeTimer !== null) clearInterval(this.probeTimer);
-    await this.lastWrite;
+    this.writes.stop();
+    this.space.close();
+    await this.writes.lastWrite;
     // After a failed commit lmdb's flushed promise never settles: a full disk must not hang shutdown.
-    if (!this.failing) {
+    if (!this.writes.failing) {
       await this.root.flushed;
       if (this.sync.kind === 'interval') await new Promise((resolve) => syncToDisk(this.root, resolve));
     }
@@ -157,65 +194,15 @@ export class DiskStore {
     rmSync(this.lockPath, { force: true });
   }
 
-  private track(write: Promise<unknown>): void {
-    this.generation++;
-    if (write === this.commit) return;
-    // The first write of a new commit: time it once, not every write in it.
-    this.commit = write;
-    const started = performance.now();
-    this.lastWrite = write.then(
-      () => {
-        this.commits++;
-        this.commitMsTotal += performance.now() - started;
-        this.unflushed = true;
-        this.recovered();
-      },
-      (error: { commitError?: Promise<unknown> }) => {
-        error.commitError?.catch(() => {}); // the cause, already logged by lmdb
-        this.writeErrors++;
-        this.startFailing();
-      },
-    );
-  }
-
-  private startFailing(): void {
-    this.failing = true;
-    if (this.probeTimer !== null) return;
-    this.probeTimer = setInterval(() => this.track(this.meta.put(PROBE_KEY, String(Date.now()))), PROBE_EVERY_MS);
-    this.probeTimer.unref();
-  }
-
-  private recovered(): void {
-    this.failing = false;
-    if (this.probeTimer === null) return;
-    clearInterval(this.probeTimer);
-    this.probeTimer = null;
-  }
-
   private flushIfNeeded(): void {
-    if (!this.unflushed) return;
-    this.unflushed = false;
+    if (this.writes.commits === this.flushedCommits) return;
+    this.flushedCommits = this.writes.commits;
+    const cost = this.writes.flushing();
     syncToDisk(this.root, (error) => {
-      if (error) this.writeErrors++;
-      else this.flushes++;
+      this.writes.flushed(cost, error);
+      if (!error) this.flushes++;
     });
   }
-}
-
-/**
- * For every failed commit (a full disk), lmdb also rejects an internal promise
- * that nothing can attach a handler to; the write's own promise reports the
- * failure. That stray rejection must not take the server down; every other
- * unhandled rejection still does.
- */
-function ignoreStrayCommitRejections(): void {
-  if (process.listeners('unhandledRejection').includes(onUnhandledRejection)) return;
-  process.on('unhandledRejection', onUnhandledRejection);
-}
-
-function onUnhandledRejection(reason: unknown): void {
-  if (reason instanceof Error && reason.message.startsWith('Commit failed (see commitError')) return;
-  throw reason;
 }
 
 /** mdb_env_sync: lmdb-js has it (`sync`) but its types do not declare it. */

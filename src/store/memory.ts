@@ -249,7 +249,7 @@ export class MemoryStore implements Store {
     data: Buffer, dataStart: number, dataEnd: number,
     flags: number, exptime: number, casUnique: number, options = 0,
   ): StoreResult {
-    if (this.backing !== null && !this.backing.writable) return 'no_memory';
+    if (!this.writable) return 'no_memory';
     const name = key.toString('latin1', keyStart, keyEnd);
     // A plain set replaces whatever the disk holds: no need to read it first.
     const existing = this.lookup(name, mode !== 'set');
@@ -318,6 +318,10 @@ export class MemoryStore implements Store {
     return result;
   }
 
+  get writable(): boolean {
+    return this.backing === null || this.backing.writable;
+  }
+
   get lastCas(): number {
     return this.casCounter;
   }
@@ -330,9 +334,9 @@ export class MemoryStore implements Store {
   }
 
   applyDelta(key: Buffer, keyStart: number, keyEnd: number, delta: bigint, incr: boolean, casUnique = 0): DeltaResult {
+    if (!this.writable) return 'no_memory';
     const entry = this.lookup(key.toString('latin1', keyStart, keyEnd));
     if (entry === null) return 'not_found';
-    if (this.backing !== null && !this.backing.writable) return 'no_memory';
     // memcached refuses an empty value before it compares the CAS, other non-numbers after.
     if (entry.value.length === 0) return 'non_numeric';
     if (casUnique !== 0 && entry.cas !== casUnique) return 'exists';

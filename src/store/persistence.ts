@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { recordBytes, type DiskStore } from './disk.js';
+import type { DiskSpace } from './disk-space.js';
 import type { MemoryStore } from './memory.js';
 import type { ItemView, StoreBacking, StoredRecord } from './store.js';
 
@@ -58,9 +59,14 @@ export class Persistence implements StoreBacking {
     return this.disk.get(key);
   }
 
+  /** The data dir's free space, which the replication version store writes count against too. */
+  get space(): DiskSpace {
+    return this.disk.space;
+  }
+
   /** False while the disk refuses writes (full): the store then refuses changes too. */
   get writable(): boolean {
-    return !this.disk.failing;
+    return !this.disk.refusing;
   }
 
   fetch(key: string): StoredRecord | null {
@@ -158,15 +164,19 @@ export class Persistence implements StoreBacking {
   /** The tier's lines for `stats`, after memcached's own. */
   stats(): Array<[string, number | string]> {
     const disk = this.disk;
+    const writes = disk.writes;
     const lines: Array<[string, number | string]> = [
       ['disk_items', disk.count],
       ['disk_bytes', disk.bytesUsed],
       ['disk_hits', this.hits],
-      ['disk_commits', disk.commits],
-      ['disk_commit_avg_ms', disk.commits === 0 ? '0.000' : (disk.commitMsTotal / disk.commits).toFixed(3)],
+      ['disk_commits', writes.commits],
+      ['disk_commit_avg_ms', writes.commits === 0 ? '0.000' : (writes.commitMsTotal / writes.commits).toFixed(3)],
       ['disk_flushes', disk.flushes],
-      ['disk_write_errors', disk.writeErrors],
-      ['disk_full', disk.failing ? 1 : 0],
+      ['disk_write_errors', writes.writeErrors],
+      ['disk_full', disk.refusing ? 1 : 0],
+      ['disk_free_bytes', disk.space.freeBytes],
+      ['disk_reserve_bytes', disk.space.reserve],
+      ['disk_unsettled_bytes', disk.space.unsettled],
     ];
     if (this.diskLimit !== null) {
       lines.push(['disk_limit', this.diskLimit], ['disk_tier_bytes', this.tierBytes], ['disk_evictions', this.evictions]);

@@ -122,6 +122,12 @@ export interface Store {
     data: Buffer, dataStart: number, dataEnd: number,
     flags: number, exptime: number, casUnique: number, options?: number,
   ): StoreResult;
+  /**
+   * False while the tier below refuses changes (a full disk). store() and
+   * applyDelta() then answer 'no_memory'; the protocols refuse delete, touch and
+   * flush_all themselves, before looking at the item, the same way.
+   */
+  readonly writable: boolean;
   /** The CAS the last successful store() gave its item. */
   readonly lastCas: number;
   /** Removes the item; false when there was none. */
