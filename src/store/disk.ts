@@ -2,6 +2,7 @@ import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync, writeS
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { ConfigError } from '../config.js';
+import { PendingWrites, REMOVED } from './pending-writes.js';
 import type { StoredRecord } from './store.js';
 
 /** Bumped when the on-disk layout changes; a data dir of another version is refused, never rewritten. */
@@ -34,6 +35,10 @@ export class DiskStore {
   private commit: Promise<unknown> = Promise.resolve();
   /** The latest commit with its failure counted, for callers that must wait for durability. */
   private lastWrite: Promise<unknown> = Promise.resolve();
+  /** Numbers the commits (batches) writes join, for the pending writes they carry. */
+  private batch = 0;
+  /** Writes not yet committed: what reads must see instead of the last commit. */
+  private readonly pending = new PendingWrites();
   /** With --sync interval: commits since the last flush to disk. */
   private unflushed = false;
   private readonly flushTimer: NodeJS.Timeout | null = null;
@@ -88,21 +93,31 @@ export class DiskStore {
     return this.items.getCount();
   }
 
+  /** The key's record as last written, committed or not. */
   get(key: string): StoredRecord | null {
+    const pending = this.pending.read(key);
+    if (pending !== undefined) return pending === REMOVED ? null : decode(pending);
     const bytes = this.items.getBinary(Buffer.from(key, 'latin1'));
     return bytes === undefined ? null : decode(bytes);
   }
 
   put(key: string, record: StoredRecord): void {
-    this.track(this.items.put(Buffer.from(key, 'latin1'), encode(record)));
+    this.putBytes(key, encode(record));
   }
 
   remove(key: string): void {
     this.track(this.items.remove(Buffer.from(key, 'latin1')));
+    this.pending.noteWrite(key, REMOVED, this.batch);
   }
 
   clear(): void {
     this.track(this.items.clearAsync());
+    this.pending.noteClear(this.batch);
+  }
+
+  private putBytes(key: string, bytes: Buffer): void {
+    this.track(this.items.put(Buffer.from(key, 'latin1'), bytes));
+    this.pending.noteWrite(key, bytes, this.batch);
   }
 
   /**
@@ -135,9 +150,16 @@ export class DiskStore {
     return null;
   }
 
-  /** Every key, in key order, without reading the records. */
+  /** Every key with a record as last written (committed or not), without reading the records. */
   forEachKey(visit: (key: string) => void): void {
-    for (const key of this.items.getKeys()) visit((key as Buffer).toString('latin1'));
+    const pending = this.pending;
+    if (!pending.diskHidden) {
+      for (const key of this.items.getKeys()) {
+        const name = (key as Buffer).toString('latin1');
+        if (pending.read(name) === undefined) visit(name);
+      }
+    }
+    pending.forEachWritten(visit);
   }
 
   async close(): Promise<void> {
@@ -158,17 +180,21 @@ export class DiskStore {
     if (write === this.commit) return;
     // The first write of a new commit: time it once, not every write in it.
     this.commit = write;
+    const batch = ++this.batch;
     const started = performance.now();
     this.lastWrite = write.then(
       () => {
         this.commits++;
         this.commitMsTotal += performance.now() - started;
         this.unflushed = true;
+        this.pending.committed(batch);
         this.recovered();
+        if (this.pending.mustRetry) this.pending.retry(() => this.clear(), (key, bytes) => (bytes === REMOVED ? this.remove(key) : this.putBytes(key, bytes)));
       },
       (error: { commitError?: Promise<unknown> }) => {
         error.commitError?.catch(() => {}); // the cause, already logged by lmdb
         this.writeErrors++;
+        this.pending.failedBatch(batch);
         this.startFailing();
       },
     );
