@@ -101,6 +101,14 @@ export class DiskStore {
     return bytes === undefined ? null : decode(bytes);
   }
 
+  /** The key's exptime as last written (0: never), or -1 when it has no record; reads no value. */
+  exptimeOf(key: string): number {
+    const pending = this.pending.read(key);
+    if (pending !== undefined) return pending === REMOVED ? -1 : pending.readUInt32BE(4);
+    const bytes = this.items.getBinary(Buffer.from(key, 'latin1'));
+    return bytes === undefined ? -1 : bytes.readUInt32BE(4);
+  }
+
   put(key: string, record: StoredRecord): void {
     this.putBytes(key, encode(record));
   }
