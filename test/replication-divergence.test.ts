@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -20,8 +20,15 @@ after(() => rmSync(root, { recursive: true, force: true }));
 
 const started: RunningServer[] = [];
 after(async () => {
-  for (const server of started) await server.stop();
+  for (const server of started) await stopServer(server);
 });
+
+/** SIGTERM, then SIGKILL if the server has not exited 10 s later: no wait lasts forever. */
+async function stopServer(server: RunningServer): Promise<void> {
+  const timer = setTimeout(() => server.process.kill('SIGKILL'), 10_000);
+  await server.stop();
+  clearTimeout(timer);
+}
 
 interface Node {
   server: RunningServer;
@@ -58,14 +65,17 @@ async function restart(node: Node): Promise<void> {
 
 async function kill9(node: Node): Promise<void> {
   node.client.close();
-  node.server.process.kill('SIGKILL');
-  await once(node.server.process, 'exit');
+  const child = node.server.process;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGKILL');
+  await exited;
 }
 
 async function stopAll(nodes: Node[]): Promise<void> {
   for (const node of nodes) {
     node.client.close();
-    await node.server.stop();
+    await stopServer(node.server);
   }
 }
 
@@ -201,7 +211,7 @@ describe('replicas converge on what they serve', () => {
     const up = [true, true, true];
     let ops = 0;
     let refusedOrCut = 0;
-    /** One writer per node: pipelined set/append/incr/delete on random keys while the node is up. */
+    /** One client per node: pipelined set/append/incr/delete/get on random keys while the node is up. */
     const writer = async (index: number, rounds: number): Promise<void> => {
       for (let round = 0; round < rounds; round++) {
         if (!up[index]) {
@@ -211,12 +221,13 @@ describe('replicas converge on what they serve', () => {
         let batch = '';
         for (let i = 0; i < 20; i++) {
           const key = random.pick(keys);
-          const op = random.int(4);
+          const op = random.int(6);
           const value = `n${index}r${round}i${i}`;
           if (op === 0) batch += `set ${key} ${index} 0 ${value.length} noreply\r\n${value}\r\n`;
           else if (op === 1) batch += `append ${key} 0 0 1 noreply\r\n${index}\r\n`;
           else if (op === 2) batch += `set ${key} 0 0 2 noreply\r\n10\r\nincr ${key} ${index + 1} noreply\r\n`;
-          else batch += `delete ${key} noreply\r\n`;
+          else if (op === 3) batch += `delete ${key} noreply\r\n`;
+          else batch += `get ${key}\r\n`; // reads too: a read brought deleted keys back from disk
           ops++;
         }
         try {
@@ -229,6 +240,9 @@ describe('replicas converge on what they serve', () => {
         }
       }
     };
+    const trace = (line: string): void => {
+      if (process.env.CHAOS_TRACE) appendFileSync(process.env.CHAOS_TRACE, `${new Date().toISOString()} ${line}\n`);
+    };
     try {
       for (const node of nodes) await waitFor('the links', async () => (await stat(node.client, 'peer_1_state')) === 'connected' && (await stat(node.client, 'peer_0_state')) === 'connected');
       const writers = nodes.map((_, i) => writer(i, 60));
@@ -236,12 +250,16 @@ describe('replicas converge on what they serve', () => {
         await sleep(random.range(100, 400));
         const victim = random.int(3);
         up[victim] = false;
+        trace(`kill ${victim}`);
         await kill9(nodes[victim]!);
         await sleep(random.range(50, 300));
+        trace(`restart ${victim}`);
         await restart(nodes[victim]!);
+        trace(`restarted ${victim}`);
         up[victim] = true;
       }
       await Promise.all(writers);
+      trace('writers done');
       const ms = await converge(nodes, keys, 15_000);
       const live = [...(await valuesOf(nodes[0]!.client, keys)).values()].filter((value) => value !== '').length;
       t.diagnostic(`${ops} operations, 3 kill -9 and restarts (${refusedOrCut} batches cut); all 3 nodes serve the same ${live} live of ${keys.length} keys, ${ms} ms after the writes`);
