@@ -13,7 +13,7 @@ import { resolveNodeId } from './node-id.js';
 import { PublisherSession } from './publisher.js';
 import { PeerLink } from './subscriber.js';
 import { VersionStore } from './version-store.js';
-import { VersionTable, type ServedKeys } from './versions.js';
+import { PRUNE_PER_TICK, PRUNE_PER_TICK_DISK, VersionTable, type ServedKeys } from './versions.js';
 
 /**
  * Multi-master replication: every change a client makes here goes into the change
@@ -88,7 +88,8 @@ export class Replicator implements LocalChanges, ServedKeys {
     this.antiEntropyMs = Math.round(config.antiEntropyInterval * 1000);
     this.dropFraction = config.testDropChanges;
     this.links = config.peers.map((peer) => new PeerLink(peer.host, peer.port, this));
-    clock.onTick((now) => this.versions.prune(now, this));
+    const perTick = disk === null ? PRUNE_PER_TICK : PRUNE_PER_TICK_DISK;
+    clock.onTick((now) => this.versions.prune(now, this, perTick));
   }
 
   /** The memory store's backing: persistence below (or nothing), and this replicator. */
