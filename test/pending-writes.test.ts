@@ -97,6 +97,28 @@ describe('pending writes with --data-dir', () => {
     });
   }
 
+  it('an expired key stays missing for get, incr, append and a second get, while its removal is pending', async () => {
+    const server = await startMnemo(['-H', dataDir(), '--sync', 'interval=1000', '--test-clock']);
+    const client = await connectClient(server.port);
+    try {
+      await client.request(`${KEYS.map((key) => `set ${key} 0 100 1 noreply\r\n5\r\n`).join('')}mn\r\n`, 'MN\r\n');
+      const deadline = Date.now() + 5000;
+      while ((await stat(client, 'disk_items')) !== KEYS.length) {
+        assert.ok(Date.now() < deadline, 'the sets were never committed');
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      assert.equal(await client.request('debugtime 200\r\n'), 'OK\r\n');
+      const reply = await client.request(
+        `${KEYS.map((key) => `get ${key}\r\nincr ${key} 1\r\nappend ${key} 0 0 1\r\nx\r\nget ${key}\r\n`).join('')}mn\r\n`,
+        'MN\r\n',
+      );
+      assert.equal(reply, `${'END\r\nNOT_FOUND\r\nNOT_STORED\r\nEND\r\n'.repeat(KEYS.length)}MN\r\n`);
+    } finally {
+      client.close();
+      await server.stop();
+    }
+  });
+
   it('a newer value not yet committed is served, never the older one on disk, when memory has let the key go', async () => {
     // -m 2 with 64 KB values: memory holds about two dozen, so the key is evicted within the same pipeline.
     const server = await startMnemo(['-H', dataDir(), '--sync', 'interval=1000', '-m', '2', '-I', '128k']);

@@ -197,7 +197,7 @@ export class DiskStore {
         this.unflushed = true;
         this.pending.committed(batch);
         this.recovered();
-        if (this.pending.mustRetry) this.pending.retry(() => this.clear(), (key, bytes) => (bytes === REMOVED ? this.remove(key) : this.putBytes(key, bytes)));
+        if (this.pending.mustRetry) this.retryFailed();
       },
       (error: { commitError?: Promise<unknown> }) => {
         error.commitError?.catch(() => {}); // the cause, already logged by lmdb
@@ -206,6 +206,15 @@ export class DiskStore {
         this.startFailing();
       },
     );
+  }
+
+  /** The disk takes writes again: the writes of failed commits are made again (reads have been seeing them all along). */
+  private retryFailed(): void {
+    try {
+      this.pending.retry(() => this.clear(), (key, bytes) => (bytes === REMOVED ? this.remove(key) : this.putBytes(key, bytes)));
+    } catch {
+      this.writeErrors++; // closing: the writes are lost, as any not committed at close
+    }
   }
 
   private startFailing(): void {
