@@ -211,9 +211,10 @@ describe('replicas converge on what they serve', () => {
     const up = [true, true, true];
     let ops = 0;
     let refusedOrCut = 0;
+    let writing = true;
     /** One client per node: pipelined set/append/incr/delete/get on random keys while the node is up. */
-    const writer = async (index: number, rounds: number): Promise<void> => {
-      for (let round = 0; round < rounds; round++) {
+    const writer = async (index: number, maxOps: number): Promise<void> => {
+      for (let round = 0; writing && ops < maxOps; round++) {
         if (!up[index]) {
           await sleep(20);
           continue;
@@ -226,7 +227,7 @@ describe('replicas converge on what they serve', () => {
           if (op === 0) batch += `set ${key} ${index} 0 ${value.length} noreply\r\n${value}\r\n`;
           else if (op === 1) batch += `append ${key} 0 0 1 noreply\r\n${index}\r\n`;
           else if (op === 2) batch += `set ${key} 0 0 2 noreply\r\n10\r\nincr ${key} ${index + 1} noreply\r\n`;
-          else if (op === 3) batch += `delete ${key} noreply\r\n`;
+          else if (op === 3) batch += `delete ${key} noreply\r\nget ${key}\r\n`;
           else batch += `get ${key}\r\n`; // reads too: a read brought deleted keys back from disk
           ops++;
         }
@@ -245,7 +246,8 @@ describe('replicas converge on what they serve', () => {
     };
     try {
       for (const node of nodes) await waitFor('the links', async () => (await stat(node.client, 'peer_1_state')) === 'connected' && (await stat(node.client, 'peer_0_state')) === 'connected');
-      const writers = nodes.map((_, i) => writer(i, 60));
+      // Writes go on through every kill and restart, up to a bound on operations.
+      const writers = nodes.map((_, i) => writer(i, 100_000));
       for (let kill = 0; kill < 3; kill++) {
         await sleep(random.range(100, 400));
         const victim = random.int(3);
@@ -258,12 +260,15 @@ describe('replicas converge on what they serve', () => {
         trace(`restarted ${victim}`);
         up[victim] = true;
       }
+      await sleep(300); // and on a while after the last restart
+      writing = false;
       await Promise.all(writers);
       trace('writers done');
       const ms = await converge(nodes, keys, 15_000);
       const live = [...(await valuesOf(nodes[0]!.client, keys)).values()].filter((value) => value !== '').length;
       t.diagnostic(`${ops} operations, 3 kill -9 and restarts (${refusedOrCut} batches cut); all 3 nodes serve the same ${live} live of ${keys.length} keys, ${ms} ms after the writes`);
     } finally {
+      writing = false;
       await stopAll(nodes);
     }
   });
