@@ -36,10 +36,6 @@ export class PendingWrites {
   /** Keys whose latest write failed: written again by retry(). */
   private readonly failed = new Set<string>();
 
-  get size(): number {
-    return this.entries.size;
-  }
-
   /** True while there are failed writes that retry() would write again. */
   get mustRetry(): boolean {
     return this.clearFailed || this.failed.size > 0;
@@ -55,7 +51,7 @@ export class PendingWrites {
     let keys = this.batchKeys.get(batch);
     if (keys === undefined) this.batchKeys.set(batch, (keys = []));
     keys.push(key);
-    this.failed.delete(key);
+    if (this.failed.size > 0) this.failed.delete(key);
   }
 
   noteClear(batch: number): void {
@@ -81,12 +77,6 @@ export class PendingWrites {
   /** Visits the keys a pending write gives a record. */
   forEachWritten(visit: (key: string) => void): void {
     for (const [key, entry] of this.entries) if (entry.bytes !== REMOVED) visit(key);
-  }
-
-  /** True when a pending removal or clear hides the disk's record of the key. */
-  isRemoved(key: string): boolean {
-    const entry = this.entries.get(key);
-    return entry !== undefined ? entry.bytes === REMOVED : this.clearBatch >= 0;
   }
 
   /** The batch committed: the disk now shows its writes (and those of every batch before it). */
