@@ -789,9 +789,18 @@ describe('replication', () => {
     two.flush(2001, 1);
     assert.equal(two.map.size, 0);
     assert.equal(digests(two), empty);
-    one.prune(600, null); // past the exptime of every third key
+    const unserved: string[] = [];
+    const servesAll = { serves: () => true, unserve: (key: string) => unserved.push(key) };
+    one.prune(600, servesAll); // past the exptime of every third key
     assert.equal(one.map.size, 250 - [...Array(250).keys()].filter((i) => (i + 250) % 3 === 0 && (i + 250) % 10 !== 0).length);
     assert.ok([...one.map.values()].every((v) => v.since === 0 || v.tomb));
+    // The audit: a tombstoned key still served is deleted again; a live key no longer served loses its entry.
+    assert.equal(unserved.length, 25);
+    assert.ok(unserved.every((key) => one.get(key)?.tomb === true));
+    const live = one.map.size - 25;
+    one.prune(600, { serves: (key) => key !== 'k251', unserve: () => {} });
+    assert.equal(one.get('k251'), undefined);
+    assert.equal(one.map.size, 25 + live - 1);
   });
 
   it('a change batched before a value of 16 KB or more (sent by reference) is not lost', async () => {

@@ -6,6 +6,9 @@ import { AE_BUCKETS, type Version } from './versions.js';
 /**
  * Anti-entropy: repairs divergence between two nodes' version tables, whatever its
  * cause (a lost or dropped change, a bug, a partition longer than the change log).
+ * The tables say what each node serves (the audit in VersionTable.prune deletes an
+ * item served under a tombstone and forgets a live entry whose item is gone), so
+ * comparing them compares served state, not only the history of changes.
  *
  * Every interval each link (the initiator, this node's subscription to a peer) sends
  * one small T_AE_DIGEST: its flush_all version and the root digest of its version

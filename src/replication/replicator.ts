@@ -13,7 +13,7 @@ import { resolveNodeId } from './node-id.js';
 import { PublisherSession } from './publisher.js';
 import { PeerLink } from './subscriber.js';
 import { VersionStore } from './version-store.js';
-import { VersionTable } from './versions.js';
+import { PRUNE_PER_TICK, PRUNE_PER_TICK_DISK, VersionTable, type ServedKeys } from './versions.js';
 
 /**
  * Multi-master replication: every change a client makes here goes into the change
@@ -23,7 +23,7 @@ import { VersionTable } from './versions.js';
  * change applied here is not logged, so nothing loops; every node must list every
  * other (a full mesh).
  */
-export class Replicator implements LocalChanges {
+export class Replicator implements LocalChanges, ServedKeys {
   applying = false;
   readonly hlc = new HybridClock();
   readonly versions = new VersionTable();
@@ -62,6 +62,8 @@ export class Replicator implements LocalChanges {
   aeApplied = 0;
   /** Log entries --test-drop-changes dropped. */
   dropped = 0;
+  /** Items the audit found served under a tombstone and deleted again. */
+  unserved = 0;
   /** Peers' items this node's store refused (too large, no memory, a full disk). */
   refused = 0;
   /** With --data-dir: the version table on disk. */
@@ -87,7 +89,8 @@ export class Replicator implements LocalChanges {
     this.antiEntropyMs = Math.round(config.antiEntropyInterval * 1000);
     this.dropFraction = config.testDropChanges;
     this.links = config.peers.map((peer) => new PeerLink(peer.host, peer.port, this));
-    clock.onTick((now) => this.versions.prune(now, this.disk !== null ? null : (key) => this.gone(key)));
+    const perTick = disk === null ? PRUNE_PER_TICK : PRUNE_PER_TICK_DISK;
+    clock.onTick((now) => this.versions.prune(now, this, perTick));
   }
 
   /** The memory store's backing: persistence below (or nothing), and this replicator. */
@@ -238,9 +241,42 @@ export class Replicator implements LocalChanges {
     versions.flush(hlc, node);
   }
 
-  private gone(key: string): boolean {
+  // --- What this node serves (the audit) -----------------------------------------
+
+  serves(key: string): boolean {
+    // The disk first: it holds what memory let go of, and reading it promotes nothing.
+    if (this.disk !== null && this.disk.holds(key)) return true;
     const buffer = Buffer.from(key, 'latin1');
-    return this.memory.peek(buffer, 0, buffer.length) === null;
+    return this.memory.peek(buffer, 0, buffer.length) !== null;
+  }
+
+  unserve(key: string): void {
+    const buffer = Buffer.from(key, 'latin1');
+    this.applying = true;
+    try {
+      if (this.memory.delete(buffer, 0, buffer.length)) this.unserved++;
+    } finally {
+      this.applying = false;
+    }
+  }
+
+  /**
+   * Items the data dir holds without a version (written, then the process died before
+   * their version was kept; or kept before replication was on) get the oldest version
+   * that still counts: just after the last flush_all. A peer's own change to the key
+   * wins over it, and a peer that has none takes it, so the nodes agree either way.
+   */
+  private versionUnversioned(): number {
+    const versions = this.versions;
+    const hlc = Math.max(versions.flushHlc + 1, 0);
+    const now = this.clock.now;
+    let count = 0;
+    this.disk!.forEachKey((key) => {
+      if (versions.get(key) !== undefined || !this.serves(key)) return;
+      versions.set(key, hlc, 0, false, now);
+      count++;
+    });
+    return count;
   }
 
   // --- Lifecycle -----------------------------------------------------------------
@@ -256,6 +292,8 @@ export class Replicator implements LocalChanges {
       this.hlc.advance(this.versions.flushHlc);
       for (const version of this.versions.map.values()) this.hlc.advance(version.hlc);
       this.log.info({ versions: loaded }, `replication versions loaded: ${loaded}`);
+      const unversioned = this.versionUnversioned();
+      if (unversioned > 0) this.log.info({ unversioned }, `replication: ${unversioned} items on disk had no version; given the oldest`);
     }
     const server = createServer((socket) => {
       const session = new PublisherSession(socket, this);
@@ -348,6 +386,7 @@ export class Replicator implements LocalChanges {
       ['repl_versions', this.versions.map.size],
       ['repl_tombstones', this.versions.tombstones],
       ['repl_store_refused', this.refused],
+      ['repl_audit_unserved', this.unserved],
       ['repl_anti_entropy_rounds', this.aeRounds],
       ['repl_anti_entropy_differing', this.aeDiffering],
       ['repl_anti_entropy_sent', this.aeSent],

@@ -39,14 +39,29 @@ export function bucketOf(key: string): number {
 
 /** How long a delete's tombstone is kept to beat writes older than it that arrive late. */
 export const TOMBSTONE_SECONDS = 3600;
-/** Entries the background prune looks at per second. */
-const PRUNE_PER_TICK = 20_000;
+/** Entries the background prune and audit look at per second. */
+export const PRUNE_PER_TICK = 20_000;
+/** With a data dir each look is a disk read (measured 4 to 6 µs on a busy 2-core machine): fewer per second, so a tick stays a few ms. */
+export const PRUNE_PER_TICK_DISK = 2_000;
 
 /** Where changes to the table are kept (the data dir's version store), or nothing. */
 export interface VersionSink {
   put(key: string, hlc: number, node: number, tomb: boolean, since: number): void;
   remove(key: string): void;
   flushed(hlc: number, node: number): void;
+}
+
+/**
+ * What the node actually serves, for the audit that keeps the table true to it.
+ * Anti-entropy compares tables; the audit is what makes that a comparison of what
+ * nodes serve, whatever made a node's items and table disagree (a crash between
+ * the two commits, a bug).
+ */
+export interface ServedKeys {
+  /** True when a client asking for the key now would get it (memory or disk), without counting an access. */
+  serves(key: string): boolean;
+  /** The key is served although its entry is a tombstone: delete it again (no new version, nothing sent). */
+  unserve(key: string): void;
 }
 
 /** A key's version: its last change here, or its tombstone. Mutated in place on a new change. */
@@ -164,23 +179,27 @@ export class VersionTable {
   }
 
   /**
-   * A slice of the background prune: drops old tombstones, entries of live items
-   * that expired, and of those that are gone otherwise (gone(key) says so: evicted),
-   * so the map does not grow without bound.
+   * A slice of the background prune and audit: drops old tombstones, and entries of
+   * live items the node no longer serves (expired, evicted, lost in a crash), so the
+   * map does not grow without bound and a peer's version of such a key can win;
+   * deletes again an item served under a tombstone. After a pass, every entry says
+   * what the node serves: the key live at that version, or deleted.
    */
-  prune(now: number, gone: ((key: string) => boolean) | null): void {
+  prune(now: number, served: ServedKeys, perTick = PRUNE_PER_TICK): void {
     if (this.pruning === null) this.pruning = this.map.entries();
-    for (let seen = 0; seen < PRUNE_PER_TICK; seen++) {
+    for (let seen = 0; seen < perTick; seen++) {
       const next = this.pruning.next();
       if (next.done) {
         this.pruning = null;
         return;
       }
       const [key, entry] = next.value;
-      const drop = entry.tomb
-        ? now - entry.since > TOMBSTONE_SECONDS
-        : (entry.since !== 0 && entry.since <= now) || (gone !== null && gone(key));
-      if (drop) this.forget(key, entry);
+      if (entry.tomb) {
+        if (served.serves(key)) served.unserve(key);
+        if (now - entry.since > TOMBSTONE_SECONDS) this.forget(key, entry);
+      } else if ((entry.since !== 0 && entry.since <= now) || !served.serves(key)) {
+        this.forget(key, entry);
+      }
     }
   }
 }

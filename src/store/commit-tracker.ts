@@ -19,6 +19,8 @@ export class CommitTracker {
   writeErrors = 0;
   commits = 0;
   commitMsTotal = 0;
+  /** Numbers the commits (batches) writes join: the batch of the latest write. */
+  batch = 0;
   /** The latest commit with its failure counted, for callers that must wait for durability. */
   lastWrite: Promise<unknown> = Promise.resolve();
   /** The commit the latest writes joined (lmdb batches writes: one promise per commit), and its cost so far. */
@@ -36,6 +38,8 @@ export class CommitTracker {
     /** A small write that tells whether the disk takes writes again. */
     private readonly probe: () => Promise<unknown>,
     private readonly log: Logger | null,
+    /** Told when each batch commits (ok) or fails, after the counters. */
+    private readonly onSettled: ((batch: number, ok: boolean) => void) | null = null,
   ) {}
 
   /** A write was handed to lmdb: recordBytes is what it stores (key and value). */
@@ -51,6 +55,7 @@ export class CommitTracker {
     this.commit = write;
     const commitCost = { cost };
     this.commitCost = commitCost;
+    const batch = ++this.batch;
     const started = performance.now();
     this.lastWrite = write.then(
       () => {
@@ -59,12 +64,14 @@ export class CommitTracker {
         if (this.settleAtFlush) this.unflushedCost += commitCost.cost;
         else this.space.settle(commitCost.cost);
         this.recovered();
+        this.onSettled?.(batch, true);
       },
       (error: { commitError?: Promise<unknown> }) => {
         error.commitError?.catch(() => {}); // the cause, already logged by lmdb
         this.writeErrors++;
         this.space.settle(commitCost.cost);
         this.startFailing(error);
+        this.onSettled?.(batch, false);
       },
     );
   }

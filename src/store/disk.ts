@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { ConfigError } from '../config.js';
 import { CommitTracker } from './commit-tracker.js';
 import { DiskSpace, PAGE_BYTES } from './disk-space.js';
+import { PendingWrites, REMOVED } from './pending-writes.js';
 import type { StoredRecord } from './store.js';
 
 /** lmdb is loaded when a data dir is opened, not at start: a node without -H does not carry its ~10 MB of RSS. */
@@ -44,6 +45,8 @@ export class DiskStore {
   private readonly lockPath: string;
   /** With --sync interval: the commit count at the last flush to disk. */
   private flushedCommits = 0;
+  /** Writes not yet committed: what reads must see instead of the last commit. */
+  private readonly pending = new PendingWrites();
   private readonly flushTimer: NodeJS.Timeout | null = null;
   /** Commits, failures and the failing state (a full disk, an I/O error). */
   readonly writes: CommitTracker;
@@ -80,7 +83,7 @@ export class DiskStore {
     this.space = new DiskSpace(path, largestWrite, log);
     const meta = this.meta;
     const probe = (): Promise<unknown> => meta.put(PROBE_KEY, String(Date.now()));
-    this.writes = new CommitTracker('data dir', this.space, sync.kind === 'interval', probe, log);
+    this.writes = new CommitTracker('data dir', this.space, sync.kind === 'interval', probe, log, (batch, ok) => this.settled(batch, ok));
     if (sync.kind === 'interval') {
       this.flushTimer = setInterval(() => this.flushIfNeeded(), sync.ms);
       this.flushTimer.unref();
@@ -107,22 +110,40 @@ export class DiskStore {
     return this.writes.failing || this.space.low;
   }
 
+  /** The key's record as last written, committed or not. */
   get(key: string): StoredRecord | null {
+    const pending = this.pending.read(key);
+    if (pending !== undefined) return pending === REMOVED ? null : decode(pending);
     const bytes = this.items.getBinary(Buffer.from(key, 'latin1'));
     return bytes === undefined ? null : decode(bytes);
   }
 
+  /** The key's exptime as last written (0: never), or -1 when it has no record; reads no value. */
+  exptimeOf(key: string): number {
+    const pending = this.pending.read(key);
+    if (pending !== undefined) return pending === REMOVED ? -1 : pending.readUInt32BE(4);
+    const bytes = this.items.getBinary(Buffer.from(key, 'latin1'));
+    return bytes === undefined ? -1 : bytes.readUInt32BE(4);
+  }
+
   put(key: string, record: StoredRecord): void {
-    this.writes.track(this.items.put(Buffer.from(key, 'latin1'), encode(record)), recordBytes(key, record.value.length));
+    this.putBytes(key, encode(record));
   }
 
   remove(key: string): void {
     this.writes.track(this.items.remove(Buffer.from(key, 'latin1')), recordBytes(key, 0));
+    this.pending.noteWrite(key, REMOVED, this.writes.batch);
   }
 
   clear(): void {
     // Dropping the items frees their pages, and the free list records each (8 bytes a page).
     this.writes.track(this.items.clearAsync(), Math.ceil(this.bytesUsed / PAGE_BYTES) * 8);
+    this.pending.noteClear(this.writes.batch);
+  }
+
+  private putBytes(key: string, bytes: Buffer): void {
+    this.writes.track(this.items.put(Buffer.from(key, 'latin1'), bytes), key.length + bytes.length);
+    this.pending.noteWrite(key, bytes, this.writes.batch);
   }
 
   /**
@@ -175,9 +196,16 @@ export class DiskStore {
     return null;
   }
 
-  /** Every key, in key order, without reading the records. */
+  /** Every key with a record as last written (committed or not), without reading the records. */
   forEachKey(visit: (key: string) => void): void {
-    for (const key of this.items.getKeys()) visit((key as Buffer).toString('latin1'));
+    const pending = this.pending;
+    if (!pending.diskHidden) {
+      for (const key of this.items.getKeys()) {
+        const name = (key as Buffer).toString('latin1');
+        if (pending.read(name) === undefined) visit(name);
+      }
+    }
+    pending.forEachWritten(visit);
   }
 
   async close(): Promise<void> {
@@ -192,6 +220,25 @@ export class DiskStore {
     }
     await this.root.close();
     rmSync(this.lockPath, { force: true });
+  }
+
+  /** A batch of writes committed or failed: the pending writes follow it. */
+  private settled(batch: number, ok: boolean): void {
+    if (!ok) {
+      this.pending.failedBatch(batch);
+      return;
+    }
+    this.pending.committed(batch);
+    if (this.pending.mustRetry) this.retryFailed();
+  }
+
+  /** The disk takes writes again: the writes of failed commits are made again (reads have been seeing them all along). */
+  private retryFailed(): void {
+    try {
+      this.pending.retry(() => this.clear(), (key, bytes) => (bytes === REMOVED ? this.remove(key) : this.putBytes(key, bytes)));
+    } catch {
+      this.writes.writeErrors++; // closing: the writes are lost, as any not committed at close
+    }
   }
 
   private flushIfNeeded(): void {

@@ -64,6 +64,12 @@ export class Persistence implements StoreBacking {
     return this.disk.space;
   }
 
+  /** True when the disk holds a live record of the key (not expired), without reading its value. */
+  holds(key: string): boolean {
+    const exptime = this.disk.exptimeOf(key);
+    return exptime === 0 || exptime > this.clock.now;
+  }
+
   /** False while the disk refuses writes (full): the store then refuses changes too. */
   get writable(): boolean {
     return !this.disk.refusing;
