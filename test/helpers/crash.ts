@@ -39,8 +39,13 @@ export interface CrashOptions {
   windowMs: number;
   dataDir: string;
   rounds: number;
-  /** The kill comes a random time in [min, max] ms after the writers start. */
+  /**
+   * The kill comes a random time in [min, max] ms after the writers start, and not
+   * before a random number in [min, max] of replies were read this round (so that a
+   * slow machine still does some work each round), then 0-20 ms more.
+   */
   loadMs: [number, number];
+  replies: [number, number];
   seed: number;
   writers?: number;
   keys?: number;
@@ -119,13 +124,23 @@ export async function runCrash(options: CrashOptions): Promise<CrashReport> {
   for (let round = 1; round <= options.rounds; round++) {
     const histories = new Map<string, History>();
     let killed = false;
+    let replies = 0;
+    const enough = rng.range(options.replies[0], options.replies[1]);
+    let enoughReplies: () => void = () => {};
+    const repliesReached = new Promise<void>((resolve) => (enoughReplies = resolve));
     const loops = keysOf.map(async (keys, w) => {
       const model = new CacheModel({ serverNow: () => 0, serverStarted: 0 });
       for (const key of keys) {
         const state = known.get(key) ?? null;
         if (state !== null) model.store('set', key, state.flags, 0, state.value, 0n, false, CTX);
       }
-      const wire = await Wire.open(server.port);
+      let wire: Wire;
+      try {
+        wire = await Wire.open(server.port);
+      } catch (error) {
+        if (!killed) fail(`round ${round}: writer ${w} could not connect: ${(error as Error).message}`);
+        return;
+      }
       const writerRng = new Random(rng.u32());
       let seq = 0;
       try {
@@ -145,6 +160,7 @@ export async function runCrash(options: CrashOptions): Promise<CrashReport> {
               return;
             }
             report.acknowledged++;
+            if (++replies === enough) enoughReplies();
             const history = histories.get(command.key)!;
             if (command.index > 0) {
               history.ackAt[command.index] = performance.now();
@@ -165,8 +181,12 @@ export async function runCrash(options: CrashOptions): Promise<CrashReport> {
       }
     });
 
-    const delay = rng.range(options.loadMs[0], options.loadMs[1]);
-    await new Promise((resolve) => setTimeout(resolve, delay));
+    const started = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, rng.range(options.loadMs[0], options.loadMs[1])));
+    // Writers that all stopped (a failure, reported) or a server that died cannot reach the count.
+    await Promise.race([repliesReached, Promise.all(loops), once(server.process, 'exit')]);
+    await new Promise((resolve) => setTimeout(resolve, rng.int(21)));
+    const delay = Math.round(performance.now() - started);
     if (server.process.exitCode !== null || server.process.signalCode !== null) {
       fail(`round ${round}: the server exited by itself (${server.process.exitCode ?? server.process.signalCode}): ${server.stderr().slice(-500)}`);
       report.badRestarts++;
@@ -224,7 +244,7 @@ export async function runCrash(options: CrashOptions): Promise<CrashReport> {
     }
     report.keysWithKeptWrites += kept;
     report.lostWrites += lost;
-    log(`round ${round}: killed after ${delay} ms, ${histories.size} keys written, ${kept} with writes that had to be kept, ${lost} acknowledged writes lost`);
+    log(`round ${round}: killed after ${delay} ms and ${replies} replies, ${histories.size} keys written, ${kept} with writes that had to be kept, ${lost} acknowledged writes lost`);
     known = found;
   }
   await server.stop();
@@ -260,10 +280,13 @@ function generateBatch(
   const size = rng.range(1, 6);
   // Often a whole batch works on one or two keys, so that a read or write follows a delete
   // (or another write) of the same key before it commits.
-  const focus = rng.chance(0.6) ? Array.from({ length: rng.range(1, 2) }, () => rng.pick(keys)) : keys;
+  // Half the picks go to keys that hold a value, so that deletes, appends and incrs find one.
+  const live = [...model.items.keys()];
+  const pickKey = (): string => (live.length > 0 && rng.chance(0.5) ? rng.pick(live) : rng.pick(keys));
+  const focus = rng.chance(0.6) ? Array.from({ length: rng.range(1, 2) }, pickKey) : null;
   const batch: Command[] = [];
   for (let n = 0; n < size; n++) {
-    const key = rng.pick(focus);
+    const key = focus === null ? pickKey() : rng.pick(focus);
     let history = histories.get(key);
     if (history === undefined) {
       history = { states: [known.get(key) ?? null], ackAt: [Number.NaN], ops: ['start'], lastAcked: 0, tainted: false };
