@@ -28,7 +28,7 @@
 import { once } from 'node:events';
 import { stderrProblems } from './fuzz.js';
 import { CacheModel, type ApplyContext, type Expected } from './model.js';
-import { startMnemo, type RunningServer } from './mnemo.js';
+import { startMnemo } from './mnemo.js';
 import { Random } from './random.js';
 import { Wire } from './wire.js';
 
@@ -217,7 +217,7 @@ export async function runCrash(options: CrashOptions): Promise<CrashReport> {
         for (let i = from - 1; i >= 0 && earlier === -1; i--) if (sameState(history.states[i]!, observed)) earlier = i;
         const what = earlier === -1
           ? 'a state it never held this round'
-          : `its state after write ${earlier}${earlier > 0 ? ` (acknowledged ${ageOf(history, earlier, killAt)} before the kill)` : ' (the round start)'}`;
+          : `its state after write ${earlier}${earlier === 0 ? ' (the round start)' : ''}, losing write ${earlier + 1} acknowledged ${ageOf(history, earlier + 1, killAt)} before the kill`;
         fail(
           `round ${round} (${options.sync}, killed after ${delay} ms): ${key} read back ${showState(observed)}, ${what}; ` +
             `it had to be at least its state after write ${from} of ${history.states.length - 1} ` +
