@@ -5,8 +5,9 @@
  * every key must read back as the policy promises. A bounded slice here;
  * `npm run crash` is the long run. Environment: MNEMO_CRASH_ROUNDS (kills per
  * policy, default 3), MNEMO_CRASH_LOAD_MS (the longest time before a kill,
- * default 1000), MNEMO_CRASH_SEED (replays a run's commands; the kill moments
- * still fall where the machine's timing puts them).
+ * default 1000), MNEMO_CRASH_SEED (replays a run's draws: its first round's
+ * commands exactly; later rounds start from what survived the kills, and the
+ * kill moments fall where the machine's timing puts them).
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';

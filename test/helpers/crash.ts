@@ -125,7 +125,11 @@ export async function runCrash(options: CrashOptions): Promise<CrashReport> {
     const histories = new Map<string, History>();
     let killed = false;
     let replies = 0;
+    // Every draw of the round is made here, before any await, so that a seed replays the same commands.
     const enough = rng.range(options.replies[0], options.replies[1]);
+    const loadMs = rng.range(options.loadMs[0], options.loadMs[1]);
+    const lastMs = rng.int(21);
+    const writerSeeds = keysOf.map(() => rng.u32());
     let enoughReplies: () => void = () => {};
     const repliesReached = new Promise<void>((resolve) => (enoughReplies = resolve));
     const loops = keysOf.map(async (keys, w) => {
@@ -141,7 +145,7 @@ export async function runCrash(options: CrashOptions): Promise<CrashReport> {
         if (!killed) fail(`round ${round}: writer ${w} could not connect: ${(error as Error).message}`);
         return;
       }
-      const writerRng = new Random(rng.u32());
+      const writerRng = new Random(writerSeeds[w]!);
       let seq = 0;
       try {
         while (!killed) {
@@ -182,10 +186,11 @@ export async function runCrash(options: CrashOptions): Promise<CrashReport> {
     });
 
     const started = performance.now();
-    await new Promise((resolve) => setTimeout(resolve, rng.range(options.loadMs[0], options.loadMs[1])));
+    const exited = once(server.process, 'exit');
+    await new Promise((resolve) => setTimeout(resolve, loadMs));
     // Writers that all stopped (a failure, reported) or a server that died cannot reach the count.
-    await Promise.race([repliesReached, Promise.all(loops), once(server.process, 'exit')]);
-    await new Promise((resolve) => setTimeout(resolve, rng.int(21)));
+    await Promise.race([repliesReached, Promise.all(loops), exited]);
+    await new Promise((resolve) => setTimeout(resolve, lastMs));
     const delay = Math.round(performance.now() - started);
     if (server.process.exitCode !== null || server.process.signalCode !== null) {
       fail(`round ${round}: the server exited by itself (${server.process.exitCode ?? server.process.signalCode}): ${server.stderr().slice(-500)}`);
@@ -194,7 +199,7 @@ export async function runCrash(options: CrashOptions): Promise<CrashReport> {
     const killAt = performance.now();
     killed = true;
     server.process.kill('SIGKILL');
-    await once(server.process, 'exit').catch(() => {});
+    await exited;
     report.stderr.push(...stderrProblems(server.stderr()));
     await Promise.all(loops);
 
