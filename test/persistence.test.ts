@@ -145,6 +145,63 @@ describe('persistence', () => {
     }
   });
 
+  it('keeps the base64-key mark on disk: mg b k answers the key in base64 after a promotion from disk and after a restart', async () => {
+    // Raw keys with a space and CR/LF: answered undecoded, they would break the reply line.
+    const small = Buffer.from('a b\r\nc').toString('base64');
+    const big = Buffer.from('z z\r\n').toString('base64');
+    const bigValue = valueOf('z', 1, 20000);
+    const dir = dataDir();
+    let server = await startMnemo(['-H', dir, '-m', '2']);
+    let client = await connectClient(server.port);
+    try {
+      assert.equal(await client.request(`ms ${small} 5 b T0 F7\r\nhello\r\nms ${big} 20000 b\r\n${bigValue}\r\n`, 'HD\r\nHD\r\n'), 'HD\r\nHD\r\n');
+      // Pushes the big one out of memory: the next mg brings it back from disk.
+      let batch = '';
+      for (let i = 0; i < 300; i++) batch += `set big${i} 0 0 20000 noreply\r\n${valueOf(`big${i}`, 1, 20000)}\r\n`;
+      await client.request(`${batch}mn\r\n`, 'MN\r\n');
+      const promotionsBefore = statsOf(await client.request('stats\r\n', 'END\r\n')).disk_promotions!;
+      assert.equal(await client.request(`mg ${big} b k s\r\n`), `HD k${big} b s20000\r\n`);
+      assert.equal(statsOf(await client.request('stats\r\n', 'END\r\n')).disk_promotions, promotionsBefore + 1, 'it came from disk');
+    } finally {
+      client.close();
+      await server.stop();
+    }
+    server = await startMnemo(['-H', dir, '-m', '2']);
+    client = await connectClient(server.port);
+    try {
+      assert.equal(await client.request(`mg ${small} b k f v\r\n`, 'hello\r\n'), `VA 5 k${small} b f7\r\nhello\r\n`);
+      assert.equal(await client.request(`mg ${big} b k s\r\n`), `HD k${big} b s20000\r\n`);
+    } finally {
+      client.close();
+      await server.stop();
+    }
+  });
+
+  it('reads a data dir of format version 1 (records without the base64-key mark) and marks it version 2', async () => {
+    const dir = dataDir();
+    const db = open({ path: join(dir, 'lmdb'), maxDbs: 4 });
+    db.openDB<string, string>({ name: 'meta', encoding: 'string', keyEncoding: 'ordered-binary' }).putSync('format', '1');
+    const items = db.openDB<Buffer, Buffer>({ name: 'items', encoding: 'binary', keyEncoding: 'binary' });
+    // Format 1's record: flags u32, exptime u32, cas f64, value.
+    const record = Buffer.alloc(16 + 3);
+    record.writeUInt32BE(42, 0);
+    record.writeDoubleBE(7, 8);
+    record.write('old', 16, 'latin1');
+    items.putSync(Buffer.from('legacy'), record);
+    await db.close();
+    const server = await startMnemo(['-H', dir]);
+    const client = await connectClient(server.port);
+    try {
+      assert.equal(await client.request('mg legacy k f c v\r\n', 'old\r\n'), 'VA 3 klegacy f42 c7\r\nold\r\n');
+    } finally {
+      client.close();
+      await server.stop();
+    }
+    const reopened = open({ path: join(dir, 'lmdb'), maxDbs: 4 });
+    assert.equal(reopened.openDB<string, string>({ name: 'meta', encoding: 'string', keyEncoding: 'ordered-binary' }).get('format'), '2');
+    await reopened.close();
+  });
+
   it('tiered: with -m 16 --disk-limit 1g, 10x more data than memory all comes back, promoted from disk', async () => {
     const dir = dataDir();
     const server = await startMnemo(['-H', dir, '-m', '16', '--disk-limit', '1g']);

@@ -723,6 +723,32 @@ describe('replication', () => {
     }
   });
 
+  it('a peer joining a restarted node with --data-dir gets base64-key items still marked, from its memory and from its disk', async () => {
+    const [portA, portB] = [await freePort(), await freePort()];
+    const dirA = mkdtempSync(join(root, 'b64-'));
+    // Raw keys with a space and CR/LF: answered undecoded, they would break the reply line.
+    const small = Buffer.from('a b\r\nc').toString('base64');
+    const big = Buffer.from('z z\r\n').toString('base64');
+    const value = 'd'.repeat(20_000);
+    const aArgs = ['--node-id', 'a', '--peer-wait', '0.2', '--data-dir', dirA, '-m', '2', '--anti-entropy-interval', '0'];
+    let a = await startNode(portA, [portB], aArgs);
+    let b: Node | null = null;
+    try {
+      let batch = `ms ${small} 5 b F3\r\nhello\r\nms ${big} ${value.length} b\r\n${value}\r\n`;
+      for (let i = 0; i < 300; i++) batch += `set disk${i} 0 0 ${value.length} noreply\r\n${value}\r\n`;
+      await a.client.request(`${batch}mn\r\n`, 'MN\r\n');
+      await stopAll([a]);
+      // After the restart the small item is loaded into memory (its key sorts first); the big one stays on disk.
+      a = await startNode(portA, [portB], aArgs);
+      b = await startNode(portB, [portA], ['--node-id', 'b', '--peer-wait', '5', '--anti-entropy-interval', '0', '-m', '64']);
+      assert.match(b.server.stderr(), /synced from a/);
+      assert.equal(await b.client.request(`mg ${small} b k f v\r\n`, 'hello\r\n'), `VA 5 k${small} b f3\r\nhello\r\n`);
+      assert.equal(await b.client.request(`mg ${big} b k s\r\n`), `HD k${big} b s20000\r\n`);
+    } finally {
+      await stopAll(b === null ? [a] : [a, b]);
+    }
+  });
+
   it('anti-entropy digests depend on the entries only, not on the order they came in or what was undone', () => {
     const digests = (table: VersionTable): string => `${table.rootA}/${table.rootB}/${Buffer.from(table.digestA.buffer).toString('hex')}${Buffer.from(table.digestB.buffer).toString('hex')}`;
     const one = new VersionTable();

@@ -328,7 +328,7 @@ export class PublisherSession {
         if (record === null || (record.exptime !== 0 && record.exptime <= rep.clock.now)) continue;
         const version = versions.get(key);
         if (version !== undefined && version.tomb) continue;
-        w.item(0, version?.hlc ?? 0, version?.node ?? 0, record.flags, record.exptime, false, key, record.value);
+        w.item(0, version?.hlc ?? 0, version?.node ?? 0, record.flags, record.exptime, record.binaryKey, key, record.value);
       } else {
         const key = this.snapshotTombs[index - items]!;
         const version = versions.get(key);

@@ -4,14 +4,24 @@ import { open, type Database, type RootDatabase } from 'lmdb';
 import { ConfigError } from '../config.js';
 import type { StoredRecord } from './store.js';
 
-/** Bumped when the on-disk layout changes; a data dir of another version is refused, never rewritten. */
-export const FORMAT_VERSION = 1;
+/**
+ * Bumped when the on-disk layout changes; a data dir of an unknown version is refused,
+ * never rewritten. 2 added the base64-key mark (CAS_BINARY_KEY); a version 1 dir reads
+ * as is (its records have the bit clear) and is marked 2, so an older Mnemo refuses it.
+ */
+export const FORMAT_VERSION = 2;
+const READABLE_FORMATS = ['1', '2'];
 const FORMAT_KEY = 'format';
 /** Written while the disk refuses writes, to notice when it takes them again. */
 const PROBE_KEY = 'probe';
 const PROBE_EVERY_MS = 1000;
 /** flags u32, exptime u32, cas f64, then the value. */
 const RECORD_HEADER = 16;
+/**
+ * The CAS's sign bit (a CAS is never negative): set when the item was stored under a
+ * base64 key. A spare bit rather than a new field, so records of format 1 read unchanged.
+ */
+const CAS_BINARY_KEY = 0x80;
 
 /** The bytes a record takes in the disk tier's accounting (LMDB's page overhead aside). */
 export function recordBytes(key: string, valueLength: number): number {
@@ -63,10 +73,10 @@ export class DiskStore {
       const meta = this.root.openDB<string, string>({ name: 'meta', encoding: 'string', keyEncoding: 'ordered-binary' });
       this.meta = meta;
       const format = meta.get(FORMAT_KEY);
-      if (format === undefined) meta.putSync(FORMAT_KEY, String(FORMAT_VERSION));
-      else if (format !== String(FORMAT_VERSION)) {
-        throw new ConfigError(`--data-dir: ${path} holds format version ${format}, this Mnemo reads ${FORMAT_VERSION}`);
+      if (format !== undefined && !READABLE_FORMATS.includes(format)) {
+        throw new ConfigError(`--data-dir: ${path} holds format version ${format}, this Mnemo reads ${READABLE_FORMATS.join(' and ')}`);
       }
+      if (format !== String(FORMAT_VERSION)) meta.putSync(FORMAT_KEY, String(FORMAT_VERSION));
       this.items = this.root.openDB<Buffer, Buffer>({ name: 'items', encoding: 'binary', keyEncoding: 'binary' });
     } catch (error) {
       rmSync(this.lockPath, { force: true });
@@ -224,6 +234,7 @@ function encode(record: StoredRecord): Buffer {
   bytes.writeUInt32BE(record.flags, 0);
   bytes.writeUInt32BE(record.exptime, 4);
   bytes.writeDoubleBE(record.cas, 8);
+  if (record.binaryKey) bytes[8]! |= CAS_BINARY_KEY;
   record.value.copy(bytes, RECORD_HEADER);
   return bytes;
 }
@@ -232,7 +243,9 @@ function decode(bytes: Buffer): StoredRecord {
   return {
     flags: bytes.readUInt32BE(0),
     exptime: bytes.readUInt32BE(4),
-    cas: bytes.readDoubleBE(8),
+    // abs() clears the mark (and turns the -0 of a marked CAS 0 into 0).
+    cas: Math.abs(bytes.readDoubleBE(8)),
+    binaryKey: (bytes[8]! & CAS_BINARY_KEY) !== 0,
     // Copied out of lmdb's reusable read buffer: stored values must not change under us.
     value: Buffer.from(bytes.subarray(RECORD_HEADER)),
   };
