@@ -556,6 +556,32 @@ describe('replication', () => {
     }
   });
 
+  it('the publishing side notices a silent link too, and closes its session; an idle link stays up', async () => {
+    const portA = await freePort();
+    const toA = new FaultProxy(portA);
+    const viaA = await toA.listen();
+    // Only b subscribes (to a, through the proxy): a is the publisher of this link and nothing else.
+    const a = await startNode(portA, [], ['--node-id', 'a', '--anti-entropy-interval', '0']);
+    const b = await startNode(await freePort(), [viaA], ['--node-id', 'b', '--peer-wait', '1', '--anti-entropy-interval', '0']);
+    try {
+      await waitForStat(b.client, 'peer_0_state', 'connected');
+      assert.equal(await stat(a.client, 'repl_subscribers'), '1');
+      // Idle for longer than the silence limit: keepalives hold the link.
+      await sleep(6000);
+      assert.equal(await stat(a.client, 'repl_subscribers'), '1');
+      assert.doesNotMatch(a.server.stderr() + b.server.stderr(), /silent for/);
+      toA.drop();
+      await waitForStat(a.client, 'repl_subscribers', '0', 10_000);
+      assert.match(a.server.stderr(), /replication peer b silent for 5 s; closing its session/);
+      toA.heal();
+      await waitForStat(b.client, 'peer_0_state', 'connected', 10_000);
+      await waitForStat(a.client, 'repl_subscribers', '1');
+    } finally {
+      await stopAll([a, b]);
+      await toA.close();
+    }
+  });
+
   it('a delaying link (200 ms each way) delays changes but the nodes converge; the time is measured', async (t) => {
     const [portA, portB] = [await freePort(), await freePort()];
     const toA = new FaultProxy(portA);
@@ -632,6 +658,50 @@ describe('replication', () => {
       assert.equal(await late.request('get only-on-a\r\n', 'END\r\n'), 'VALUE only-on-a 0 3\r\nyes\r\nEND\r\n');
       late.close();
     } finally {
+      a.client.close();
+      await a.server.stop();
+      await proxy.close();
+    }
+  });
+
+  it('client connections held during the join sync count in curr_connections, once', async () => {
+    const portA = await freePort();
+    const a = await startNode(portA, [], ['--node-id', 'a']);
+    const proxy = new FaultProxy(portA);
+    const viaA = await proxy.listen();
+    proxy.delay(400); // the join takes a few round trips: seconds
+    const [replPort, clientPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
+    let ready = false;
+    const starting = startMnemo(['-p', String(clientPort), '--metrics-port', String(metricsPort), '--replication-port', String(replPort), '--peer', `127.0.0.1:${viaA}`, '--node-id', 'b']);
+    void starting.then((server) => {
+      ready = true;
+      started.push(server);
+    }, () => {});
+    const held: RawClient[] = [];
+    try {
+      const deadline = Date.now() + 5000;
+      while (held.length < 2 && Date.now() < deadline) {
+        const client = await connectClient(clientPort).catch(() => null);
+        if (client === null) await sleep(10);
+        else held.push(client);
+      }
+      assert.equal(held.length, 2, 'the client port opened');
+      let connections = -1;
+      while (connections !== 2 && !ready) {
+        const snapshot = await fetch(`http://127.0.0.1:${metricsPort}/api/stats`).then((response) => response.json() as Promise<{ connections: number }>);
+        connections = snapshot.connections;
+      }
+      assert.equal(ready, false, 'still syncing');
+      assert.equal(connections, 2);
+      held[1]!.close();
+      const server = await starting;
+      assert.equal(await held[0]!.request('get x\r\n', 'END\r\n'), 'END\r\n', 'served after the sync');
+      assert.equal(await stat(held[0]!, 'curr_connections'), '1');
+      const late = await connectClient(server.port);
+      assert.equal(await stat(late, 'curr_connections'), '2');
+      late.close();
+    } finally {
+      for (const client of held) client.close();
       a.client.close();
       await a.server.stop();
       await proxy.close();
