@@ -1,14 +1,14 @@
 /** --data-dir: items survive restarts and crashes; bad data dirs are refused without harm. */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it, type TestContext } from 'node:test';
 import { open } from 'lmdb';
 import { connectClient } from './helpers/client.js';
-import { runMnemo, startMnemo, type RunningServer } from './helpers/mnemo.js';
+import { MNEMO_BIN, runMnemo, startMnemo, type RunningServer } from './helpers/mnemo.js';
 
 const root = mkdtempSync(join(tmpdir(), 'mnemo-persist-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -459,6 +459,57 @@ describe('persistence', () => {
     assert.match(refused.stderr, /format version 999/);
     assert.deepEqual(readdirSync(join(old, 'lmdb')), before);
   });
+
+  /**
+   * Mnemo on a fresh data dir, killed with SIGKILL and left a zombie: the shell starts
+   * it, prints its pid, then becomes sleep, which never reaps it. Then a new Mnemo must
+   * start at once on that data dir, and a third be refused while the second runs.
+   */
+  async function restartOverZombie(env: Record<string, string>): Promise<void> {
+    const dir = dataDir();
+    const parent = spawn('sh', ['-c', 'PATH="${MNEMO_PATH:-$PATH}" "$0" "$@" & echo $!; exec sleep 60', process.execPath, MNEMO_BIN, '-p', '-1', '-H', dir, '--sync', 'always'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, MNEMO_PATH: env.PATH ?? '' },
+    });
+    let output = '';
+    let stderr = '';
+    parent.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    parent.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    let restarted: RunningServer | null = null;
+    try {
+      const deadline = Date.now() + 10_000;
+      while (!/listening on tcp \S+:(\d+)/.test(stderr) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      const port = Number(/listening on tcp \S+:(\d+)/.exec(stderr)?.[1]);
+      const pid = Number(output.trim());
+      assert.ok(port > 0 && pid > 0, stderr);
+      const first = await connectClient(port);
+      assert.equal(await first.request('set kept 0 0 4\r\nsafe\r\n'), 'STORED\r\n');
+      first.close();
+      process.kill(pid, 'SIGKILL');
+      const state = (): string => {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+        return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      };
+      while (state() !== 'Z' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.equal(state(), 'Z', 'the killed Mnemo is a zombie');
+
+      restarted = await startMnemo(['-H', dir], env);
+      assert.equal(state(), 'Z', 'and still was when the new one took the data dir');
+      const client = await connectClient(restarted.port);
+      assert.equal(await client.request('get kept\r\n', 'END\r\n'), 'VALUE kept 0 4\r\nsafe\r\nEND\r\n');
+      client.close();
+      await assert.rejects(startMnemo(['-H', dir], env), new RegExp(`--data-dir: in use by another Mnemo \\(pid ${restarted.process.pid}`));
+    } finally {
+      await restarted?.stop();
+      parent.kill('SIGKILL'); // sleep: the zombie goes to init, which reaps it
+    }
+  }
+
+  it('restarts at once on the data dir of a Mnemo killed with SIGKILL and not yet reaped (a zombie), and still refuses while a live one holds it', () =>
+    restartOverZombie({}));
+
+  it('does the same without flock(1) on the PATH (the pid check that stands in takes a zombie for dead)', () =>
+    restartOverZombie({ PATH: '/nonexistent' }));
 
   it('takes over the lock of a process that is gone', async () => {
     const dir = dataDir();

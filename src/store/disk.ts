@@ -1,4 +1,5 @@
-import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync, writeSync, accessSync, constants } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, statSync, writeSync, accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { ConfigError } from '../config.js';
@@ -39,7 +40,8 @@ export class DiskStore {
   private readonly root: RootDatabase;
   private readonly items: Database<Buffer, Buffer>;
   private readonly meta: Database<string, string>;
-  private readonly lockPath: string;
+  /** The open lock file: its flock lasts while this descriptor (or the process) lives. */
+  private readonly lockFd: number;
   /** The commit the latest writes joined (lmdb batches writes: one promise per commit). */
   private commit: Promise<unknown> = Promise.resolve();
   /** The latest commit with its failure counted, for callers that must wait for durability. */
@@ -64,8 +66,7 @@ export class DiskStore {
   ) {
     checkDirectory(path);
     ignoreStrayCommitRejections();
-    this.lockPath = join(path, 'mnemo.lock');
-    takeLock(this.lockPath);
+    this.lockFd = takeLock(join(path, 'mnemo.lock'));
     try {
       // interval: commits skip fsync and a timer flushes them (lmdb has no interval option).
       // always: each commit includes its fsync, so a write's promise settles once it is on disk.
@@ -79,7 +80,7 @@ export class DiskStore {
       if (format !== String(FORMAT_VERSION)) meta.putSync(FORMAT_KEY, String(FORMAT_VERSION));
       this.items = this.root.openDB<Buffer, Buffer>({ name: 'items', encoding: 'binary', keyEncoding: 'binary' });
     } catch (error) {
-      rmSync(this.lockPath, { force: true });
+      closeSync(this.lockFd);
       throw error;
     }
     if (sync.kind === 'interval') {
@@ -160,7 +161,10 @@ export class DiskStore {
       if (this.sync.kind === 'interval') await new Promise((resolve) => syncToDisk(this.root, resolve));
     }
     await this.root.close();
-    rmSync(this.lockPath, { force: true });
+    // Closing releases the lock. The file stays (removing it could let two processes lock
+    // two different files); emptied, so the pid check that stands in for flock finds no owner.
+    ftruncateSync(this.lockFd, 0);
+    closeSync(this.lockFd);
   }
 
   private track(write: Promise<unknown>): void {
@@ -264,34 +268,57 @@ function checkDirectory(path: string): void {
 
 /**
  * LMDB lets several processes share an environment; two Mnemos on one data dir
- * would still overwrite each other's items, so the first holds a lock file with
- * its pid. A lock whose process is gone is taken over.
+ * would still overwrite each other's items, so the first holds an exclusive
+ * flock(2) on mnemo.lock. The kernel drops it when the process dies, however it
+ * dies, even while it is an unreaped zombie, and a recycled pid cannot make it
+ * look held. Node has no flock, so flock(1) takes it on our descriptor (passed
+ * as its fd 3): the lock belongs to the open file, which stays open here after
+ * flock(1) exits. The file also holds the owner's pid, for the message.
+ * Where flock(1) is missing (a minimal image), a pid check stands in.
+ * Returns the descriptor to keep open.
  */
-function takeLock(path: string): void {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(path, 'wx');
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
-      return;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const pid = Number(readFileSync(path, 'utf8').trim());
-      if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
-        throw new ConfigError(`--data-dir: in use by another Mnemo (pid ${pid}, lock ${path})`);
-      }
-      rmSync(path, { force: true });
+function takeLock(path: string): number {
+  const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+  try {
+    const result = spawnSync('flock', ['--nonblock', '--exclusive', '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+    if (result.error !== undefined && (result.error as NodeJS.ErrnoException).code === 'ENOENT') {
+      if (heldByLivePid(path)) throw inUse(path);
+    } else if (result.status === 1) {
+      throw inUse(path);
+    } else if (result.status !== 0) {
+      const reason = result.error?.message ?? result.stderr.toString().trim();
+      throw new ConfigError(`--data-dir: cannot lock ${path}: ${reason}`);
     }
+    ftruncateSync(fd, 0);
+    writeSync(fd, `${process.pid}\n`, 0);
+    return fd;
+  } catch (error) {
+    closeSync(fd);
+    throw error;
   }
-  throw new ConfigError(`--data-dir: cannot take the lock ${path}`);
 }
 
-function isAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
+function inUse(path: string): ConfigError {
+  const pid = Number(readFileSync(path, 'utf8').trim());
+  const owner = Number.isInteger(pid) && pid > 0 ? `pid ${pid}, ` : '';
+  return new ConfigError(`--data-dir: in use by another Mnemo (${owner}lock ${path})`);
+}
+
+/** Without flock(1): the pid in the lock file names a process that is alive (a zombie is not). */
+function heldByLivePid(path: string): boolean {
+  const pid = Number(readFileSync(path, 'utf8').trim());
+  // Our own pid there is a previous run's (a container's process often has the same pid every start).
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    // /proc/<pid>/stat: "pid (comm) state ..."; Z is a dead process its parent has not reaped.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true;
   }
 }
