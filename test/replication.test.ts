@@ -99,9 +99,10 @@ async function stat(client: RawClient, name: string): Promise<string | undefined
  * A fault-injecting TCP proxy between two peers. pass: forwards; delay(ms): forwards
  * every chunk ms later, in order; drop(): a silent partition: every byte is dropped
  * and new connections are accepted and then ignored, with no reset (the link can only
- * notice by silence); cut(): resets every connection and refuses new ones. heal()
- * forwards again; connections that lost bytes to drop() are reset (their streams have
- * gaps), as TCP gives up on a connection whose packets keep vanishing.
+ * notice by silence, and a close on one side does not reach the other); cut(): resets
+ * every connection and refuses new ones. heal() forwards again; connections that lost
+ * bytes to drop() are reset (their streams have gaps), as TCP gives up on a connection
+ * whose packets keep vanishing.
  */
 class FaultProxy {
   private readonly sockets = new Set<Socket>();
@@ -122,6 +123,8 @@ class FaultProxy {
     for (const socket of [client, upstream]) {
       socket.on('close', () => {
         this.sockets.delete(socket);
+        // In a silent partition a close is lost like every other byte: the other side must notice by itself.
+        if (this.mode === 'drop') return;
         client.destroy();
         upstream.destroy();
       });
