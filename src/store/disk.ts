@@ -280,7 +280,7 @@ function checkDirectory(path: string): void {
 function takeLock(path: string): number {
   const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o644);
   try {
-    const result = spawnSync('flock', ['--nonblock', '--exclusive', '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+    const result = spawnSync('flock', ['-n', '-x', '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
     if (result.error !== undefined && (result.error as NodeJS.ErrnoException).code === 'ENOENT') {
       if (heldByLivePid(path)) throw inUse(path);
     } else if (result.status === 1) {
