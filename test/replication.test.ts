@@ -670,17 +670,30 @@ describe('replication', () => {
   it('client connections held during the join sync count in curr_connections, once', async () => {
     const portA = await freePort();
     const a = await startNode(portA, [], ['--node-id', 'a']);
+    await a.client.request('set only-on-a 0 0 3\r\nyes\r\n');
+    // b joins through a proxy that drops everything until healed: b cannot finish its join before then.
     const proxy = new FaultProxy(portA);
     const viaA = await proxy.listen();
-    proxy.delay(400); // the join takes a few round trips: seconds
+    proxy.drop();
     const [replPort, clientPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
     let ready = false;
-    const starting = startMnemo(['-p', String(clientPort), '--metrics-port', String(metricsPort), '--replication-port', String(replPort), '--peer', `127.0.0.1:${viaA}`, '--node-id', 'b']);
+    const starting = startMnemo(['-p', String(clientPort), '--metrics-port', String(metricsPort), '--replication-port', String(replPort), '--peer', `127.0.0.1:${viaA}`, '--peer-wait', '60', '--node-id', 'b']);
     void starting.then((server) => {
       ready = true;
       started.push(server);
     }, () => {});
     const held: RawClient[] = [];
+    const connections = async (): Promise<number> =>
+      fetch(`http://127.0.0.1:${metricsPort}/api/stats`).then(async (response) => ((await response.json()) as { connections: number }).connections);
+    const waitForConnections = async (count: number): Promise<void> => {
+      const deadline = Date.now() + 5000;
+      let last = await connections();
+      while (last !== count && Date.now() < deadline) {
+        await sleep(20);
+        last = await connections();
+      }
+      assert.equal(last, count, `curr_connections while ${held.filter((client) => !client.closed).length} clients are held`);
+    };
     try {
       const deadline = Date.now() + 5000;
       while (held.length < 2 && Date.now() < deadline) {
@@ -689,16 +702,13 @@ describe('replication', () => {
         else held.push(client);
       }
       assert.equal(held.length, 2, 'the client port opened');
-      let connections = -1;
-      while (connections !== 2 && !ready) {
-        const snapshot = await fetch(`http://127.0.0.1:${metricsPort}/api/stats`).then((response) => response.json() as Promise<{ connections: number }>);
-        connections = snapshot.connections;
-      }
-      assert.equal(ready, false, 'still syncing');
-      assert.equal(connections, 2);
+      await waitForConnections(2);
       held[1]!.close();
+      await waitForConnections(1);
+      assert.equal(ready, false, 'still joining');
+      proxy.heal();
       const server = await starting;
-      assert.equal(await held[0]!.request('get x\r\n', 'END\r\n'), 'END\r\n', 'served after the sync');
+      assert.equal(await held[0]!.request('get only-on-a\r\n', 'END\r\n'), 'VALUE only-on-a 0 3\r\nyes\r\nEND\r\n', 'served after the sync');
       assert.equal(await stat(held[0]!, 'curr_connections'), '1');
       const late = await connectClient(server.port);
       assert.equal(await stat(late, 'curr_connections'), '2');
