@@ -139,21 +139,21 @@ export class MnemoServer implements ServerContext {
     this.held = null;
     for (const [socket, release] of held) {
       release();
-      if (!socket.destroyed) this.accept(socket);
+      // Counted when accepted: served now, or (closed, its close no longer heard) uncounted.
+      if (socket.destroyed) this.counters.curr_connections--;
+      else this.serve(socket);
     }
   }
 
-  /** A client that connected while the node syncs: it waits, or gets NOT_READY after --sync-wait-timeout. */
+  /**
+   * A client that connected while the node syncs (already counted in curr_connections):
+   * it waits, or gets NOT_READY after --sync-wait-timeout.
+   */
   private hold(socket: Socket, held: Map<Socket, () => void>): void {
     const onError = (): void => {
       socket.destroy();
     };
     socket.on('error', onError);
-    if (this.counters.curr_connections + held.size >= this.config.connLimit) {
-      this.counters.rejected_connections++;
-      socket.end(TOO_MANY_CONNECTIONS);
-      return;
-    }
     const seconds = this.config.syncWaitTimeout;
     const timer = seconds === 0 ? null : setTimeout(() => {
       held.delete(socket);
@@ -165,6 +165,7 @@ export class MnemoServer implements ServerContext {
     const onClose = (): void => {
       if (timer !== null) clearTimeout(timer);
       held.delete(socket);
+      this.counters.curr_connections--;
     };
     socket.once('close', onClose);
     held.set(socket, () => {
@@ -285,7 +286,6 @@ export class MnemoServer implements ServerContext {
   }
 
   private accept(socket: Socket): void {
-    if (this.held !== null) return this.hold(socket, this.held);
     const counters = this.counters;
     if (counters.curr_connections >= this.config.connLimit) {
       // memcached answers over the limit with an error line, then hangs up.
@@ -296,6 +296,12 @@ export class MnemoServer implements ServerContext {
     }
     counters.curr_connections++;
     counters.total_connections++;
+    if (this.held !== null) return this.hold(socket, this.held);
+    this.serve(socket);
+  }
+
+  /** A counted client connection starts being served. */
+  private serve(socket: Socket): void {
     const connection = new Connection(socket, this, this.nextConnectionId++);
     this.connections.add(connection);
     socket.once('close', () => this.connections.delete(connection));

@@ -67,6 +67,25 @@ describe('SASL (-S)', () => {
     }
   });
 
+  it('stats settings says auth_enabled_sasl yes', async () => {
+    const server = await startMnemo(['-S', '--sasl-pwdb', passwords]);
+    try {
+      const client = await connectClient(server.port);
+      client.send(request({ opcode: 0x21, key: 'PLAIN', value: '\0bob\0builder' }));
+      const [auth] = parseResponses(await client.readUntil((got) => parseResponses(got)[0].length === 1))[0];
+      assert.equal(auth!.status, 0);
+      client.send(request({ opcode: 0x10, key: 'settings' }));
+      // The reply is one response per setting, ended by one with an empty key.
+      const bytes = await client.readUntil((got) => parseResponses(got)[0].some((r) => r.key === ''));
+      const settings = new Map(parseResponses(bytes)[0].map((r) => [r.key, r.value.toString()]));
+      assert.equal(settings.get('auth_enabled_sasl'), 'yes');
+      assert.equal(settings.get('auth_enabled_ascii'), 'no');
+      client.close();
+    } finally {
+      await server.stop();
+    }
+  });
+
   it('refuses -S without a password file, and with -B ascii', async () => {
     const missing = await runMnemo(['-S', '-p', '-1'], 5000);
     assert.equal(missing.code, 2);
@@ -97,6 +116,26 @@ describe('ASCII authentication (-Y)', () => {
         for (const [send, expected] of steps) assert.equal(await client.request(send, expected), expected, `${port}: ${send}`);
         client.close();
       }
+    } finally {
+      await mnemo.stop();
+      await memcached.stop();
+    }
+  });
+
+  it('stats settings names the -Y file in auth_enabled_ascii, as memcached does', async () => {
+    const memcached = await startMemcached(['-Y', passwords]);
+    const mnemo = await startMnemo(['-Y', passwords]);
+    try {
+      const lines: string[] = [];
+      for (const port of [memcached.port, mnemo.port]) {
+        const client = await connectClient(port);
+        await client.request('set auth 0 0 16\r\nalice wonderland\r\n', 'STORED\r\n');
+        const settings = await client.request('stats settings\r\n', 'END\r\n');
+        lines.push(settings.split('\r\n').filter((line) => line.startsWith('STAT auth_enabled_')).join('\n'));
+        client.close();
+      }
+      assert.equal(lines[1], `STAT auth_enabled_sasl no\nSTAT auth_enabled_ascii ${passwords}`);
+      assert.equal(lines[1], lines[0]);
     } finally {
       await mnemo.stop();
       await memcached.stop();

@@ -64,4 +64,18 @@ describe('meta commands', () => {
     const reply = await client.request('ms q1 1 q\r\na\r\nms q2 1 q\r\nb\r\nmg q1 v q\r\nmg missing v q\r\nmd q2 q\r\nmd missing q\r\nmn\r\n', 'MN\r\n');
     assert.equal(reply, 'VA 1\r\na\r\nNF\r\nMN\r\n');
   });
+
+  it('reports seconds since the last access with l, and h, counted from the store and then from the last read', async () => {
+    // The differential test can only say l is 0 or 1 (a second may tick between store and read); here the clock moves by 100.
+    const timed = await startMnemo(['--test-clock']);
+    const c = await connectClient(timed.port);
+    try {
+      assert.equal(await c.request('set la 0 0 1\r\nx\r\ndebugtime 100\r\n', 'OK\r\n'), 'STORED\r\nOK\r\n');
+      assert.match(await c.request('mg la h l\r\n'), /^HD h0 l10[01]\r\n$/);
+      assert.match(await c.request('mg la h l\r\n'), /^HD h1 l[01]\r\n$/);
+    } finally {
+      c.close();
+      await timed.stop();
+    }
+  });
 });

@@ -1,14 +1,14 @@
 /** --data-dir: items survive restarts and crashes; bad data dirs are refused without harm. */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it, type TestContext } from 'node:test';
 import { open } from 'lmdb';
 import { connectClient, type RawClient } from './helpers/client.js';
-import { runMnemo, startMnemo, type RunningServer } from './helpers/mnemo.js';
+import { MNEMO_BIN, runMnemo, startMnemo, type RunningServer } from './helpers/mnemo.js';
 
 const root = mkdtempSync(join(tmpdir(), 'mnemo-persist-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -278,6 +278,63 @@ describe('persistence', () => {
     }
   });
 
+  it('keeps the base64-key mark on disk: mg b k answers the key in base64 after a promotion from disk and after a restart', async () => {
+    // Raw keys with a space and CR/LF: answered undecoded, they would break the reply line.
+    const small = Buffer.from('a b\r\nc').toString('base64');
+    const big = Buffer.from('z z\r\n').toString('base64');
+    const bigValue = valueOf('z', 1, 20000);
+    const dir = dataDir();
+    let server = await startMnemo(['-H', dir, '-m', '2']);
+    let client = await connectClient(server.port);
+    try {
+      assert.equal(await client.request(`ms ${small} 5 b T0 F7\r\nhello\r\nms ${big} 20000 b\r\n${bigValue}\r\n`, 'HD\r\nHD\r\n'), 'HD\r\nHD\r\n');
+      // Pushes the big one out of memory: the next mg brings it back from disk.
+      let batch = '';
+      for (let i = 0; i < 300; i++) batch += `set big${i} 0 0 20000 noreply\r\n${valueOf(`big${i}`, 1, 20000)}\r\n`;
+      await client.request(`${batch}mn\r\n`, 'MN\r\n');
+      const promotionsBefore = statsOf(await client.request('stats\r\n', 'END\r\n')).disk_promotions!;
+      assert.equal(await client.request(`mg ${big} b k s\r\n`), `HD k${big} b s20000\r\n`);
+      assert.equal(statsOf(await client.request('stats\r\n', 'END\r\n')).disk_promotions, promotionsBefore + 1, 'it came from disk');
+    } finally {
+      client.close();
+      await server.stop();
+    }
+    server = await startMnemo(['-H', dir, '-m', '2']);
+    client = await connectClient(server.port);
+    try {
+      assert.equal(await client.request(`mg ${small} b k f v\r\n`, 'hello\r\n'), `VA 5 k${small} b f7\r\nhello\r\n`);
+      assert.equal(await client.request(`mg ${big} b k s\r\n`), `HD k${big} b s20000\r\n`);
+    } finally {
+      client.close();
+      await server.stop();
+    }
+  });
+
+  it('reads a data dir of format version 1 (records without the base64-key mark) and marks it version 2', async () => {
+    const dir = dataDir();
+    const db = open({ path: join(dir, 'lmdb'), maxDbs: 4 });
+    db.openDB<string, string>({ name: 'meta', encoding: 'string', keyEncoding: 'ordered-binary' }).putSync('format', '1');
+    const items = db.openDB<Buffer, Buffer>({ name: 'items', encoding: 'binary', keyEncoding: 'binary' });
+    // Format 1's record: flags u32, exptime u32, cas f64, value.
+    const record = Buffer.alloc(16 + 3);
+    record.writeUInt32BE(42, 0);
+    record.writeDoubleBE(7, 8);
+    record.write('old', 16, 'latin1');
+    items.putSync(Buffer.from('legacy'), record);
+    await db.close();
+    const server = await startMnemo(['-H', dir]);
+    const client = await connectClient(server.port);
+    try {
+      assert.equal(await client.request('mg legacy k f c v\r\n', 'old\r\n'), 'VA 3 klegacy f42 c7\r\nold\r\n');
+    } finally {
+      client.close();
+      await server.stop();
+    }
+    const reopened = open({ path: join(dir, 'lmdb'), maxDbs: 4 });
+    assert.equal(reopened.openDB<string, string>({ name: 'meta', encoding: 'string', keyEncoding: 'ordered-binary' }).get('format'), '2');
+    await reopened.close();
+  });
+
   it('tiered: with -m 16 --disk-limit 1g, 10x more data than memory all comes back, promoted from disk', async () => {
     const dir = dataDir();
     const server = await startMnemo(['-H', dir, '-m', '16', '--disk-limit', '1g']);
@@ -406,6 +463,57 @@ describe('persistence', () => {
     assert.match(refused.stderr, /format version 999/);
     assert.deepEqual(readdirSync(join(old, 'lmdb')), before);
   });
+
+  /**
+   * Mnemo on a fresh data dir, killed with SIGKILL and left a zombie: the shell starts
+   * it, prints its pid, then becomes sleep, which never reaps it. Then a new Mnemo must
+   * start at once on that data dir, and a third be refused while the second runs.
+   */
+  async function restartOverZombie(env: Record<string, string>): Promise<void> {
+    const dir = dataDir();
+    const parent = spawn('sh', ['-c', 'PATH="${MNEMO_PATH:-$PATH}" "$0" "$@" & echo $!; exec sleep 60', process.execPath, MNEMO_BIN, '-p', '-1', '-H', dir, '--sync', 'always'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, MNEMO_PATH: env.PATH ?? '' },
+    });
+    let output = '';
+    let stderr = '';
+    parent.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    parent.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    let restarted: RunningServer | null = null;
+    try {
+      const deadline = Date.now() + 10_000;
+      while (!/listening on tcp \S+:(\d+)/.test(stderr) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      const port = Number(/listening on tcp \S+:(\d+)/.exec(stderr)?.[1]);
+      const pid = Number(output.trim());
+      assert.ok(port > 0 && pid > 0, stderr);
+      const first = await connectClient(port);
+      assert.equal(await first.request('set kept 0 0 4\r\nsafe\r\n'), 'STORED\r\n');
+      first.close();
+      process.kill(pid, 'SIGKILL');
+      const state = (): string => {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+        return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      };
+      while (state() !== 'Z' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.equal(state(), 'Z', 'the killed Mnemo is a zombie');
+
+      restarted = await startMnemo(['-H', dir], env);
+      assert.equal(state(), 'Z', 'and still was when the new one took the data dir');
+      const client = await connectClient(restarted.port);
+      assert.equal(await client.request('get kept\r\n', 'END\r\n'), 'VALUE kept 0 4\r\nsafe\r\nEND\r\n');
+      client.close();
+      await assert.rejects(startMnemo(['-H', dir], env), new RegExp(`--data-dir: in use by another Mnemo \\(pid ${restarted.process.pid}`));
+    } finally {
+      await restarted?.stop();
+      parent.kill('SIGKILL'); // sleep: the zombie goes to init, which reaps it
+    }
+  }
+
+  it('restarts at once on the data dir of a Mnemo killed with SIGKILL and not yet reaped (a zombie), and still refuses while a live one holds it', () =>
+    restartOverZombie({}));
+
+  it('does the same without flock(1) on the PATH (the pid check that stands in takes a zombie for dead)', () =>
+    restartOverZombie({ PATH: '/nonexistent' }));
 
   it('takes over the lock of a process that is gone', async () => {
     const dir = dataDir();

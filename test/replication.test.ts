@@ -100,9 +100,10 @@ async function stat(client: RawClient, name: string): Promise<string | undefined
  * A fault-injecting TCP proxy between two peers. pass: forwards; delay(ms): forwards
  * every chunk ms later, in order; drop(): a silent partition: every byte is dropped
  * and new connections are accepted and then ignored, with no reset (the link can only
- * notice by silence); cut(): resets every connection and refuses new ones. heal()
- * forwards again; connections that lost bytes to drop() are reset (their streams have
- * gaps), as TCP gives up on a connection whose packets keep vanishing.
+ * notice by silence, and a close on one side does not reach the other); cut(): resets
+ * every connection and refuses new ones. heal() forwards again; connections that lost
+ * bytes to drop() are reset (their streams have gaps), as TCP gives up on a connection
+ * whose packets keep vanishing.
  */
 class FaultProxy {
   private readonly sockets = new Set<Socket>();
@@ -123,6 +124,8 @@ class FaultProxy {
     for (const socket of [client, upstream]) {
       socket.on('close', () => {
         this.sockets.delete(socket);
+        // In a silent partition a close is lost like every other byte: the other side must notice by itself.
+        if (this.mode === 'drop') return;
         client.destroy();
         upstream.destroy();
       });
@@ -557,6 +560,32 @@ describe('replication', () => {
     }
   });
 
+  it('the publishing side notices a silent link too, and closes its session; an idle link stays up', async () => {
+    const portA = await freePort();
+    const toA = new FaultProxy(portA);
+    const viaA = await toA.listen();
+    // Only b subscribes (to a, through the proxy): a is the publisher of this link and nothing else.
+    const a = await startNode(portA, [], ['--node-id', 'a', '--anti-entropy-interval', '0']);
+    const b = await startNode(await freePort(), [viaA], ['--node-id', 'b', '--peer-wait', '1', '--anti-entropy-interval', '0']);
+    try {
+      await waitForStat(b.client, 'peer_0_state', 'connected');
+      assert.equal(await stat(a.client, 'repl_subscribers'), '1');
+      // Idle for longer than the silence limit: keepalives hold the link.
+      await sleep(6000);
+      assert.equal(await stat(a.client, 'repl_subscribers'), '1');
+      assert.doesNotMatch(a.server.stderr() + b.server.stderr(), /silent for/);
+      toA.drop();
+      await waitForStat(a.client, 'repl_subscribers', '0', 10_000);
+      assert.match(a.server.stderr(), /replication peer b silent for 5 s; closing its session/);
+      toA.heal();
+      await waitForStat(b.client, 'peer_0_state', 'connected', 10_000);
+      await waitForStat(a.client, 'repl_subscribers', '1');
+    } finally {
+      await stopAll([a, b]);
+      await toA.close();
+    }
+  });
+
   it('a delaying link (200 ms each way) delays changes but the nodes converge; the time is measured', async (t) => {
     const [portA, portB] = [await freePort(), await freePort()];
     const toA = new FaultProxy(portA);
@@ -633,6 +662,60 @@ describe('replication', () => {
       assert.equal(await late.request('get only-on-a\r\n', 'END\r\n'), 'VALUE only-on-a 0 3\r\nyes\r\nEND\r\n');
       late.close();
     } finally {
+      a.client.close();
+      await a.server.stop();
+      await proxy.close();
+    }
+  });
+
+  it('client connections held during the join sync count in curr_connections, once', async () => {
+    const portA = await freePort();
+    const a = await startNode(portA, [], ['--node-id', 'a']);
+    await a.client.request('set only-on-a 0 0 3\r\nyes\r\n');
+    // b joins through a proxy that drops everything until healed: b cannot finish its join before then.
+    const proxy = new FaultProxy(portA);
+    const viaA = await proxy.listen();
+    proxy.drop();
+    const [replPort, clientPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
+    let ready = false;
+    const starting = startMnemo(['-p', String(clientPort), '--metrics-port', String(metricsPort), '--replication-port', String(replPort), '--peer', `127.0.0.1:${viaA}`, '--peer-wait', '60', '--node-id', 'b']);
+    void starting.then((server) => {
+      ready = true;
+      started.push(server);
+    }, () => {});
+    const held: RawClient[] = [];
+    const connections = async (): Promise<number> =>
+      fetch(`http://127.0.0.1:${metricsPort}/api/stats`).then(async (response) => ((await response.json()) as { connections: number }).connections);
+    const waitForConnections = async (count: number): Promise<void> => {
+      const deadline = Date.now() + 5000;
+      let last = await connections();
+      while (last !== count && Date.now() < deadline) {
+        await sleep(20);
+        last = await connections();
+      }
+      assert.equal(last, count, `curr_connections while ${held.filter((client) => !client.closed).length} clients are held`);
+    };
+    try {
+      const deadline = Date.now() + 5000;
+      while (held.length < 2 && Date.now() < deadline) {
+        const client = await connectClient(clientPort).catch(() => null);
+        if (client === null) await sleep(10);
+        else held.push(client);
+      }
+      assert.equal(held.length, 2, 'the client port opened');
+      await waitForConnections(2);
+      held[1]!.close();
+      await waitForConnections(1);
+      assert.equal(ready, false, 'still joining');
+      proxy.heal();
+      const server = await starting;
+      assert.equal(await held[0]!.request('get only-on-a\r\n', 'END\r\n'), 'VALUE only-on-a 0 3\r\nyes\r\nEND\r\n', 'served after the sync');
+      assert.equal(await stat(held[0]!, 'curr_connections'), '1');
+      const late = await connectClient(server.port);
+      assert.equal(await stat(late, 'curr_connections'), '2');
+      late.close();
+    } finally {
+      for (const client of held) client.close();
       a.client.close();
       await a.server.stop();
       await proxy.close();
@@ -759,6 +842,32 @@ describe('replication', () => {
       assert.equal(await stat(b.client, 'curr_items'), '300');
       const keys = ['disk0', 'disk1', 'disk150', 'disk299'];
       assert.equal(await contents(b.client, keys), keys.map((key) => `VALUE ${key} ${key.slice(4)} 20000\r\n${value}\r\n`).join('') + 'END\r\n');
+    } finally {
+      await stopAll(b === null ? [a] : [a, b]);
+    }
+  });
+
+  it('a peer joining a restarted node with --data-dir gets base64-key items still marked, from its memory and from its disk', async () => {
+    const [portA, portB] = [await freePort(), await freePort()];
+    const dirA = mkdtempSync(join(root, 'b64-'));
+    // Raw keys with a space and CR/LF: answered undecoded, they would break the reply line.
+    const small = Buffer.from('a b\r\nc').toString('base64');
+    const big = Buffer.from('z z\r\n').toString('base64');
+    const value = 'd'.repeat(20_000);
+    const aArgs = ['--node-id', 'a', '--peer-wait', '0.2', '--data-dir', dirA, '-m', '2', '--anti-entropy-interval', '0'];
+    let a = await startNode(portA, [portB], aArgs);
+    let b: Node | null = null;
+    try {
+      let batch = `ms ${small} 5 b F3\r\nhello\r\nms ${big} ${value.length} b\r\n${value}\r\n`;
+      for (let i = 0; i < 300; i++) batch += `set disk${i} 0 0 ${value.length} noreply\r\n${value}\r\n`;
+      await a.client.request(`${batch}mn\r\n`, 'MN\r\n');
+      await stopAll([a]);
+      // After the restart the small item is loaded into memory (its key sorts first); the big one stays on disk.
+      a = await startNode(portA, [portB], aArgs);
+      b = await startNode(portB, [portA], ['--node-id', 'b', '--peer-wait', '5', '--anti-entropy-interval', '0', '-m', '64']);
+      assert.match(b.server.stderr(), /synced from a/);
+      assert.equal(await b.client.request(`mg ${small} b k f v\r\n`, 'hello\r\n'), `VA 5 k${small} b f3\r\nhello\r\n`);
+      assert.equal(await b.client.request(`mg ${big} b k s\r\n`), `HD k${big} b s20000\r\n`);
     } finally {
       await stopAll(b === null ? [a] : [a, b]);
     }

@@ -51,8 +51,12 @@ export class PrefixStats {
   }
 
   private find(key: Buffer, start: number, end: number): PrefixCounts | null {
-    const at = key.indexOf(this.delimiter, start);
-    if (at === -1 || at >= end) return null;
+    // Within the key only: key is the whole read buffer, and indexOf would search on to
+    // its end for every key (quadratic over a long multi-get line).
+    const delimiter = this.delimiter;
+    let at = start;
+    while (at < end && key[at] !== delimiter) at++;
+    if (at === end) return null;
     const prefix = key.toString('latin1', start, at);
     let counts = this.byPrefix.get(prefix);
     if (counts === undefined) {

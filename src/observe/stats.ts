@@ -12,6 +12,8 @@ export class Counters {
   cmd_set = 0;
   cmd_flush = 0;
   cmd_touch = 0;
+  /** memcached counts only `me` (its meta debug command) here, not mg/ms/md/ma/mn. */
+  cmd_meta = 0;
   get_hits = 0;
   get_misses = 0;
   get_expired = 0;

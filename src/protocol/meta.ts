@@ -595,6 +595,7 @@ export class MetaCommands {
       end = decoded.length;
     }
     const item = this.ctx.store.peek(key, start, end);
+    this.ctx.counters.cmd_meta++;
     const out = this.out;
     if (item === null) {
       out.bytes(EN);

@@ -31,7 +31,7 @@ function general(ctx: ServerContext): Pairs {
   stat('cmd_set', c.cmd_set);
   stat('cmd_flush', c.cmd_flush);
   stat('cmd_touch', c.cmd_touch);
-  stat('cmd_meta', 0);
+  stat('cmd_meta', c.cmd_meta);
   stat('get_hits', c.get_hits);
   stat('get_misses', c.get_misses);
   stat('get_expired', c.get_expired);
@@ -133,8 +133,9 @@ function settings(ctx: ServerContext): Pairs {
     ['cas_enabled', yesNo(config.casEnabled)],
     ['tcp_backlog', config.backlog],
     ['binding_protocol', config.protocol === 'auto' ? 'auto-negotiate' : config.protocol],
-    ['auth_enabled_sasl', 'no'],
-    ['auth_enabled_ascii', 'no'],
+    ['auth_enabled_sasl', yesNo(config.saslEnabled)],
+    // memcached names the -Y file here when there is one.
+    ['auth_enabled_ascii', config.authFile ?? 'no'],
     ['item_size_max', config.maxItemSize],
     ['maxconns_fast', extended.has('no_maxconns_fast') ? 'no' : 'yes'],
     ['hashpower_init', option('hashpower', 0)],

@@ -31,6 +31,11 @@ const HIGH_WATER = 4 * 1024 * 1024;
 /** Bytes per write. */
 const BATCH = 1024 * 1024;
 const HEARTBEAT_MS = 1000;
+/**
+ * A subscribed peer sends at least an ACK a second (see subscriber.ts); one silent
+ * this long is taken as gone (a silent partition: no reset ever comes) and closed.
+ */
+const SILENCE_MS = 5000;
 /** A connection that has not authenticated by then is dropped. */
 const AUTH_TIMEOUT_MS = 10_000;
 
@@ -55,6 +60,8 @@ export class PublisherSession {
   acked = 0;
   bytesSent = 0;
   bytesReceived = 0;
+  /** When anything last arrived from the peer. */
+  private lastHeard = Date.now();
   private snapshotKeys: string[] = [];
   /** With --data-dir: keys only the disk holds (evicted from memory, or never loaded). */
   private snapshotDiskKeys: string[] = [];
@@ -75,7 +82,13 @@ export class PublisherSession {
     socket.on('error', (error) => rep.log.debug({ err: error, remote: this.remote }, 'replication session error'));
     socket.on('close', () => this.onClose());
     this.heartbeat = setInterval(() => {
-      if (this.state === 'streaming' || this.state === 'snapshot') this.send(T_HEARTBEAT, [rep.changes.head, Date.now()]);
+      if (!this.subscribed) return;
+      if (Date.now() - this.lastHeard > SILENCE_MS) {
+        rep.log.warn({ remote: this.remote, node: this.remoteNodeId }, `replication peer ${this.remoteNodeId} silent for ${SILENCE_MS / 1000} s; closing its session`);
+        this.close();
+        return;
+      }
+      this.send(T_HEARTBEAT, [rep.changes.head, Date.now()]);
     }, HEARTBEAT_MS);
     this.heartbeat.unref();
     this.authTimer = setTimeout(() => {
@@ -123,6 +136,7 @@ export class PublisherSession {
 
   private onData(chunk: Buffer): void {
     if (this.state === 'closed') return;
+    this.lastHeard = Date.now();
     this.bytesReceived += chunk.length;
     this.reader.push(chunk);
     const r = this.reader;
@@ -183,7 +197,8 @@ export class PublisherSession {
       }
       case T_ACK:
         if (!this.subscribed) return this.refuse('unexpected ack');
-        if (end - start >= 8) this.acked = buf.readDoubleBE(start);
+        // During a snapshot (and just after) the peer's ACKs only keep the link alive: its cursor lags ours.
+        if (this.state === 'streaming' && end - start >= 8) this.acked = Math.max(this.acked, buf.readDoubleBE(start));
         return;
       // Anti-entropy, from the peer's link (it starts the rounds; see anti-entropy.ts).
       case T_AE_DIGEST:
@@ -328,7 +343,7 @@ export class PublisherSession {
         if (record === null || (record.exptime !== 0 && record.exptime <= rep.clock.now)) continue;
         const version = versions.get(key);
         if (version !== undefined && version.tomb) continue;
-        w.item(0, version?.hlc ?? 0, version?.node ?? 0, record.flags, record.exptime, false, key, record.value);
+        w.item(0, version?.hlc ?? 0, version?.node ?? 0, record.flags, record.exptime, record.binaryKey, key, record.value);
       } else {
         const key = this.snapshotTombs[index - items]!;
         const version = versions.get(key);

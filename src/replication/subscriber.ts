@@ -36,6 +36,8 @@ const PROGRESS_MS = 1000;
  * dropped, no reset) gets here.
  */
 const SILENCE_MS = 5000;
+/** A subscribed link that sent nothing for this long sends an ACK anyway, so the publisher can tell silence too. */
+const KEEPALIVE_MS = 1000;
 
 export type LinkState = 'connecting' | 'handshake' | 'syncing' | 'connected' | 'down' | 'refused';
 
@@ -83,6 +85,8 @@ export class PeerLink {
   private lastProgress = 0;
   /** When anything last arrived from the peer (or the connection attempt began). */
   private lastHeard = 0;
+  /** When anything last went out to the peer. */
+  private lastSent = 0;
   private readonly aeTimer: NodeJS.Timeout | null = null;
   /** The anti-entropy round in progress (its number). */
   private aeRound = 0;
@@ -98,6 +102,8 @@ export class PeerLink {
       if (this.cursor !== this.ackedCursor && this.state === 'connected') {
         this.ackedCursor = this.cursor;
         this.send(T_ACK, [this.cursor]);
+      } else if (this.subscribed && Date.now() - this.lastSent >= KEEPALIVE_MS) {
+        this.send(T_ACK, [this.ackedCursor]);
       }
       if (this.socket !== null && this.state !== 'refused' && Date.now() - this.lastHeard > SILENCE_MS) {
         this.rep.log.warn({ peer: this.address, node: this.remoteNodeId || undefined, state: this.state }, `replication link to ${this.address} silent for ${SILENCE_MS / 1000} s; reconnecting`);
@@ -181,6 +187,7 @@ export class PeerLink {
     const socket = this.socket;
     if (socket === null || socket.destroyed) return;
     this.writer.control(type, numbers, tail);
+    this.lastSent = Date.now();
     for (const piece of this.writer.take()) {
       this.bytesSent += piece.length;
       socket.write(piece);
@@ -200,6 +207,7 @@ export class PeerLink {
     const socket = this.socket;
     const pieces = this.writer.take();
     if (socket === null || socket.destroyed) return;
+    this.lastSent = Date.now();
     if (pieces.length > 1) socket.cork();
     for (const piece of pieces) {
       this.bytesSent += piece.length;

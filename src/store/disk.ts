@@ -1,4 +1,5 @@
-import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync, writeSync, accessSync, constants } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, statSync, writeSync, accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import type { Database, RootDatabase } from 'lmdb';
@@ -12,8 +13,13 @@ import type { StoredRecord } from './store.js';
 /** lmdb is loaded when a data dir is opened, not at start: a node without -H does not carry its ~10 MB of RSS. */
 export const lmdb = (): typeof import('lmdb') => createRequire(import.meta.url)('lmdb') as typeof import('lmdb');
 
-/** Bumped when the on-disk layout changes; a data dir of another version is refused, never rewritten. */
-export const FORMAT_VERSION = 1;
+/**
+ * Bumped when the on-disk layout changes; a data dir of an unknown version is refused,
+ * never rewritten. 2 added the base64-key mark (CAS_BINARY_KEY); a version 1 dir reads
+ * as is (its records have the bit clear) and is marked 2, so an older Mnemo refuses it.
+ */
+export const FORMAT_VERSION = 2;
+const READABLE_FORMATS = ['1', '2'];
 const FORMAT_KEY = 'format';
 /** Written while the disk refuses writes, to notice when it takes them again. */
 const PROBE_KEY = 'probe';
@@ -25,6 +31,11 @@ const PROBE_KEY = 'probe';
 export const DURABLE_DEADLINE_MS = 10_000;
 /** flags u32, exptime u32, cas f64, then the value. */
 const RECORD_HEADER = 16;
+/**
+ * The CAS's sign bit (a CAS is never negative): set when the item was stored under a
+ * base64 key. A spare bit rather than a new field, so records of format 1 read unchanged.
+ */
+const CAS_BINARY_KEY = 0x80;
 
 /** The bytes a record takes in the disk tier's accounting (LMDB's page overhead aside). */
 export function recordBytes(key: string, valueLength: number): number {
@@ -42,7 +53,8 @@ export class DiskStore {
   private readonly root: RootDatabase;
   private readonly items: Database<Buffer, Buffer>;
   private readonly meta: Database<string, string>;
-  private readonly lockPath: string;
+  /** The open lock file: its flock lasts while this descriptor (or the process) lives. */
+  private readonly lockFd: number;
   /** With --sync interval: the commit count at the last flush to disk. */
   private flushedCommits = 0;
   /** Writes not yet committed: what reads must see instead of the last commit. */
@@ -62,8 +74,7 @@ export class DiskStore {
     log: Logger | null = null,
   ) {
     checkDirectory(path);
-    this.lockPath = join(path, 'mnemo.lock');
-    takeLock(this.lockPath);
+    this.lockFd = takeLock(join(path, 'mnemo.lock'));
     try {
       // interval: commits skip fsync and a timer flushes them (lmdb has no interval option).
       // always: each commit includes its fsync, so a write's promise settles once it is on disk.
@@ -71,13 +82,13 @@ export class DiskStore {
       const meta = this.root.openDB<string, string>({ name: 'meta', encoding: 'string', keyEncoding: 'ordered-binary' });
       this.meta = meta;
       const format = meta.get(FORMAT_KEY);
-      if (format === undefined) meta.putSync(FORMAT_KEY, String(FORMAT_VERSION));
-      else if (format !== String(FORMAT_VERSION)) {
-        throw new ConfigError(`--data-dir: ${path} holds format version ${format}, this Mnemo reads ${FORMAT_VERSION}`);
+      if (format !== undefined && !READABLE_FORMATS.includes(format)) {
+        throw new ConfigError(`--data-dir: ${path} holds format version ${format}, this Mnemo reads ${READABLE_FORMATS.join(' and ')}`);
       }
+      if (format !== String(FORMAT_VERSION)) meta.putSync(FORMAT_KEY, String(FORMAT_VERSION));
       this.items = this.root.openDB<Buffer, Buffer>({ name: 'items', encoding: 'binary', keyEncoding: 'binary' });
     } catch (error) {
-      rmSync(this.lockPath, { force: true });
+      closeSync(this.lockFd);
       throw error;
     }
     this.space = new DiskSpace(path, largestWrite, log);
@@ -219,7 +230,10 @@ export class DiskStore {
       if (this.sync.kind === 'interval') await new Promise((resolve) => syncToDisk(this.root, resolve));
     }
     await this.root.close();
-    rmSync(this.lockPath, { force: true });
+    // Closing releases the lock. The file stays (removing it could let two processes lock
+    // two different files); emptied, so the pid check that stands in for flock finds no owner.
+    ftruncateSync(this.lockFd, 0);
+    closeSync(this.lockFd);
   }
 
   /** A batch of writes committed or failed: the pending writes follow it. */
@@ -262,6 +276,7 @@ function encode(record: StoredRecord): Buffer {
   bytes.writeUInt32BE(record.flags, 0);
   bytes.writeUInt32BE(record.exptime, 4);
   bytes.writeDoubleBE(record.cas, 8);
+  if (record.binaryKey) bytes[8]! |= CAS_BINARY_KEY;
   record.value.copy(bytes, RECORD_HEADER);
   return bytes;
 }
@@ -270,7 +285,9 @@ function decode(bytes: Buffer): StoredRecord {
   return {
     flags: bytes.readUInt32BE(0),
     exptime: bytes.readUInt32BE(4),
-    cas: bytes.readDoubleBE(8),
+    // abs() clears the mark (and turns the -0 of a marked CAS 0 into 0).
+    cas: Math.abs(bytes.readDoubleBE(8)),
+    binaryKey: (bytes[8]! & CAS_BINARY_KEY) !== 0,
     // Copied out of lmdb's reusable read buffer: stored values must not change under us.
     value: Buffer.from(bytes.subarray(RECORD_HEADER)),
   };
@@ -289,34 +306,57 @@ function checkDirectory(path: string): void {
 
 /**
  * LMDB lets several processes share an environment; two Mnemos on one data dir
- * would still overwrite each other's items, so the first holds a lock file with
- * its pid. A lock whose process is gone is taken over.
+ * would still overwrite each other's items, so the first holds an exclusive
+ * flock(2) on mnemo.lock. The kernel drops it when the process dies, however it
+ * dies, even while it is an unreaped zombie, and a recycled pid cannot make it
+ * look held. Node has no flock, so flock(1) takes it on our descriptor (passed
+ * as its fd 3): the lock belongs to the open file, which stays open here after
+ * flock(1) exits. The file also holds the owner's pid, for the message.
+ * Where flock(1) is missing (a minimal image), a pid check stands in.
+ * Returns the descriptor to keep open.
  */
-function takeLock(path: string): void {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(path, 'wx');
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
-      return;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const pid = Number(readFileSync(path, 'utf8').trim());
-      if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
-        throw new ConfigError(`--data-dir: in use by another Mnemo (pid ${pid}, lock ${path})`);
-      }
-      rmSync(path, { force: true });
+function takeLock(path: string): number {
+  const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+  try {
+    const result = spawnSync('flock', ['-n', '-x', '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+    if (result.error !== undefined && (result.error as NodeJS.ErrnoException).code === 'ENOENT') {
+      if (heldByLivePid(path)) throw inUse(path);
+    } else if (result.status === 1) {
+      throw inUse(path);
+    } else if (result.status !== 0) {
+      const reason = result.error?.message ?? result.stderr.toString().trim();
+      throw new ConfigError(`--data-dir: cannot lock ${path}: ${reason}`);
     }
+    ftruncateSync(fd, 0);
+    writeSync(fd, `${process.pid}\n`, 0);
+    return fd;
+  } catch (error) {
+    closeSync(fd);
+    throw error;
   }
-  throw new ConfigError(`--data-dir: cannot take the lock ${path}`);
 }
 
-function isAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
+function inUse(path: string): ConfigError {
+  const pid = Number(readFileSync(path, 'utf8').trim());
+  const owner = Number.isInteger(pid) && pid > 0 ? `pid ${pid}, ` : '';
+  return new ConfigError(`--data-dir: in use by another Mnemo (${owner}lock ${path})`);
+}
+
+/** Without flock(1): the pid in the lock file names a process that is alive (a zombie is not). */
+function heldByLivePid(path: string): boolean {
+  const pid = Number(readFileSync(path, 'utf8').trim());
+  // Our own pid there is a previous run's (a container's process often has the same pid every start).
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    // /proc/<pid>/stat: "pid (comm) state ..."; Z is a dead process its parent has not reaped.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true;
   }
 }

@@ -139,7 +139,7 @@ export class MemoryStore implements Store {
     const size = this.sizeOf(Buffer.byteLength(name, 'latin1'), record.value.length, record.flags);
     if (this.footprint + size + NODE_ITEM_OVERHEAD > this.memoryLimit) return false;
     const sizeClass = this.sizeClasses.classOf(size);
-    const entry = new Entry(name, record.value, record.flags, record.exptime, record.cas, this.clock.now, size, sizeClass, false);
+    const entry = new Entry(name, record.value, record.flags, record.exptime, record.cas, this.clock.now, size, sizeClass, record.binaryKey);
     this.link(entry);
     return true;
   }
@@ -402,7 +402,7 @@ export class MemoryStore implements Store {
     const size = this.sizeOf(Buffer.byteLength(name, 'latin1'), record.value.length, record.flags);
     if (!this.makeRoom(size)) return null;
     if (record.cas > this.casCounter) this.casCounter = record.cas;
-    const entry = new Entry(name, record.value, record.flags, record.exptime, record.cas, this.clock.now, size, this.sizeClasses.classOf(size), false);
+    const entry = new Entry(name, record.value, record.flags, record.exptime, record.cas, this.clock.now, size, this.sizeClasses.classOf(size), record.binaryKey);
     this.link(entry);
     this.counters.disk_promotions++;
     return entry;

@@ -34,7 +34,7 @@ export class Persistence implements StoreBacking {
   }
 
   stored(key: string, item: ItemView): void {
-    this.disk.put(key, { value: item.value, flags: item.flags, exptime: item.exptime, cas: item.cas });
+    this.disk.put(key, { value: item.value, flags: item.flags, exptime: item.exptime, cas: item.cas, binaryKey: item.binaryKey });
     if (this.tier !== null) this.enterTier(key, recordBytes(key, item.value.length));
   }
 
@@ -86,7 +86,7 @@ export class Persistence implements StoreBacking {
   /** Memory let go of an item: in tiered mode it moves to the disk's recent end (written again if the disk had dropped it). */
   evicted(key: string, item: ItemView): void {
     if (this.tier === null) return;
-    if (!this.tier.has(key)) this.disk.put(key, { value: item.value, flags: item.flags, exptime: item.exptime, cas: item.cas });
+    if (!this.tier.has(key)) this.disk.put(key, { value: item.value, flags: item.flags, exptime: item.exptime, cas: item.cas, binaryKey: item.binaryKey });
     this.enterTier(key, recordBytes(key, item.value.length));
   }
 

@@ -68,6 +68,8 @@ export interface StoredRecord {
   /** Absolute unix seconds, 0 for never. */
   exptime: number;
   cas: number;
+  /** Stored under a base64 (b) key: meta returns the key base64-encoded (see ItemView). */
+  binaryKey: boolean;
 }
 
 /**
