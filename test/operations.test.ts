@@ -288,25 +288,16 @@ describe('stats groups', () => {
       assert.equal(await client.request('stats detail off\r\n'), 'OK\r\n');
     }));
 
-  it('stats detail looks for the delimiter within each key only: a long multi-get costs about the same CPU with it on', () =>
+  it('stats detail counts a long multi-get by the prefixes of its keys only', () =>
     withServer([], async (client) => {
-      // Searched to the end of the read buffer instead, 200k keys cost the server seconds of CPU (quadratic) instead of tens of ms.
-      const line = `get ${Array.from({ length: 200_000 }, (_, i) => `key${i}`).join(' ')} user:1\r\n`;
-      const cpuSeconds = async (): Promise<number> => {
-        const stats = await client.request('stats\r\n', 'END\r\n');
-        return Number(/STAT rusage_user (\S+)/.exec(stats)![1]) + Number(/STAT rusage_system (\S+)/.exec(stats)![1]);
-      };
-      const cost = async (detail: 'on' | 'off'): Promise<number> => {
-        assert.equal(await client.request(`stats detail ${detail}\r\n`), 'OK\r\n');
-        const before = await cpuSeconds();
-        assert.equal(await client.request(line, 'END\r\n', 60_000), 'END\r\n');
-        return (await cpuSeconds()) - before;
-      };
-      await cost('off'); // warms up the parser
-      const off = await cost('off');
-      const on = await cost('on');
-      assert.ok(on < off * 3 + 0.3, `server CPU for the multi-get: ${off.toFixed(3)} s with stats detail off, ${on.toFixed(3)} s on`);
-      assert.match(await client.request('stats detail dump\r\n', 'END\r\n'), /^PREFIX user get 1 hit 0 set 0 del 0\r\nEND\r\n$/);
+      // Keys without the delimiter have no prefix, even when a later key on the line has one.
+      // (The search once ran on to the end of the read buffer: correct, but quadratic; speed
+      // is the bench's to measure, not a test's.)
+      const line = `get ${Array.from({ length: 20_000 }, (_, i) => `key${i}`).join(' ')} user:1 page:2\r\n`;
+      assert.equal(await client.request('stats detail on\r\n'), 'OK\r\n');
+      assert.equal(await client.request(line, 'END\r\n', 60_000), 'END\r\n');
+      const dump = await client.request('stats detail dump\r\n', 'END\r\n');
+      assert.equal(dump.split('\r\n').filter((l) => l.startsWith('PREFIX')).sort().join('\n'), 'PREFIX page get 1 hit 0 set 0 del 0\nPREFIX user get 1 hit 0 set 0 del 0');
     }));
 });
 
