@@ -50,7 +50,8 @@ function shellBlocks(document: string): ShellBlock[] {
   }
   const blocks: ShellBlock[] = [];
   fences.forEach((fence, n) => {
-    if (fence.info !== 'sh' || !STARTS_SERVER.test(fence.body)) return;
+    // The set-up block (`npm ci && npm start`) is what CI itself runs first.
+    if (fence.info !== 'sh' || !STARTS_SERVER.test(fence.body) || /\bnpm ci\b/.test(fence.body)) return;
     const next = fences[n + 1];
     const between = next === undefined ? [] : lines.slice(fence.end + 1, next.start).filter((l) => l.trim() !== '');
     const output = next !== undefined && next.info === 'text' && between.length === 0 ? next.body : null;
