@@ -386,7 +386,7 @@ if (ws.length || results.a?.naive || results.f?.mnemo) {
 }
 if (results.d) {
   const d = results.d;
-  L(`| d: memory, ${memItems.toLocaleString('en-US')} items of 100 B, 16 B keys | RSS before | RSS after | items stored | RSS per item |`);
+  L(`| d: memory, ${memItems.toLocaleString('en-US')} items of 100 B, 16 B keys | RSS idle, before loading | RSS after | items stored | RSS per item |`);
   L('|---|---|---|---|---|');
   for (const kind of ['memcached', 'mnemo']) {
     if (!d[kind]) continue;
