@@ -79,7 +79,8 @@ type OptionName = keyof typeof OPTIONS;
 export const HELP = `Usage: mnemo [options]
 A memcached-compatible cache server. Flags use memcached's names and meanings.
 
-  -p, --port=<num>            TCP port to listen on (default: 11211; -1 picks a free port)
+  -p, --port=<num>            TCP port to listen on (default: 11211, or the -U port when
+                              only -U is given; -1 picks a free port; 0: no TCP listener)
   -U, --udp-port=<num>        UDP port to listen on (default: 0, off; -1 picks a free port)
   -s, --unix-socket=<file>    UNIX socket to listen on (disables network support)
   -a, --unix-mask=<mask>      access mask for the UNIX socket, in octal (default: 700)
@@ -388,10 +389,14 @@ export function parseCommandLine(argv: string[]): CliResult {
   const config: Config = { ...DEFAULTS, extended: new Map() };
   if (values.port !== undefined) {
     const port = integer('port', values.port, -1, 65535);
-    if (port === 0) throw new ConfigError(`${flagName('port')}: 0 (no TCP listener) is not supported; use -s for a unix socket only`);
-    config.port = port === -1 ? 0 : port;
+    // -p 0: no TCP listener (memcached runs so, e.g. with only -U); -1: a free port.
+    config.port = port === 0 ? null : port === -1 ? 0 : port;
   }
-  if (values['udp-port'] !== undefined) config.udpPort = integer('udp-port', values['udp-port'], -1, 65535);
+  if (values['udp-port'] !== undefined) {
+    config.udpPort = integer('udp-port', values['udp-port'], -1, 65535);
+    // As in memcached: -U without -p puts TCP on the UDP port too.
+    if (values.port === undefined && config.udpPort !== 0) config.port = config.udpPort === -1 ? 0 : config.udpPort;
+  }
   if (values['unix-socket'] !== undefined) {
     if (values['unix-socket'] === '') throw new ConfigError(`${flagName('unix-socket')}: empty path`);
     config.unixSocket = values['unix-socket'];

@@ -2,8 +2,8 @@ import type { SyncPolicy } from './store/disk.js';
 
 /** Everything the server needs to know at start-up, after the command line was checked. */
 export interface Config {
-  /** TCP port; 0 picks a free one (memcached's -p -1). */
-  port: number;
+  /** TCP port; 0 picks a free one (memcached's -p -1); null: no TCP listener (-p 0). */
+  port: number | null;
   listen: string;
   /** -U: 0 when UDP is off; -1 picks a free port. */
   udpPort: number;

@@ -5,6 +5,7 @@ import { BinaryProtocol } from './protocol/binary.js';
 import type { Protocol } from './protocol/protocol.js';
 import { SaslAuthenticator } from './protocol/sasl.js';
 import { TextProtocol } from './protocol/text.js';
+import { endpointText } from './protocol/stats-text.js';
 
 /** A get line may grow this long before the connection is dropped (memcached lets it grow unbounded). */
 const MAX_PENDING_LINE = 16 * 1024 * 1024;
@@ -62,8 +63,18 @@ export class Connection {
     return `${socket.remoteAddress}:${socket.remotePort}`;
   }
 
-  get localAddress(): string {
-    return this.socket.localPort === undefined ? 'unix' : `${this.socket.localAddress}:${this.socket.localPort}`;
+  /** The client's address as `stats conns` shows it. */
+  get addr(): string {
+    const socket = this.socket;
+    if (socket.remotePort === undefined) return endpointText('unix', this.ctx.config.unixSocket ?? undefined, undefined);
+    return endpointText('tcp', socket.remoteAddress, socket.remotePort);
+  }
+
+  /** The address the client connected to, as `stats conns` shows it. */
+  get listenAddr(): string {
+    const socket = this.socket;
+    if (socket.localPort === undefined) return endpointText('unix', this.ctx.config.unixSocket ?? undefined, undefined);
+    return endpointText('tcp', socket.localAddress, socket.localPort);
   }
 
   /** Nothing buffered and nothing being written: what idle_timeout may close. */

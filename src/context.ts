@@ -8,13 +8,17 @@ import type { Counters } from './observe/stats.js';
 import type { Persistence } from './store/persistence.js';
 import type { Store } from './store/store.js';
 
-/** What `stats conns` shows of one connection. */
+/** What `stats conns` shows of one connection or listener, addresses in memcached's form. */
 export interface ConnectionInfo {
   readonly id: number;
-  readonly peer: string;
-  readonly localAddress: string;
+  /** "tcp:127.0.0.1:40098", "tcp6:[::1]:40098", "unix:/path"; a listener's own address. */
+  readonly addr: string;
+  /** The address the client connected to; null for listeners and the UDP socket. */
+  readonly listenAddr: string | null;
   readonly state: string;
   readonly lastActive: number;
+  /** The UDP socket (memcached marks it with a "UDP" line). */
+  readonly udp?: boolean;
 }
 
 /** What every connection and protocol shares: the store, counters, settings and clock. */
@@ -30,6 +34,8 @@ export interface ServerContext {
   /** The string `version` and `stats` report. */
   readonly version: string;
   readonly connections: ReadonlySet<ConnectionInfo>;
+  /** The listening sockets (TCP, TLS, unix) and the UDP socket, for `stats conns`. */
+  readonly listeners: ReadonlyArray<ConnectionInfo>;
   /** --data-dir: the disk tier under the store, or null. */
   readonly persistence: Persistence | null;
   /** --peer/--replication-port: replication with peers (its `stats` lines), or null. */

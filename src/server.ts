@@ -5,7 +5,8 @@ import type { Logger } from 'pino';
 import { Clock } from './clock.js';
 import type { Config } from './config.js';
 import { Connection } from './connection.js';
-import type { ServerContext } from './context.js';
+import type { ConnectionInfo, ServerContext } from './context.js';
+import { endpointText } from './protocol/stats-text.js';
 import { levelForVerbosity } from './log.js';
 import { LatencyRecorder } from './observe/latency.js';
 import { PrefixStats } from './observe/prefix-stats.js';
@@ -46,6 +47,8 @@ export class MnemoServer implements ServerContext {
   readonly store: Store;
   readonly version = PROTOCOL_VERSION;
   readonly connections = new Set<Connection>();
+  /** Listening sockets and the UDP socket, numbered from the same sequence as connections. */
+  readonly listeners: ListenerEntry[] = [];
   readonly persistence: Persistence | null = null;
   /** --peer/--replication-port: replication with peers, or null. */
   readonly replication: Replicator | null = null;
@@ -183,6 +186,7 @@ export class MnemoServer implements ServerContext {
       await listenOn(server, { path: config.unixSocket, backlog: config.backlog });
       chmodSync(config.unixSocket, config.unixMask & 0o777);
       addresses.push({ transport: 'unix', address: config.unixSocket, port: 0 });
+      this.addListener(endpointText('unix', config.unixSocket, undefined), false);
       await this.joined();
       this.ready = true;
       return addresses;
@@ -190,25 +194,38 @@ export class MnemoServer implements ServerContext {
     const tls = config.tls === null ? null : tlsServerOptions(config.tls);
     // -Z alone: the -p listener speaks TLS, as in memcached; --tls-port adds one next to it.
     const tlsOnPort = tls !== null && config.tls!.port === null;
-    const server = this.streamServer(tlsOnPort ? tls : null);
-    await listenOn(server, { port: config.port, host: config.listen, backlog: config.backlog });
-    const tcp = server.address() as AddressInfo;
-    addresses.push({ transport: tlsOnPort ? 'tls' : 'tcp', address: `${tcp.address}:${tcp.port}`, port: tcp.port });
+    // -p 0: no TCP listener, as memcached 1.6.18 allows (UDP only, or nothing at all).
+    if (config.port !== null) {
+      const server = this.streamServer(tlsOnPort ? tls : null);
+      await listenOn(server, { port: config.port, host: config.listen, backlog: config.backlog });
+      const tcp = server.address() as AddressInfo;
+      addresses.push({ transport: tlsOnPort ? 'tls' : 'tcp', address: `${tcp.address}:${tcp.port}`, port: tcp.port });
+      this.addListener(endpointText('tcp', tcp.address, tcp.port), false);
+    }
     if (tls !== null && !tlsOnPort) {
       const tlsServer = this.streamServer(tls);
       await listenOn(tlsServer, { port: config.tls!.port!, host: config.listen, backlog: config.backlog });
       const bound = tlsServer.address() as AddressInfo;
       addresses.push({ transport: 'tls', address: `${bound.address}:${bound.port}`, port: bound.port });
+      this.addListener(endpointText('tcp', bound.address, bound.port), false);
     }
     // With peers: connections accepted so far wait for the sync; UDP opens after it.
     await this.joined();
     if (config.udpPort !== 0) {
-      this.udp = new UdpListener(this);
+      const entry = this.addListener('', true);
+      this.udp = new UdpListener(this, entry);
       const udp = await this.udp.listen(config.listen, config.udpPort === -1 ? 0 : config.udpPort);
+      entry.addr = endpointText('udp', udp.address, udp.port);
       addresses.push({ transport: 'udp', address: `${udp.address}:${udp.port}`, port: udp.port });
     }
     this.ready = true;
     return addresses;
+  }
+
+  private addListener(addr: string, udp: boolean): ListenerEntry {
+    const entry = new ListenerEntry(this.nextConnectionId++, addr, udp, this.clock.now);
+    this.listeners.push(entry);
+    return entry;
   }
 
   /**
@@ -308,6 +325,23 @@ export class MnemoServer implements ServerContext {
         connection.destroy();
       }
     }
+  }
+}
+
+/** A listening socket or the UDP socket as `stats conns` lists it. */
+export class ListenerEntry implements ConnectionInfo {
+  readonly listenAddr = null;
+  constructor(
+    readonly id: number,
+    public addr: string,
+    readonly udp: boolean,
+    /** Clock second it opened (listeners), or of the last datagram (UDP), as memcached counts. */
+    public lastActive: number,
+  ) {}
+
+  /** memcached's states: a listener listens; the UDP socket is always reading. */
+  get state(): string {
+    return this.udp ? 'conn_read' : 'conn_listening';
   }
 }
 

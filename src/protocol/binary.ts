@@ -109,6 +109,7 @@ export class BinaryProtocol implements Protocol {
       const next = this.command(buf, pos, end, extlen, keylen, bodylen);
       if (next < 0) return pos;
       if (latency.enabled) latency.stop(binaryFamily(buf[pos + 1]!), startedAt);
+      this.out.endResponse();
       commands++;
       pos = next;
     }
@@ -362,27 +363,38 @@ export class BinaryProtocol implements Protocol {
     this.success(0, 0, this.scratch.subarray(0, 8), item?.cas ?? 0);
   }
 
-  /** STAT: one response per statistic, then an empty one; the key names the group. */
+  /**
+   * STAT: one response per statistic, then an empty one; the key names the group.
+   * As in memcached's process_bin_stat, reset, settings and detail match as prefixes,
+   * and `detail dump` answers with one statistic, "detailed", holding the whole dump.
+   */
   private stat(buf: Buffer, keyStart: number, keyEnd: number): void {
     const group = buf.toString('latin1', keyStart, keyEnd);
-    if (group === 'reset') {
+    const prefixStats = this.ctx.prefixStats;
+    let pairs: Array<[string, string | number]> | null = null;
+    if (group === '') {
+      pairs = statsPairs(this.ctx, '');
+    } else if (group.startsWith('reset')) {
       this.ctx.counters.reset();
-      this.ctx.prefixStats.reset();
-    } else if (group === 'detail on' || group === 'detail off') {
-      this.ctx.prefixStats.enabled = group === 'detail on';
+      prefixStats.reset();
+    } else if (group.startsWith('settings')) {
+      pairs = statsPairs(this.ctx, 'settings');
+    } else if (group.startsWith('detail')) {
+      const sub = group.slice(6);
+      if (sub.startsWith(' dump')) pairs = [['detailed', prefixStats.dump()]];
+      else if (sub.startsWith(' on')) prefixStats.enabled = true;
+      else if (sub.startsWith(' off')) prefixStats.enabled = false;
+      else return this.error(Status.KeyNotFound);
     } else {
-      const pairs = statsPairs(this.ctx, group);
-      if (pairs === null) {
-        this.error(Status.KeyNotFound);
-        return;
-      }
-      for (const [name, value] of pairs) {
-        const nameBytes = Buffer.from(name, 'latin1');
-        const valueBytes = Buffer.from(String(value), 'latin1');
-        this.writeHeader(Status.Ok, 0, nameBytes.length, nameBytes.length + valueBytes.length, 0);
-        this.out.bytes(nameBytes);
-        this.out.bytes(valueBytes);
-      }
+      pairs = statsPairs(this.ctx, group);
+      if (pairs === null) return this.error(Status.KeyNotFound);
+    }
+    for (const [name, value] of pairs ?? []) {
+      const nameBytes = Buffer.from(name, 'latin1');
+      const valueBytes = Buffer.from(String(value), 'latin1');
+      this.writeHeader(Status.Ok, 0, nameBytes.length, nameBytes.length + valueBytes.length, 0);
+      this.out.bytes(nameBytes);
+      this.out.bytes(valueBytes);
     }
     this.writeHeader(Status.Ok, 0, 0, 0, 0);
   }

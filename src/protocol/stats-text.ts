@@ -1,4 +1,4 @@
-import type { ServerContext } from '../context.js';
+import type { ConnectionInfo, ServerContext } from '../context.js';
 import type { OutputBuffer } from '../output.js';
 
 /**
@@ -114,7 +114,7 @@ function settings(ctx: ServerContext): Pairs {
   return [
     ['maxbytes', ctx.store.bytesLimit],
     ['maxconns', config.connLimit],
-    ['tcpport', config.unixSocket === null ? config.port : 0],
+    ['tcpport', config.unixSocket === null ? config.port ?? 0 : 0],
     ['udpport', config.udpPort],
     ['inter', config.listen],
     ['verbosity', config.verbosity],
@@ -217,20 +217,31 @@ function sizes(ctx: ServerContext): Pairs {
   return [['sizes_status', 'enabled'], ...buckets.map(([size, count]): [string, number] => [String(size), count])];
 }
 
+/** memcached's process_stats_conns: listeners (in the order they opened), then clients. */
 function conns(ctx: ServerContext): Pairs {
   const now = ctx.clock.now;
   const text: Pairs = [];
-  for (const connection of ctx.connections) {
-    const transport = connection.localAddress === 'unix' ? 'unix' : 'tcp';
+  const add = (connection: ConnectionInfo): void => {
     const p = `${connection.id}:`;
-    text.push(...(<Pairs>[
-      [`${p}addr`, `${transport}:${connection.peer}`],
-      [`${p}listen_addr`, `${transport}:${connection.localAddress}`],
-      [`${p}state`, connection.state],
-      [`${p}secs_since_last_cmd`, now - connection.lastActive],
-    ]));
-  }
+    if (connection.udp === true) text.push([`${p}UDP`, 'UDP']);
+    text.push([`${p}addr`, connection.addr]);
+    if (connection.listenAddr !== null) text.push([`${p}listen_addr`, connection.listenAddr]);
+    text.push([`${p}state`, connection.state], [`${p}secs_since_last_cmd`, now - connection.lastActive]);
+  };
+  for (const listener of ctx.listeners) add(listener);
+  for (const connection of ctx.connections) add(connection);
   return text;
+}
+
+/**
+ * An address as memcached's get_conn_text writes it: "tcp:1.2.3.4:11211",
+ * "tcp6:[::1]:11211", "udp:…", or "unix:/path" (port 0 or no host: a path).
+ */
+export function endpointText(transport: 'tcp' | 'udp' | 'unix', host: string | undefined, port: number | undefined): string {
+  if (transport === 'unix' || port === undefined) return `unix:${host ?? ''}`;
+  const h = host ?? '';
+  if (h.includes(':')) return `${transport}6:[${h}]:${port}`;
+  return `${transport}:${h}:${port}`;
 }
 
 /**

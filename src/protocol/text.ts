@@ -58,6 +58,12 @@ const CACHEDUMP_NOT_ALLOWED = reply('CLIENT_ERROR stats cachedump not allowed');
 const BAD_COMMAND_LINE = reply('CLIENT_ERROR bad command line');
 const ILLEGAL_SLAB_ID = reply('CLIENT_ERROR Illegal slab id');
 const BADCLASS = reply('BADCLASS invalid class id');
+const REASSIGN_DISABLED = reply('CLIENT_ERROR slab reassignment disabled');
+const REASSIGN_BADCLASS = reply('BADCLASS invalid src or dst class id');
+const REASSIGN_SAME = reply('SAME src and dst class are identical');
+const REASSIGN_NOSPARE = reply('NOSPARE source class has no spare pages');
+/** memcached's MAX_NUMBER_OF_SLAB_CLASSES minus one: class ids run 1..63. */
+const LARGEST_CLASS_ID = 63;
 
 const lit = (text: string): Buffer => Buffer.from(text, 'latin1');
 const GET = lit('get');
@@ -96,6 +102,10 @@ const ON = lit('on');
 const OFF = lit('off');
 const DUMP = lit('dump');
 const ZERO = lit('0');
+const SLABS = lit('slabs');
+const REASSIGN = lit('reassign');
+const AUTOMOVE = lit('automove');
+const RATIO = lit('ratio');
 
 
 export class TextProtocol implements MetaHost {
@@ -242,6 +252,7 @@ export class TextProtocol implements MetaHost {
         if (bytesEqual(buf, s, e, SET)) return this.update(buf, next, end, 'set');
         if (bytesEqual(buf, s, e, STATS)) return this.stats(buf, next);
         if (bytesEqual(buf, s, e, SHUTDOWN)) return this.shutdown(buf, next);
+        if (bytesEqual(buf, s, e, SLABS)) return this.slabs(buf, next);
         break;
       case 0x61: // a
         if (bytesEqual(buf, s, e, ADD)) return this.update(buf, next, end, 'add');
@@ -756,6 +767,58 @@ export class TextProtocol implements MetaHost {
     } else {
       this.out.bytes(BAD_SHUTDOWN_MODE);
     }
+    return next;
+  }
+
+  /**
+   * `slabs reassign <src> <dst>` and `slabs automove <0|1|2>|ratio <r>`, checked as
+   * memcached's process_slabs_command checks them. Mnemo holds no slab pages, so a
+   * valid reassign finds no spare page to move (NOSPARE), and the automove setting
+   * is kept for `stats settings` only.
+   */
+  private slabs(buf: Buffer, next: number): number {
+    const ntokens = tokens.count;
+    const out = this.out;
+    const sub = 1;
+    if (ntokens === 5 && tokens.is(buf, sub, REASSIGN)) {
+      if (this.ctx.config.extended.has('no_slab_reassign')) {
+        out.bytes(REASSIGN_DISABLED);
+        return next;
+      }
+      const src = parseI32(buf, tokens.start[2]!, tokens.end[2]!);
+      const dst = parseI32(buf, tokens.start[3]!, tokens.end[3]!);
+      if (Number.isNaN(src) || Number.isNaN(dst)) out.bytes(BAD_FORMAT);
+      else if (src === dst) out.bytes(REASSIGN_SAME);
+      else if (src < -1 || src > LARGEST_CLASS_ID || dst < 1 || dst > LARGEST_CLASS_ID) out.bytes(REASSIGN_BADCLASS);
+      else out.bytes(REASSIGN_NOSPARE);
+      return next;
+    }
+    if (ntokens >= 4 && tokens.is(buf, sub, AUTOMOVE)) {
+      this.checkNoreply(buf);
+      const extended = this.ctx.config.extended;
+      if (tokens.is(buf, 2, RATIO)) {
+        const ratio = ntokens < 5 ? NaN : Number(buf.toString('latin1', tokens.start[3]!, tokens.end[3]!));
+        if (tokens.length(3) === 0 || !Number.isFinite(ratio)) {
+          this.answer(ERROR);
+          return next;
+        }
+        extended.set('slab_automove_ratio', String(ratio));
+      } else {
+        const level = parseU32(buf, tokens.start[2]!, tokens.end[2]!);
+        if (Number.isNaN(level)) {
+          this.answer(BAD_FORMAT);
+          return next;
+        }
+        if (level > 2) {
+          this.answer(ERROR);
+          return next;
+        }
+        extended.set('slab_automove', String(level));
+      }
+      this.answer(OK);
+      return next;
+    }
+    out.bytes(ERROR);
     return next;
   }
 
