@@ -225,7 +225,7 @@ export class BinaryProtocol implements Protocol {
     const valueEnd = valueStart + valueLength;
     if (prefixStats.enabled) prefixStats.recordSet(buf, keyStart, keyEnd);
     if (!store.fits(keyEnd - keyStart, valueLength, flags)) {
-      counters.store_too_large++;
+      // Unlike text and meta, memcached's binary protocol leaves store_too_large alone here.
       this.error(Status.TooLarge);
       if (op === Opcode.Set) store.delete(buf, keyStart, keyEnd);
       this.swallowing = valueLength;

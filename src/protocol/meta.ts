@@ -224,13 +224,9 @@ export class MetaCommands {
       created = item !== null;
     }
     if (item === null) {
-      if (f.newTtl) {
-        counters.cmd_touch++;
-        counters.touch_misses++;
-      } else {
-        counters.cmd_get++;
-        counters.get_misses++;
-      }
+      // memcached counts a miss as a get miss even with T: only a hit is a touch.
+      counters.cmd_get++;
+      counters.get_misses++;
       if (!f.quiet) {
         out.bytes(EN);
         this.echoOpaqueAndKey(buf, f);
