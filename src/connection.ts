@@ -77,6 +77,16 @@ export class Connection {
     return endpointText('tcp', socket.localAddress, socket.localPort);
   }
 
+  /** Bytes received and not yet consumed. */
+  get readBytes(): number {
+    return this.buffered;
+  }
+
+  /** Bytes of replies not yet written to the client. */
+  get unsentBytes(): number {
+    return this.socket.writableLength + this.out.pendingBytes;
+  }
+
   /** Nothing buffered and nothing being written: what idle_timeout may close. */
   get isIdle(): boolean {
     return this.buffered === 0 && this.socket.writableLength === 0;

@@ -19,6 +19,10 @@ export interface ConnectionInfo {
   readonly lastActive: number;
   /** The UDP socket (memcached marks it with a "UDP" line). */
   readonly udp?: boolean;
+  /** Bytes received and not yet consumed (read_buf_bytes). */
+  readonly readBytes: number;
+  /** Bytes of replies not yet written to the client (response_obj_bytes). */
+  readonly unsentBytes: number;
 }
 
 /** What every connection and protocol shares: the store, counters, settings and clock. */

@@ -331,6 +331,8 @@ export class MnemoServer implements ServerContext {
 /** A listening socket or the UDP socket as `stats conns` lists it. */
 export class ListenerEntry implements ConnectionInfo {
   readonly listenAddr = null;
+  readonly readBytes = 0;
+  readonly unsentBytes = 0;
   constructor(
     readonly id: number,
     public addr: string,

@@ -64,8 +64,8 @@ export class UdpListener {
     // Each datagram stands alone: a command cut short is dropped with it.
     const protocol =
       message[HEADER] === 0x80 && this.ctx.config.protocol !== 'ascii'
-        ? new BinaryProtocol(this.ctx, this.out, this.ctx.saslPasswords === null ? null : new SaslAuthenticator(this.ctx.saslPasswords), Infinity)
-        : new TextProtocol(this.ctx, this.out, Infinity);
+        ? new BinaryProtocol(this.ctx, this.out, this.ctx.saslPasswords === null ? null : new SaslAuthenticator(this.ctx.saslPasswords), Infinity, Infinity)
+        : new TextProtocol(this.ctx, this.out, Infinity, Infinity);
     protocol.execute(message, HEADER, message.length);
     this.out.endResponse();
   }

@@ -4,6 +4,7 @@ import { OUTPUT_SOFT_CAP, type OutputBuffer } from '../output.js';
 import type { ItemView, StoreMode } from '../store/store.js';
 import { statsPairs } from './stats-text.js';
 import { KEY_MAX_LENGTH } from './limits.js';
+import { responsesPerBatch } from '../response-limit.js';
 import type { Protocol } from './protocol.js';
 import type { SaslAuthenticator } from './sasl.js';
 
@@ -64,6 +65,8 @@ export class BinaryProtocol implements Protocol {
   private opcode = 0;
   private opaque = 0;
   private quiet = false;
+  /** Response objects the running batch holds. */
+  private responses = 0;
   private readonly header = Buffer.alloc(HEADER);
   private readonly scratch = Buffer.alloc(20);
 
@@ -72,9 +75,19 @@ export class BinaryProtocol implements Protocol {
     private readonly out: OutputBuffer,
     private readonly sasl: SaslAuthenticator | null,
     private readonly commandsPerCall = ctx.config.reqsPerEvent,
+    /** -o read_buf_mem_limit: response objects a batch may hold (response-limit.ts). */
+    private readonly responseLimit = responsesPerBatch(ctx.config),
   ) {}
 
   execute(buf: Buffer, start: number, end: number): number {
+    const consumed = this.runCommands(buf, start, end);
+    // The batch's replies go to the socket now: its response objects are free again.
+    this.ctx.counters.response_obj_count -= this.responses;
+    this.responses = 0;
+    return consumed;
+  }
+
+  private runCommands(buf: Buffer, start: number, end: number): number {
     let pos = start;
     this.wanted = 0;
     this.yielded = false;
@@ -104,6 +117,15 @@ export class BinaryProtocol implements Protocol {
         this.wanted = pos - start + HEADER + extlen + keylen;
         return pos;
       }
+      if (this.responses >= this.responseLimit) {
+        // No room for this request's reply: memcached closes, sending none of the stacked ones.
+        this.ctx.counters.response_obj_oom++;
+        this.out.discard();
+        this.closing = true;
+        return pos;
+      }
+      this.responses++;
+      this.ctx.counters.response_obj_count++;
       const latency = this.ctx.latency;
       const startedAt = latency.start();
       const next = this.command(buf, pos, end, extlen, keylen, bodylen);

@@ -27,6 +27,23 @@ function general(ctx: ServerContext): Pairs {
   stat('total_connections', c.total_connections);
   stat('rejected_connections', c.rejected_connections);
   stat('connection_structures', c.curr_connections);
+  // Memory connections hold: replies not yet written, and requests not yet consumed.
+  let unsentBytes = 0;
+  let readBuffers = 0;
+  let readBytes = 0;
+  for (const connection of ctx.connections) {
+    unsentBytes += connection.unsentBytes;
+    if (connection.readBytes > 0) readBuffers++;
+    readBytes += connection.readBytes;
+  }
+  stat('response_obj_oom', c.response_obj_oom);
+  stat('response_obj_count', c.response_obj_count);
+  stat('response_obj_bytes', unsentBytes);
+  stat('read_buf_count', readBuffers);
+  stat('read_buf_bytes', readBytes);
+  // Mnemo keeps no pool of free read buffers, and never refuses to read for read_buf_mem_limit.
+  stat('read_buf_bytes_free', 0);
+  stat('read_buf_oom', 0);
   stat('cmd_get', c.cmd_get);
   stat('cmd_set', c.cmd_set);
   stat('cmd_flush', c.cmd_flush);
@@ -56,6 +73,9 @@ function general(ctx: ServerContext): Pairs {
   stat('bytes_written', c.bytes_written);
   stat('limit_maxbytes', store.bytesLimit);
   stat('accepting_conns', 1);
+  // Mnemo never stops accepting: over -c it answers "ERROR Too many open connections" (memcached's maxconns_fast).
+  stat('listen_disabled_num', 0);
+  stat('time_in_listen_disabled_us', 0);
   stat('threads', config.threads);
   stat('conn_yields', c.conn_yields);
   stat('bytes', store.bytesUsed);
@@ -150,7 +170,7 @@ function settings(ctx: ServerContext): Pairs {
     ['lru_segmented', extended.has('no_lru_segmented') ? 'no' : 'yes'],
     ['temporary_ttl', option('temporary_ttl', 61)],
     ['idle_timeout', config.idleTimeout],
-    ['read_buf_mem_limit', option('read_buf_mem_limit', 0)],
+    ['read_buf_mem_limit', Number(option('read_buf_mem_limit', 0)) * 1024 * 1024],
     ['track_sizes', yesNo(config.trackSizes)],
     ['ssl_enabled', config.tls !== null ? 'yes' : 'no'],
     ['memory_file', config.memoryFile ?? '(null)'],

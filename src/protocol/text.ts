@@ -5,6 +5,7 @@ import { parseCasUnique, parseI32, parseU32, parseU64 } from '../c-numbers.js';
 import { statsPairs, writeMetadump, writeStats } from './stats-text.js';
 import { textFamily } from '../observe/latency.js';
 import { KEY_MAX_LENGTH } from './limits.js';
+import { responsesPerBatch } from '../response-limit.js';
 import { MetaCommands, type MetaHost } from './meta.js';
 import { bytesEqual, startsWith, tokens } from './tokenizer.js';
 
@@ -58,6 +59,7 @@ const CACHEDUMP_NOT_ALLOWED = reply('CLIENT_ERROR stats cachedump not allowed');
 const BAD_COMMAND_LINE = reply('CLIENT_ERROR bad command line');
 const ILLEGAL_SLAB_ID = reply('CLIENT_ERROR Illegal slab id');
 const BADCLASS = reply('BADCLASS invalid class id');
+const GET_OUT_OF_MEMORY = reply('SERVER_ERROR out of memory writing get response');
 const REASSIGN_DISABLED = reply('CLIENT_ERROR slab reassignment disabled');
 const REASSIGN_BADCLASS = reply('BADCLASS invalid src or dst class id');
 const REASSIGN_SAME = reply('SAME src and dst class are identical');
@@ -131,15 +133,20 @@ export class TextProtocol implements MetaHost {
   private readonly meta: MetaCommands;
   /** -Y: nothing but the authentication `set` runs until it succeeds. */
   private authenticated: boolean;
+  /** -o read_buf_mem_limit: response objects a batch may hold (response-limit.ts), and those it holds. */
+  private readonly responseLimit: number;
+  private responses = 0;
 
   constructor(
     private readonly ctx: ServerContext,
     private readonly out: OutputBuffer,
     /** -R: commands run per call before yielding. */
     private readonly commandsPerCall = ctx.config.reqsPerEvent,
+    responseLimit = responsesPerBatch(ctx.config),
   ) {
     this.meta = new MetaCommands(ctx, out, this);
     this.authenticated = ctx.asciiPasswords === null;
+    this.responseLimit = responseLimit;
   }
 
   swallow(bytes: number): void {
@@ -155,6 +162,32 @@ export class TextProtocol implements MetaHost {
    * not consumed; bytes from there on must be passed again with more data.
    */
   execute(buf: Buffer, start: number, end: number): number {
+    const consumed = this.runCommands(buf, start, end);
+    // The batch's replies go to the socket now: its response objects are free again.
+    this.ctx.counters.response_obj_count -= this.responses;
+    this.responses = 0;
+    return consumed;
+  }
+
+  /** Takes one response object for a reply; false (counted) when the batch has none left. */
+  private takeResponse(): boolean {
+    if (this.responses >= this.responseLimit) {
+      this.ctx.counters.response_obj_oom++;
+      return false;
+    }
+    this.responses++;
+    this.ctx.counters.response_obj_count++;
+    return true;
+  }
+
+  /** Drops the replies this batch stacked, freeing their response objects (memcached's conn_release_items). */
+  private releaseResponses(): void {
+    this.out.discard();
+    this.ctx.counters.response_obj_count -= this.responses;
+    this.responses = 0;
+  }
+
+  private runCommands(buf: Buffer, start: number, end: number): number {
     let pos = start;
     this.wanted = 0;
     this.yielded = false;
@@ -174,6 +207,12 @@ export class TextProtocol implements MetaHost {
       const newline = buf.indexOf(LF, pos);
       if (newline === -1 || newline >= end) {
         if (end - pos > MAX_LINE_WITHOUT_NEWLINE && !this.mayBeLongGet(buf, pos, end)) this.closing = true;
+        return pos;
+      }
+      if (!this.takeResponse()) {
+        // No room for this command's reply: memcached closes, sending none of the stacked ones.
+        this.releaseResponses();
+        this.closing = true;
         return pos;
       }
       let lineEnd = newline;
@@ -391,7 +430,10 @@ export class TextProtocol implements MetaHost {
         const ke = tokens.end[keyIndex]!;
         // memcached answers each key as a response of its own (UDP frames them apart); END joins the last.
         // An empty first one still gets a frame, unless a non-get command came before it in the datagram.
-        if (ks !== firstKey) out.endResponse(ks === secondKey && this.afterRetrieval);
+        if (ks !== firstKey) {
+          out.endResponse(ks === secondKey && this.afterRetrieval);
+          if (!this.takeResponse()) return this.getOutOfMemory(next);
+        }
         const item = withTouch ? store.getAndTouch(buf, ks, ke, exptime) : store.get(buf, ks, ke);
         if (this.ctx.prefixStats.enabled) this.ctx.prefixStats.recordGet(buf, ks, ke, item !== null);
         if (withTouch) {
@@ -415,6 +457,20 @@ export class TextProtocol implements MetaHost {
       keyIndex = 0;
     }
     out.bytes(END);
+    return next;
+  }
+
+  /**
+   * A multi-get ran out of response objects: as memcached, drop every reply the
+   * batch stacked and answer with an error in place of the rest of the get.
+   */
+  private getOutOfMemory(next: number): number {
+    this.releaseResponses();
+    if (!this.takeResponse()) {
+      this.closing = true;
+      return next;
+    }
+    this.out.bytes(GET_OUT_OF_MEMORY);
     return next;
   }
 
