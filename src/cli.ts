@@ -146,9 +146,12 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
   -e, --memory-file=<file>    accepted; warm restarts use --data-dir instead
   -v, --verbose               log more: -v debug, -vv trace (default: lifecycle and warnings)
   -o, --extended=<opts>       comma-separated memcached suboptions; applied here:
-                              idle_timeout=<s>, track_sizes, ssl_*; memcached internals
-                              such as modern, hashpower=<n>, no_lru_crawler are accepted
-  -f, -n, -k, -L, -r, -W, -N  memcached memory and process tuning: accepted, no effect
+                              idle_timeout=<s>, track_sizes, ssl_*, read_buf_mem_limit=<MB>
+                              (replies a batch may stack, as memcached counts them),
+                              watcher_logbuf_size=<KB> (each watcher's bound); memcached
+                              internals such as modern, hashpower=<n>, no_lru_crawler are accepted
+  -W, --disable-watch         refuse the "watch" command (memcached's log stream)
+  -f, -n, -k, -L, -r, -N      memcached memory and process tuning: accepted, no effect
       --test-clock            for tests: the command "debugtime <seconds>" moves the clock on
       --test-drop-changes=<fraction>  for tests: drop that fraction (0..1) of the changes
                               sent to peers, so that nodes diverge
@@ -392,6 +395,7 @@ export function parseCommandLine(argv: string[]): CliResult {
     // -p 0: no TCP listener (memcached runs so, e.g. with only -U); -1: a free port.
     config.port = port === 0 ? null : port === -1 ? 0 : port;
   }
+  if (values['disable-watch']) config.watchEnabled = false;
   if (values['udp-port'] !== undefined) {
     config.udpPort = integer('udp-port', values['udp-port'], -1, 65535);
     // As in memcached: -U without -p puts TCP on the UDP port too.

@@ -3,6 +3,7 @@ import type { ServerContext } from './context.js';
 import { OUTPUT_HARD_CAP, OUTPUT_SOFT_CAP, OutputBuffer } from './output.js';
 import { BinaryProtocol } from './protocol/binary.js';
 import type { Protocol } from './protocol/protocol.js';
+import type { CloseReason } from './observe/log-stream.js';
 import { SaslAuthenticator } from './protocol/sasl.js';
 import { TextProtocol } from './protocol/text.js';
 import { endpointText } from './protocol/stats-text.js';
@@ -33,6 +34,10 @@ export class Connection {
   /** Commands are waiting for the client to read replies, or for their turn. */
   private waiting = false;
   private closed = false;
+  /** After `watch`: the socket carries log lines; nothing more is read from it. */
+  private watching = false;
+  /** Why it closed, for the log stream's conn_close line. */
+  private closeReason: CloseReason = 'normal';
   /** Replies held until the disk has the writes they acknowledge (--sync always), in order. */
   private held: Promise<void> | null = null;
   /** The persistence write generation when the current batch began. */
@@ -54,6 +59,16 @@ export class Connection {
     socket.on('error', (error) => ctx.log.debug({ err: error, remote: socket.remoteAddress }, 'connection error'));
     socket.on('close', () => this.onClose());
     socket.on('end', () => this.socket.end());
+    if (ctx.logStream.connEvents) ctx.logStream.connNew(this.remoteHost, socket.remotePort ?? 0, this.transport, id);
+  }
+
+  /** memcached's transport names in the log stream. */
+  private get transport(): 'local' | 'tcp' {
+    return this.socket.remotePort === undefined ? 'local' : 'tcp';
+  }
+
+  private get remoteHost(): string {
+    return this.socket.remoteAddress ?? '';
   }
 
   /** "addr:port" of the client, or the socket path for a unix socket. */
@@ -99,18 +114,20 @@ export class Connection {
     return 'conn_waiting';
   }
 
-  destroy(): void {
+  destroy(reason: CloseReason = 'shutdown'): void {
+    this.closeReason = reason;
     this.closed = true;
     this.socket.destroy();
   }
 
   /** Reads nothing more, writes what is queued, then closes (graceful shutdown). */
   finish(): void {
+    this.closeReason = 'shutdown';
     if (!this.closed) this.close();
   }
 
   private onData(chunk: Buffer): void {
-    if (this.closed) return;
+    if (this.closed || this.watching) return;
     this.ctx.counters.bytes_read += chunk.length;
     this.lastActive = this.ctx.clock.now;
     this.parts.push(chunk);
@@ -123,8 +140,11 @@ export class Connection {
   private chooseProtocol(firstByte: number): Protocol {
     const { config, saslPasswords } = this.ctx;
     const binary = config.protocol === 'binary' || (config.protocol === 'auto' && firstByte === 0x80);
-    if (!binary) return new TextProtocol(this.ctx, this.out);
-    return new BinaryProtocol(this.ctx, this.out, saslPasswords === null ? null : new SaslAuthenticator(saslPasswords));
+    const protocol = binary
+      ? new BinaryProtocol(this.ctx, this.out, saslPasswords === null ? null : new SaslAuthenticator(saslPasswords))
+      : new TextProtocol(this.ctx, this.out);
+    protocol.connectionId = this.id;
+    return protocol;
   }
 
   /** Runs what the buffered input allows, writes the replies, and decides what comes next. */
@@ -149,7 +169,16 @@ export class Connection {
 
     this.flush();
     if (protocol.closing) {
+      if (protocol.closedOnError) this.closeReason = 'error';
       this.close();
+      return;
+    }
+    if (protocol.watchKinds !== 0) {
+      // `watch`: OK is written; from now on the socket carries log lines and input is ignored.
+      this.watching = true;
+      this.parts = [];
+      this.buffered = 0;
+      this.ctx.logStream.add(this.socket, protocol.watchKinds);
       return;
     }
     if (this.socket.writableLength > OUTPUT_HARD_CAP) {
@@ -235,5 +264,7 @@ export class Connection {
   private onClose(): void {
     this.closed = true;
     this.ctx.counters.curr_connections--;
+    const log = this.ctx.logStream;
+    if (log.connEvents) log.connClose(this.remoteHost, this.socket.remotePort ?? 0, this.transport, this.closeReason, this.id);
   }
 }

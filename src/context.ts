@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import type { LatencyRecorder } from './observe/latency.js';
+import type { LogStream } from './observe/log-stream.js';
 import type { PrefixStats } from './observe/prefix-stats.js';
 import type { PasswordFile } from './protocol/sasl.js';
 import type { Counters } from './observe/stats.js';
@@ -30,6 +31,8 @@ export interface ServerContext {
   readonly store: Store;
   readonly counters: Counters;
   readonly prefixStats: PrefixStats;
+  /** memcached's log stream: lines for the connections that sent `watch`. */
+  readonly logStream: LogStream;
   /** Per-command latency, recorded only when metrics are served. */
   readonly latency: LatencyRecorder;
   readonly config: Config;

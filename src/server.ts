@@ -9,6 +9,7 @@ import type { ConnectionInfo, ServerContext } from './context.js';
 import { endpointText } from './protocol/stats-text.js';
 import { levelForVerbosity } from './log.js';
 import { LatencyRecorder } from './observe/latency.js';
+import { LogStream } from './observe/log-stream.js';
 import { PrefixStats } from './observe/prefix-stats.js';
 import { PasswordFile } from './protocol/sasl.js';
 import { Counters } from './observe/stats.js';
@@ -40,6 +41,7 @@ export class MnemoServer implements ServerContext {
   readonly counters = new Counters();
   readonly prefixStats: PrefixStats;
   readonly latency: LatencyRecorder;
+  readonly logStream: LogStream;
   /** Collects garbage when the process passes -m plus a fixed headroom. */
   readonly memoryGuard: MemoryGuard;
   /** Able to answer correctly: listening (later also loaded from disk and synced with peers). */
@@ -96,6 +98,13 @@ export class MnemoServer implements ServerContext {
       this.store = this.replication.store;
     }
     this.prefixStats = new PrefixStats(config.prefixDelimiter, config.detailEnabled);
+    this.logStream = new LogStream(config.extended.has('watcher_logbuf_size') ? Number(config.extended.get('watcher_logbuf_size')) : undefined);
+    memory.onEviction = (item) => {
+      const log = this.logStream;
+      if (!log.evictions) return;
+      const now = this.clock.now;
+      log.eviction(item.key, item.fetched, item.exptime === 0 ? -1 : item.exptime - now, now - item.lastAccess, item.sizeClass, item.value.length);
+    };
     this.latency = new LatencyRecorder(config.metricsPort !== null);
     this.saslPasswords = config.saslPasswordFile === null ? null : new PasswordFile(config.saslPasswordFile);
     this.asciiPasswords = config.authFile === null ? null : new PasswordFile(config.authFile);
@@ -322,7 +331,7 @@ export class MnemoServer implements ServerContext {
     for (const connection of this.connections) {
       if (now - connection.lastActive > timeout && connection.isIdle) {
         this.counters.idle_kicks++;
-        connection.destroy();
+        connection.destroy('idle_timeout');
       }
     }
   }

@@ -60,6 +60,10 @@ export class BinaryProtocol implements Protocol {
   wanted = 0;
   closing = false;
   yielded = false;
+  closedOnError = false;
+  /** `watch` is a text command: a binary connection never becomes a watcher. */
+  readonly watchKinds = 0;
+  connectionId = 0;
   private swallowing = 0;
   /** Request fields of the command being answered. */
   private opcode = 0;
@@ -107,6 +111,7 @@ export class BinaryProtocol implements Protocol {
       if (buf[pos] !== REQUEST_MAGIC) {
         // Not a request: memcached drops the connection without a reply.
         this.closing = true;
+        this.closedOnError = true;
         return pos;
       }
       const extlen = buf[pos + 4]!;
@@ -276,8 +281,11 @@ export class BinaryProtocol implements Protocol {
         mode = 'set';
     }
     if (cas !== 0 && (mode === 'set' || mode === 'add' || mode === 'replace')) mode = 'cas';
+    const log = this.ctx.logStream;
+    if (log.fetchers) log.fetched(buf, keyStart, keyEnd, store.peek(buf, keyStart, keyEnd), this.connectionId);
     const result = store.store(mode, buf, keyStart, keyEnd, buf, valueStart, valueEnd, flags, exptime, cas);
     counters.recordStore(result);
+    if (log.mutations) log.stored(buf, keyStart, keyEnd, result, mode, store.peek(buf, keyStart, keyEnd), this.ctx.clock.now, this.connectionId, valueLength);
     if (mode === 'cas') {
       if (result === 'stored') counters.cas_hits++;
       else if (result === 'exists') counters.cas_badval++;
@@ -308,6 +316,7 @@ export class BinaryProtocol implements Protocol {
     const { store, counters, prefixStats } = this.ctx;
     const item = touch ? store.getAndTouch(buf, keyStart, keyEnd, exptime) : store.get(buf, keyStart, keyEnd);
     if (prefixStats.enabled) prefixStats.recordGet(buf, keyStart, keyEnd, item !== null);
+    if (this.ctx.logStream.fetchers) this.ctx.logStream.fetched(buf, keyStart, keyEnd, item, this.connectionId);
     if (touch) {
       counters.cmd_touch++;
       if (item === null) counters.touch_misses++;
@@ -443,6 +452,7 @@ export class BinaryProtocol implements Protocol {
   private protocolError(next: number): number {
     this.error(Status.InvalidArguments);
     this.closing = true;
+    this.closedOnError = true;
     return next;
   }
 

@@ -78,6 +78,16 @@ function general(ctx: ServerContext): Pairs {
   stat('time_in_listen_disabled_us', 0);
   stat('threads', config.threads);
   stat('conn_yields', c.conn_yields);
+  // The log stream (watch): Mnemo writes lines as events happen, so no worker buffer drops any.
+  const log = ctx.logStream;
+  stat('log_worker_dropped', 0);
+  stat('log_worker_written', log.written);
+  stat('log_watcher_skipped', log.skipped);
+  stat('log_watcher_sent', log.sent);
+  stat('log_watchers', log.watcherCount);
+  // Without memcached's -N (NAPI ids) no connection is placed by one, so nothing falls back.
+  stat('unexpected_napi_ids', 0);
+  stat('round_robin_fallback', 0);
   stat('bytes', store.bytesUsed);
   stat('curr_items', store.itemCount);
   stat('total_items', c.total_items);

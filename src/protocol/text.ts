@@ -6,6 +6,7 @@ import { statsPairs, writeMetadump, writeStats } from './stats-text.js';
 import { textFamily } from '../observe/latency.js';
 import { KEY_MAX_LENGTH } from './limits.js';
 import { responsesPerBatch } from '../response-limit.js';
+import { LogKind } from '../observe/log-stream.js';
 import { MetaCommands, type MetaHost } from './meta.js';
 import { bytesEqual, startsWith, tokens } from './tokenizer.js';
 
@@ -60,6 +61,15 @@ const BAD_COMMAND_LINE = reply('CLIENT_ERROR bad command line');
 const ILLEGAL_SLAB_ID = reply('CLIENT_ERROR Illegal slab id');
 const BADCLASS = reply('BADCLASS invalid class id');
 const GET_OUT_OF_MEMORY = reply('SERVER_ERROR out of memory writing get response');
+const WATCH_NOT_ALLOWED = reply('CLIENT_ERROR watch commands not allowed');
+const WATCH_AFTER_OTHERS = reply('ERROR cannot pipeline other commands before watch');
+const WATCHER_TOO_MANY = reply('WATCHER_TOO_MANY log watcher limit reached');
+/** `watch` arguments memcached 1.6.18 knows; Mnemo emits lines of the kinds in LogKind. */
+const WATCH_KINDS: Record<string, number> = {
+  fetchers: LogKind.Fetchers, mutations: LogKind.Mutations, evictions: LogKind.Evictions, connevents: LogKind.ConnEvents,
+  rawcmds: 0, sysevents: 0, proxyreqs: 0, proxyevents: 0, proxyuser: 0,
+};
+const MAX_WATCHERS = 20;
 const REASSIGN_DISABLED = reply('CLIENT_ERROR slab reassignment disabled');
 const REASSIGN_BADCLASS = reply('BADCLASS invalid src or dst class id');
 const REASSIGN_SAME = reply('SAME src and dst class are identical');
@@ -105,6 +115,7 @@ const OFF = lit('off');
 const DUMP = lit('dump');
 const ZERO = lit('0');
 const SLABS = lit('slabs');
+const WATCH = lit('watch');
 const REASSIGN = lit('reassign');
 const AUTOMOVE = lit('automove');
 const RATIO = lit('ratio');
@@ -117,6 +128,9 @@ export class TextProtocol implements MetaHost {
   closing = false;
   /** execute() stopped early (-R reached, or replies piling up) with complete commands left. */
   yielded = false;
+  closedOnError = false;
+  watchKinds = 0;
+  connectionId = 0;
   /** Bytes of a refused data block still to be dropped as they arrive. */
   private swallowing = 0;
   private noreply = false;
@@ -198,7 +212,7 @@ export class TextProtocol implements MetaHost {
     }
     const limit = this.commandsPerCall;
     let commands = 0;
-    while (pos < end && !this.closing) {
+    while (pos < end && !this.closing && this.watchKinds === 0) {
       if (commands === limit || this.out.pendingBytes > OUTPUT_SOFT_CAP) {
         this.yielded = true;
         return pos;
@@ -206,13 +220,17 @@ export class TextProtocol implements MetaHost {
       commands++;
       const newline = buf.indexOf(LF, pos);
       if (newline === -1 || newline >= end) {
-        if (end - pos > MAX_LINE_WITHOUT_NEWLINE && !this.mayBeLongGet(buf, pos, end)) this.closing = true;
+        if (end - pos > MAX_LINE_WITHOUT_NEWLINE && !this.mayBeLongGet(buf, pos, end)) {
+          this.closing = true;
+          this.closedOnError = true;
+        }
         return pos;
       }
       if (!this.takeResponse()) {
         // No room for this command's reply: memcached closes, sending none of the stacked ones.
         this.releaseResponses();
         this.closing = true;
+        this.closedOnError = true;
         return pos;
       }
       let lineEnd = newline;
@@ -336,8 +354,10 @@ export class TextProtocol implements MetaHost {
     const last = tokens.count - 2;
     if (startsWith(buf, tokens.start[last]!, tokens.end[last]!, 'HTTP/')) {
       this.closing = true;
+      this.closedOnError = true;
       return next;
     }
+    if (bytesEqual(buf, s, e, WATCH)) return this.watch(buf, next);
     this.out.bytes(ERROR);
     return next;
   }
@@ -436,6 +456,7 @@ export class TextProtocol implements MetaHost {
         }
         const item = withTouch ? store.getAndTouch(buf, ks, ke, exptime) : store.get(buf, ks, ke);
         if (this.ctx.prefixStats.enabled) this.ctx.prefixStats.recordGet(buf, ks, ke, item !== null);
+        if (this.ctx.logStream.fetchers) this.ctx.logStream.fetched(buf, ks, ke, item, this.connectionId);
         if (withTouch) {
           counters.cmd_touch++;
           if (item === null) counters.touch_misses++;
@@ -525,7 +546,9 @@ export class TextProtocol implements MetaHost {
     }
     const { store, counters } = this.ctx;
     if (this.ctx.prefixStats.enabled) this.ctx.prefixStats.recordSet(buf, ks, ke);
+    const log = this.ctx.logStream;
     if (!store.fits(ke - ks, length, flags)) {
+      if (log.mutations) log.stored(buf, ks, ke, 'too_large', mode, null, 0, this.connectionId, 0);
       this.answer(TOO_LARGE);
       counters.store_too_large++;
       // A set that cannot be stored must not leave the old value behind.
@@ -543,8 +566,10 @@ export class TextProtocol implements MetaHost {
       this.answer(BAD_DATA_CHUNK);
       return dataEnd + 2;
     }
+    if (log.fetchers) log.fetched(buf, ks, ke, store.peek(buf, ks, ke), this.connectionId);
     const result = store.store(mode, buf, ks, ke, buf, next, dataEnd, flags, exptime, casUnique);
     counters.recordStore(result);
+    if (log.mutations) log.stored(buf, ks, ke, result, mode, store.peek(buf, ks, ke), this.ctx.clock.now, this.connectionId, length);
     switch (result) {
       case 'stored':
         if (withCas) counters.cas_hits++;
@@ -823,6 +848,44 @@ export class TextProtocol implements MetaHost {
     } else {
       this.out.bytes(BAD_SHUTDOWN_MODE);
     }
+    return next;
+  }
+
+  /**
+   * `watch [fetchers|mutations|evictions|connevents|…]` (no argument: fetchers):
+   * answers OK, after which the connection receives memcached's log lines and is
+   * read no more. Kinds Mnemo has no events for (rawcmds, sysevents, proxy*) are
+   * accepted and stay silent.
+   */
+  private watch(buf: Buffer, next: number): number {
+    if (!this.ctx.config.watchEnabled) {
+      this.out.bytes(WATCH_NOT_ALLOWED);
+      return next;
+    }
+    if (this.responses > 1) {
+      this.out.bytes(WATCH_AFTER_OTHERS);
+      return next;
+    }
+    let kinds = 0;
+    if (tokens.count > 2) {
+      for (let i = 1; i < tokens.count - 1; i++) {
+        const kind = WATCH_KINDS[buf.toString('latin1', tokens.start[i]!, tokens.end[i]!)];
+        if (kind === undefined) {
+          this.out.bytes(ERROR);
+          return next;
+        }
+        kinds |= kind;
+      }
+    } else {
+      kinds = LogKind.Fetchers;
+    }
+    if (this.ctx.logStream.watcherCount >= MAX_WATCHERS) {
+      this.out.bytes(WATCHER_TOO_MANY);
+      return next;
+    }
+    this.out.bytes(OK);
+    // A watcher of silent kinds only still becomes a watcher (nothing is read from it any more).
+    this.watchKinds = kinds | 0x100;
     return next;
   }
 
