@@ -183,7 +183,7 @@ export class Connection {
     }
     if (this.socket.writableLength > OUTPUT_HARD_CAP) {
       this.ctx.log.debug({ peer: this.peer }, 'closing a connection that does not read its replies');
-      this.destroy();
+      this.destroy('error');
       return;
     }
     if (this.socket.writableLength > OUTPUT_SOFT_CAP) {
