@@ -104,7 +104,8 @@ export class Connection {
 
   /** Nothing buffered and nothing being written: what idle_timeout may close. */
   get isIdle(): boolean {
-    return this.buffered === 0 && this.socket.writableLength === 0;
+    // A watcher sends nothing by design: it belongs to the log stream, not to idle_timeout.
+    return this.buffered === 0 && this.socket.writableLength === 0 && !this.watching;
   }
 
   /** memcached's connection state names, for `stats conns`. */
