@@ -180,6 +180,8 @@ export class Connection {
       this.parts = [];
       this.buffered = 0;
       this.ctx.logStream.add(this.socket, protocol.watchKinds);
+      // Reading on (and dropping) is how a watcher's hang-up is noticed.
+      this.socket.resume();
       return;
     }
     if (this.socket.writableLength > OUTPUT_HARD_CAP) {
