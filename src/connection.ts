@@ -34,6 +34,8 @@ export class Connection {
   /** Commands are waiting for the client to read replies, or for their turn. */
   private waiting = false;
   private closed = false;
+  /** Running its commands now (what `stats conns` shows a client asking for it). */
+  private executing = false;
   /** After `watch`: the socket carries log lines; nothing more is read from it. */
   private watching = false;
   /** Why it closed, for the log stream's conn_close line. */
@@ -110,6 +112,7 @@ export class Connection {
 
   /** memcached's connection state names, for `stats conns`. */
   get state(): string {
+    if (this.executing) return 'conn_parse_cmd';
     if (this.socket.writableLength > 0) return 'conn_mwrite';
     if (this.buffered > 0) return 'conn_nread';
     return 'conn_waiting';
@@ -155,7 +158,9 @@ export class Connection {
     if (this.closed || this.buffered === 0 || protocol === null) return;
     const input = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.buffered);
     this.generationAtBatch = this.ctx.persistence?.generation ?? 0;
+    this.executing = true;
     const consumed = protocol.execute(input, 0, input.length);
+    this.executing = false;
     const left = input.length - consumed;
     if (left === 0) {
       this.parts = [];
