@@ -79,7 +79,8 @@ type OptionName = keyof typeof OPTIONS;
 export const HELP = `Usage: mnemo [options]
 A memcached-compatible cache server. Flags use memcached's names and meanings.
 
-  -p, --port=<num>            TCP port to listen on (default: 11211; -1 picks a free port)
+  -p, --port=<num>            TCP port to listen on (default: 11211, or the -U port when
+                              only -U is given; -1 picks a free port; 0: no TCP listener)
   -U, --udp-port=<num>        UDP port to listen on (default: 0, off; -1 picks a free port)
   -s, --unix-socket=<file>    UNIX socket to listen on (disables network support)
   -a, --unix-mask=<mask>      access mask for the UNIX socket, in octal (default: 700)
@@ -146,9 +147,12 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
   -e, --memory-file=<file>    accepted; warm restarts use --data-dir instead
   -v, --verbose               log more: -v debug, -vv trace (default: lifecycle and warnings)
   -o, --extended=<opts>       comma-separated memcached suboptions; applied here:
-                              idle_timeout=<s>, track_sizes, ssl_*; memcached internals
-                              such as modern, hashpower=<n>, no_lru_crawler are accepted
-  -f, -n, -k, -L, -r, -W, -N  memcached memory and process tuning: accepted, no effect
+                              idle_timeout=<s>, track_sizes, ssl_*, read_buf_mem_limit=<MB>
+                              (replies a batch may stack, as memcached counts them),
+                              watcher_logbuf_size=<KB> (each watcher's bound); memcached
+                              internals such as modern, hashpower=<n>, no_lru_crawler are accepted
+  -W, --disable-watch         refuse the "watch" command (memcached's log stream)
+  -f, -n, -k, -L, -r, -N      memcached memory and process tuning: accepted, no effect
       --test-clock            for tests: the command "debugtime <seconds>" moves the clock on
       --test-drop-changes=<fraction>  for tests: drop that fraction (0..1) of the changes
                               sent to peers, so that nodes diverge
@@ -389,10 +393,15 @@ export function parseCommandLine(argv: string[]): CliResult {
   const config: Config = { ...DEFAULTS, extended: new Map() };
   if (values.port !== undefined) {
     const port = integer('port', values.port, -1, 65535);
-    if (port === 0) throw new ConfigError(`${flagName('port')}: 0 (no TCP listener) is not supported; use -s for a unix socket only`);
-    config.port = port === -1 ? 0 : port;
+    // -p 0: no TCP listener (memcached runs so, e.g. with only -U); -1: a free port.
+    config.port = port === 0 ? null : port === -1 ? 0 : port;
   }
-  if (values['udp-port'] !== undefined) config.udpPort = integer('udp-port', values['udp-port'], -1, 65535);
+  if (values['disable-watch']) config.watchEnabled = false;
+  if (values['udp-port'] !== undefined) {
+    config.udpPort = integer('udp-port', values['udp-port'], -1, 65535);
+    // As in memcached: -U without -p puts TCP on the UDP port too.
+    if (values.port === undefined && config.udpPort !== 0) config.port = config.udpPort === -1 ? 0 : config.udpPort;
+  }
   if (values['unix-socket'] !== undefined) {
     if (values['unix-socket'] === '') throw new ConfigError(`${flagName('unix-socket')}: empty path`);
     config.unixSocket = values['unix-socket'];

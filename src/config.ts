@@ -2,11 +2,13 @@ import type { SyncPolicy } from './store/disk.js';
 
 /** Everything the server needs to know at start-up, after the command line was checked. */
 export interface Config {
-  /** TCP port; 0 picks a free one (memcached's -p -1). */
-  port: number;
+  /** TCP port; 0 picks a free one (memcached's -p -1); null: no TCP listener (-p 0). */
+  port: number | null;
   listen: string;
   /** -U: 0 when UDP is off; -1 picks a free port. */
   udpPort: number;
+  /** -W turns this off: `watch` is refused. */
+  watchEnabled: boolean;
   /** -s: listen on this unix socket only (memcached then opens no network listener). */
   unixSocket: string | null;
   /** -a: permission bits of the unix socket. */
@@ -100,6 +102,7 @@ export const DEFAULTS: Readonly<Config> = {
   port: 11211,
   listen: '127.0.0.1',
   udpPort: 0,
+  watchEnabled: true,
   unixSocket: null,
   unixMask: 0o700,
   backlog: 1024,

@@ -4,8 +4,10 @@ import { OUTPUT_HARD_CAP, OUTPUT_SOFT_CAP, OutputBuffer } from './output.js';
 import { ValueReservation } from './partial-values.js';
 import { BinaryProtocol } from './protocol/binary.js';
 import type { Protocol } from './protocol/protocol.js';
+import type { CloseReason } from './observe/log-stream.js';
 import { SaslAuthenticator } from './protocol/sasl.js';
 import { TextProtocol } from './protocol/text.js';
+import { endpointText } from './protocol/stats-text.js';
 
 /** A get line may grow this long before the connection is dropped (memcached lets it grow unbounded). */
 const MAX_PENDING_LINE = 16 * 1024 * 1024;
@@ -37,6 +39,12 @@ export class Connection {
   /** The client sent FIN (shutdown(SHUT_WR)): once what it sent is run and answered, the connection closes. */
   private inputEnded = false;
   private closed = false;
+  /** Running its commands now (what `stats conns` shows a client asking for it). */
+  private executing = false;
+  /** After `watch`: the socket carries log lines; nothing more is read from it. */
+  private watching = false;
+  /** Why it closed, for the log stream's conn_close line. */
+  private closeReason: CloseReason = 'normal';
   /** Replies held until the disk has the writes they acknowledge (--sync always), in order. */
   private held: Promise<void> | null = null;
   /** The persistence write generation when the current batch began. */
@@ -62,6 +70,16 @@ export class Connection {
     socket.on('error', (error) => ctx.log.debug({ err: error, remote: socket.remoteAddress }, 'connection error'));
     socket.on('close', () => this.onClose());
     socket.on('end', () => this.onEnd());
+    if (ctx.logStream.connEvents) ctx.logStream.connNew(this.remoteHost, socket.remotePort ?? 0, this.transport, id);
+  }
+
+  /** memcached's transport names in the log stream. */
+  private get transport(): 'local' | 'tcp' {
+    return this.socket.remotePort === undefined ? 'local' : 'tcp';
+  }
+
+  private get remoteHost(): string {
+    return this.socket.remoteAddress ?? '';
   }
 
   /** "addr:port" of the client, or the socket path for a unix socket. */
@@ -71,34 +89,58 @@ export class Connection {
     return `${socket.remoteAddress}:${socket.remotePort}`;
   }
 
-  get localAddress(): string {
-    return this.socket.localPort === undefined ? 'unix' : `${this.socket.localAddress}:${this.socket.localPort}`;
+  /** The client's address as `stats conns` shows it. */
+  get addr(): string {
+    const socket = this.socket;
+    if (socket.remotePort === undefined) return endpointText('unix', this.ctx.config.unixSocket ?? undefined, undefined);
+    return endpointText('tcp', socket.remoteAddress, socket.remotePort);
+  }
+
+  /** The address the client connected to, as `stats conns` shows it. */
+  get listenAddr(): string {
+    const socket = this.socket;
+    if (socket.localPort === undefined) return endpointText('unix', this.ctx.config.unixSocket ?? undefined, undefined);
+    return endpointText('tcp', socket.localAddress, socket.localPort);
+  }
+
+  /** Bytes received and not yet consumed. */
+  get readBytes(): number {
+    return this.buffered;
+  }
+
+  /** Bytes of replies not yet written to the client. */
+  get unsentBytes(): number {
+    return this.socket.writableLength + this.out.pendingBytes;
   }
 
   /** Nothing buffered and nothing being written: what idle_timeout may close. */
   get isIdle(): boolean {
-    return this.buffered === 0 && this.socket.writableLength === 0;
+    // A watcher sends nothing by design: it belongs to the log stream, not to idle_timeout.
+    return this.buffered === 0 && this.socket.writableLength === 0 && !this.watching;
   }
 
   /** memcached's connection state names, for `stats conns`. */
   get state(): string {
+    if (this.executing) return 'conn_parse_cmd';
     if (this.socket.writableLength > 0) return 'conn_mwrite';
     if (this.buffered > 0) return 'conn_nread';
     return 'conn_waiting';
   }
 
-  destroy(): void {
+  destroy(reason: CloseReason = 'shutdown'): void {
+    this.closeReason = reason;
     this.closed = true;
     this.socket.destroy();
   }
 
   /** Reads nothing more, writes what is queued, then closes (graceful shutdown). */
   finish(): void {
+    this.closeReason = 'shutdown';
     if (!this.closed) this.close();
   }
 
   private onData(chunk: Buffer): void {
-    if (this.closed) return;
+    if (this.closed || this.watching) return;
     this.ctx.counters.bytes_read += chunk.length;
     this.lastActive = this.ctx.clock.now;
     this.parts.push(chunk);
@@ -111,9 +153,11 @@ export class Connection {
   private chooseProtocol(firstByte: number): Protocol {
     const { config, saslPasswords } = this.ctx;
     const binary = config.protocol === 'binary' || (config.protocol === 'auto' && firstByte === 0x80);
-    if (!binary) return new TextProtocol(this.ctx, this.out, config.reqsPerEvent, this.reservation);
-    const sasl = saslPasswords === null ? null : new SaslAuthenticator(saslPasswords);
-    return new BinaryProtocol(this.ctx, this.out, sasl, config.reqsPerEvent, this.reservation);
+    const protocol = binary
+      ? new BinaryProtocol(this.ctx, this.out, saslPasswords === null ? null : new SaslAuthenticator(saslPasswords), config.reqsPerEvent, this.reservation)
+      : new TextProtocol(this.ctx, this.out, config.reqsPerEvent, this.reservation);
+    protocol.connectionId = this.id;
+    return protocol;
   }
 
   /** Runs what the buffered input allows, writes the replies, and decides what comes next. */
@@ -128,7 +172,9 @@ export class Connection {
     const input = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.buffered);
     // Replies held back from an earlier run (see below) belong to the batch that began then.
     if (this.out.isEmpty) this.generationAtBatch = this.ctx.persistence?.generation ?? 0;
+    this.executing = true;
     const consumed = protocol.execute(input, 0, input.length);
+    this.executing = false;
     const left = input.length - consumed;
     if (left === 0) {
       this.parts = [];
@@ -145,12 +191,23 @@ export class Connection {
     // that never sends the rest gets no reply, as from memcached.
     if (protocol.swallowing === 0) this.flush();
     if (protocol.closing) {
+      if (protocol.closedOnError) this.closeReason = 'error';
       this.close();
+      return;
+    }
+    if (protocol.watchKinds !== 0) {
+      // `watch`: OK is written; from now on the socket carries log lines and input is ignored.
+      this.watching = true;
+      this.parts = [];
+      this.buffered = 0;
+      this.ctx.logStream.add(this.socket, protocol.watchKinds);
+      // Reading on (and dropping) is how a watcher's hang-up is noticed.
+      this.socket.resume();
       return;
     }
     if (this.socket.writableLength > OUTPUT_HARD_CAP) {
       this.ctx.log.debug({ peer: this.peer }, 'closing a connection that does not read its replies');
-      this.destroy();
+      this.destroy('error');
       return;
     }
     if (this.socket.writableLength > OUTPUT_SOFT_CAP) {
@@ -246,5 +303,7 @@ export class Connection {
     this.closed = true;
     this.reservation.release();
     this.ctx.counters.curr_connections--;
+    const log = this.ctx.logStream;
+    if (log.connEvents) log.connClose(this.remoteHost, this.socket.remotePort ?? 0, this.transport, this.closeReason, this.id);
   }
 }

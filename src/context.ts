@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import type { LatencyRecorder } from './observe/latency.js';
+import type { LogStream } from './observe/log-stream.js';
 import type { PrefixStats } from './observe/prefix-stats.js';
 import type { PasswordFile } from './protocol/sasl.js';
 import type { Counters } from './observe/stats.js';
@@ -9,13 +10,21 @@ import type { PartialValueBudget } from './partial-values.js';
 import type { Persistence } from './store/persistence.js';
 import type { Store } from './store/store.js';
 
-/** What `stats conns` shows of one connection. */
+/** What `stats conns` shows of one connection or listener, addresses in memcached's form. */
 export interface ConnectionInfo {
   readonly id: number;
-  readonly peer: string;
-  readonly localAddress: string;
+  /** "tcp:127.0.0.1:40098", "tcp6:[::1]:40098", "unix:/path"; a listener's own address. */
+  readonly addr: string;
+  /** The address the client connected to; null for listeners and the UDP socket. */
+  readonly listenAddr: string | null;
   readonly state: string;
   readonly lastActive: number;
+  /** The UDP socket (memcached marks it with a "UDP" line). */
+  readonly udp?: boolean;
+  /** Bytes received and not yet consumed (read_buf_bytes). */
+  readonly readBytes: number;
+  /** Bytes of replies not yet written to the client (response_obj_bytes). */
+  readonly unsentBytes: number;
 }
 
 /** What every connection and protocol shares: the store, counters, settings and clock. */
@@ -23,6 +32,8 @@ export interface ServerContext {
   readonly store: Store;
   readonly counters: Counters;
   readonly prefixStats: PrefixStats;
+  /** memcached's log stream: lines for the connections that sent `watch`. */
+  readonly logStream: LogStream;
   /** Per-command latency, recorded only when metrics are served. */
   readonly latency: LatencyRecorder;
   readonly config: Config;
@@ -33,6 +44,8 @@ export interface ServerContext {
   readonly connections: ReadonlySet<ConnectionInfo>;
   /** What values still arriving on all connections may hold (partial-values.ts). */
   readonly partialValues: PartialValueBudget;
+  /** The listening sockets (TCP, TLS, unix) and the UDP socket, for `stats conns`. */
+  readonly listeners: ReadonlyArray<ConnectionInfo>;
   /** --data-dir: the disk tier under the store, or null. */
   readonly persistence: Persistence | null;
   /** --peer/--replication-port: replication with peers (its `stats` lines), or null. */

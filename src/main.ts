@@ -119,6 +119,8 @@ async function serve(config: Config): Promise<void> {
     const where = config.unixSocket ?? `${config.listen}:${config.port}`;
     fail(`cannot listen on ${where}: ${(error as Error).message}`);
   }
+  // -p 0 without -U: nothing listens, yet memcached runs on until it is stopped; so does Mnemo.
+  if (addresses.length === 0) setInterval(() => {}, 3_600_000);
   warnIfExposed(config, addresses, log);
   const portFile = process.env.MEMCACHED_PORT_FILENAME;
   if (portFile) writePortFile(portFile, addresses);

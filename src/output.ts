@@ -85,6 +85,13 @@ export class OutputBuffer {
     return ready;
   }
 
+  /** Drops every reply queued and not yet taken (memcached culls stacked responses so). */
+  discard(): void {
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+    this.start = this.pos;
+  }
+
   /** Ends the current piece of the chunk so that what follows queues after it. */
   private cut(): void {
     if (this.pos > this.start) {

@@ -5,9 +5,11 @@ import type { Logger } from 'pino';
 import { Clock } from './clock.js';
 import type { Config } from './config.js';
 import { Connection } from './connection.js';
-import type { ServerContext } from './context.js';
+import type { ConnectionInfo, ServerContext } from './context.js';
+import { endpointText } from './protocol/stats-text.js';
 import { levelForVerbosity } from './log.js';
 import { LatencyRecorder } from './observe/latency.js';
+import { LogStream } from './observe/log-stream.js';
 import { PrefixStats } from './observe/prefix-stats.js';
 import { PasswordFile } from './protocol/sasl.js';
 import { Counters } from './observe/stats.js';
@@ -40,6 +42,7 @@ export class MnemoServer implements ServerContext {
   readonly counters = new Counters();
   readonly prefixStats: PrefixStats;
   readonly latency: LatencyRecorder;
+  readonly logStream: LogStream;
   /** Collects garbage when the process passes -m plus a fixed headroom. */
   readonly memoryGuard: MemoryGuard;
   /** Able to answer correctly: listening (later also loaded from disk and synced with peers). */
@@ -48,6 +51,8 @@ export class MnemoServer implements ServerContext {
   readonly version = PROTOCOL_VERSION;
   readonly connections = new Set<Connection>();
   readonly partialValues: PartialValueBudget;
+  /** Listening sockets and the UDP socket, numbered from the same sequence as connections. */
+  readonly listeners: ListenerEntry[] = [];
   readonly persistence: Persistence | null = null;
   /** --peer/--replication-port: replication with peers, or null. */
   readonly replication: Replicator | null = null;
@@ -95,6 +100,13 @@ export class MnemoServer implements ServerContext {
       this.store = this.replication.store;
     }
     this.prefixStats = new PrefixStats(config.prefixDelimiter, config.detailEnabled);
+    this.logStream = new LogStream(config.extended.has('watcher_logbuf_size') ? Number(config.extended.get('watcher_logbuf_size')) : undefined);
+    memory.onEviction = (item) => {
+      const log = this.logStream;
+      if (!log.evictions) return;
+      const now = this.clock.now;
+      log.eviction(item.key, item.fetched, item.exptime === 0 ? -1 : item.exptime - now, now - item.lastAccess, item.sizeClass, item.value.length);
+    };
     this.latency = new LatencyRecorder(config.metricsPort !== null);
     this.saslPasswords = config.saslPasswordFile === null ? null : new PasswordFile(config.saslPasswordFile);
     this.asciiPasswords = config.authFile === null ? null : new PasswordFile(config.authFile);
@@ -187,6 +199,7 @@ export class MnemoServer implements ServerContext {
       await listenOn(server, { path: config.unixSocket, backlog: config.backlog });
       chmodSync(config.unixSocket, config.unixMask & 0o777);
       addresses.push({ transport: 'unix', address: config.unixSocket, port: 0 });
+      this.addListener(endpointText('unix', config.unixSocket, undefined), false);
       await this.joined();
       this.ready = true;
       return addresses;
@@ -194,25 +207,38 @@ export class MnemoServer implements ServerContext {
     const tls = config.tls === null ? null : tlsServerOptions(config.tls);
     // -Z alone: the -p listener speaks TLS, as in memcached; --tls-port adds one next to it.
     const tlsOnPort = tls !== null && config.tls!.port === null;
-    const server = this.streamServer(tlsOnPort ? tls : null);
-    await listenOn(server, { port: config.port, host: config.listen, backlog: config.backlog });
-    const tcp = server.address() as AddressInfo;
-    addresses.push({ transport: tlsOnPort ? 'tls' : 'tcp', address: `${tcp.address}:${tcp.port}`, port: tcp.port });
+    // -p 0: no TCP listener, as memcached 1.6.18 allows (UDP only, or nothing at all).
+    if (config.port !== null) {
+      const server = this.streamServer(tlsOnPort ? tls : null);
+      await listenOn(server, { port: config.port, host: config.listen, backlog: config.backlog });
+      const tcp = server.address() as AddressInfo;
+      addresses.push({ transport: tlsOnPort ? 'tls' : 'tcp', address: `${tcp.address}:${tcp.port}`, port: tcp.port });
+      this.addListener(endpointText('tcp', tcp.address, tcp.port), false);
+    }
     if (tls !== null && !tlsOnPort) {
       const tlsServer = this.streamServer(tls);
       await listenOn(tlsServer, { port: config.tls!.port!, host: config.listen, backlog: config.backlog });
       const bound = tlsServer.address() as AddressInfo;
       addresses.push({ transport: 'tls', address: `${bound.address}:${bound.port}`, port: bound.port });
+      this.addListener(endpointText('tcp', bound.address, bound.port), false);
     }
     // With peers: connections accepted so far wait for the sync; UDP opens after it.
     await this.joined();
     if (config.udpPort !== 0) {
-      this.udp = new UdpListener(this);
+      const entry = this.addListener('', true);
+      this.udp = new UdpListener(this, entry);
       const udp = await this.udp.listen(config.listen, config.udpPort === -1 ? 0 : config.udpPort);
+      entry.addr = endpointText('udp', udp.address, udp.port);
       addresses.push({ transport: 'udp', address: `${udp.address}:${udp.port}`, port: udp.port });
     }
     this.ready = true;
     return addresses;
+  }
+
+  private addListener(addr: string, udp: boolean): ListenerEntry {
+    const entry = new ListenerEntry(this.nextConnectionId++, addr, udp, this.clock.now);
+    this.listeners.push(entry);
+    return entry;
   }
 
   /**
@@ -314,9 +340,28 @@ export class MnemoServer implements ServerContext {
     for (const connection of this.connections) {
       if (now - connection.lastActive > timeout && connection.isIdle) {
         this.counters.idle_kicks++;
-        connection.destroy();
+        connection.destroy('idle_timeout');
       }
     }
+  }
+}
+
+/** A listening socket or the UDP socket as `stats conns` lists it. */
+export class ListenerEntry implements ConnectionInfo {
+  readonly listenAddr = null;
+  readonly readBytes = 0;
+  readonly unsentBytes = 0;
+  constructor(
+    readonly id: number,
+    public addr: string,
+    readonly udp: boolean,
+    /** Clock second it opened (listeners), or of the last datagram (UDP), as memcached counts. */
+    public lastActive: number,
+  ) {}
+
+  /** memcached's states: a listener listens; the UDP socket is always reading. */
+  get state(): string {
+    return this.udp ? 'conn_read' : 'conn_listening';
   }
 }
 

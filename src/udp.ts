@@ -2,7 +2,14 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { ServerContext } from './context.js';
 import { OutputBuffer } from './output.js';
+import { BinaryProtocol } from './protocol/binary.js';
+import { SaslAuthenticator } from './protocol/sasl.js';
 import { TextProtocol } from './protocol/text.js';
+
+/** What the UDP socket shows in `stats conns`: the time of its last datagram. */
+interface UdpEntry {
+  lastActive: number;
+}
 
 /** memcached's UDP frame: request id, sequence number, datagram count, reserved (2 bytes each). */
 const HEADER = 8;
@@ -10,9 +17,10 @@ const HEADER = 8;
 const MAX_DATAGRAM = 1400;
 
 /**
- * The text protocol over UDP, framed as memcached frames it: every request is
- * one datagram after an 8-byte header; the reply is split into datagrams that
- * each carry the request id, their sequence number and the total count.
+ * The text and binary protocols over UDP, framed as memcached frames them: every
+ * request is one datagram after an 8-byte header (a 0x80 after it: binary, as
+ * memcached decides per datagram); the reply is split into datagrams that each
+ * carry the request id, their sequence number and the total count.
  */
 export class UdpListener {
   private readonly socket: Socket;
@@ -21,7 +29,10 @@ export class UdpListener {
   private requestId = 0;
   private remote: RemoteInfo | null = null;
 
-  constructor(private readonly ctx: ServerContext) {
+  constructor(
+    private readonly ctx: ServerContext,
+    private readonly entry: UdpEntry,
+  ) {
     this.socket = createSocket({ type: isIPv6(ctx.config.listen) ? 'udp6' : 'udp4', reuseAddr: false });
     this.socket.on('message', (message, remote) => this.onMessage(message, remote));
     this.socket.on('error', (error) => ctx.log.warn({ err: error }, 'udp error'));
@@ -48,9 +59,13 @@ export class UdpListener {
     this.ctx.counters.bytes_read += message.length;
     this.requestId = message.readUInt16BE(0);
     this.remote = remote;
+    this.entry.lastActive = this.ctx.clock.now;
 
     // Each datagram stands alone: a command cut short is dropped with it.
-    const protocol = new TextProtocol(this.ctx, this.out, Infinity);
+    const protocol =
+      message[HEADER] === 0x80 && this.ctx.config.protocol !== 'ascii'
+        ? new BinaryProtocol(this.ctx, this.out, this.ctx.saslPasswords === null ? null : new SaslAuthenticator(this.ctx.saslPasswords), Infinity, null, Infinity)
+        : new TextProtocol(this.ctx, this.out, Infinity, null, Infinity);
     protocol.execute(message, HEADER, message.length);
     this.out.endResponse();
   }

@@ -268,8 +268,14 @@ describe('stats groups', () => {
       const other = await connectClient(port);
       const conns = await statLines(client, 'conns');
       const addrs = [...conns.entries()].filter(([k]) => k.endsWith(':addr')).map(([, v]) => v);
-      assert.equal(addrs.length, 2);
+      // The listening socket first, as memcached lists it, then the two clients.
+      assert.equal(addrs.length, 3);
       for (const addr of addrs) assert.match(addr, /^tcp:127\.0\.0\.1:\d+$/);
+      assert.equal(addrs[0], `tcp:127.0.0.1:${port}`);
+      const listenAddrs = [...conns.entries()].filter(([k]) => k.endsWith(':listen_addr')).map(([, v]) => v);
+      assert.deepEqual(listenAddrs, [`tcp:127.0.0.1:${port}`, `tcp:127.0.0.1:${port}`]);
+      const states = [...conns.entries()].filter(([k]) => k.endsWith(':state')).map(([, v]) => v);
+      assert.equal(states[0], 'conn_listening');
       assert.ok([...conns.keys()].some((k) => k.endsWith(':secs_since_last_cmd')));
       other.close();
     });

@@ -33,6 +33,9 @@ export class Counters {
   auth_errors = 0;
 
   conn_yields = 0;
+  /** -o read_buf_mem_limit: response objects refused, and those held by the batch now running (a gauge). */
+  response_obj_oom = 0;
+  response_obj_count = 0;
   idle_kicks = 0;
 
   bytes_read = 0;
@@ -66,7 +69,9 @@ export class Counters {
   /** `stats reset`: zero every counter; gauges such as curr_connections stay. */
   reset(): void {
     const current = this.curr_connections;
+    const responses = this.response_obj_count;
     Object.assign(this, new Counters());
     this.curr_connections = current;
+    this.response_obj_count = responses;
   }
 }

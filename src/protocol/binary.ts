@@ -5,6 +5,7 @@ import type { ValueReservation } from '../partial-values.js';
 import type { ItemView, StoreMode } from '../store/store.js';
 import { statsPairs } from './stats-text.js';
 import { KEY_MAX_LENGTH } from './limits.js';
+import { responsesPerBatch } from '../response-limit.js';
 import type { Protocol } from './protocol.js';
 import type { SaslAuthenticator } from './sasl.js';
 
@@ -64,10 +65,16 @@ export class BinaryProtocol implements Protocol {
   closing = false;
   yielded = false;
   swallowing = 0;
+  closedOnError = false;
+  /** `watch` is a text command: a binary connection never becomes a watcher. */
+  readonly watchKinds = 0;
+  connectionId = 0;
   /** Request fields of the command being answered. */
   private opcode = 0;
   private opaque = 0;
   private quiet = false;
+  /** Response objects the running batch holds. */
+  private responses = 0;
   private readonly header = Buffer.alloc(HEADER);
   private readonly scratch = Buffer.alloc(20);
 
@@ -78,9 +85,19 @@ export class BinaryProtocol implements Protocol {
     private readonly commandsPerCall = ctx.config.reqsPerEvent,
     /** The connection's room for a value still arriving (partial-values.ts). */
     private readonly reservation: ValueReservation | null = null,
+    /** -o read_buf_mem_limit: response objects a batch may hold (response-limit.ts). */
+    private readonly responseLimit = responsesPerBatch(ctx.config),
   ) {}
 
   execute(buf: Buffer, start: number, end: number): number {
+    const consumed = this.runCommands(buf, start, end);
+    // The batch's replies go to the socket now: its response objects are free again.
+    this.ctx.counters.response_obj_count -= this.responses;
+    this.responses = 0;
+    return consumed;
+  }
+
+  private runCommands(buf: Buffer, start: number, end: number): number {
     let pos = start;
     this.wanted = 0;
     this.yielded = false;
@@ -100,6 +117,7 @@ export class BinaryProtocol implements Protocol {
       if (buf[pos] !== REQUEST_MAGIC) {
         // Not a request: memcached drops the connection without a reply.
         this.closing = true;
+        this.closedOnError = true;
         return pos;
       }
       const extlen = buf[pos + 4]!;
@@ -110,11 +128,21 @@ export class BinaryProtocol implements Protocol {
         this.wanted = pos - start + HEADER + extlen + keylen;
         return pos;
       }
+      if (this.responses >= this.responseLimit) {
+        // No room for this request's reply: memcached closes, sending none of the stacked ones.
+        this.ctx.counters.response_obj_oom++;
+        this.out.discard();
+        this.closing = true;
+        return pos;
+      }
+      this.responses++;
+      this.ctx.counters.response_obj_count++;
       const latency = this.ctx.latency;
       const startedAt = latency.start();
       const next = this.command(buf, pos, end, extlen, keylen, bodylen);
       if (next < 0) return pos;
       if (latency.enabled) latency.stop(binaryFamily(buf[pos + 1]!), startedAt);
+      this.out.endResponse();
       commands++;
       pos = next;
     }
@@ -234,7 +262,7 @@ export class BinaryProtocol implements Protocol {
     const valueEnd = valueStart + valueLength;
     if (prefixStats.enabled) prefixStats.recordSet(buf, keyStart, keyEnd);
     if (!store.fits(keyEnd - keyStart, valueLength, flags)) {
-      counters.store_too_large++;
+      // Unlike text and meta, memcached's binary protocol leaves store_too_large alone here.
       this.error(Status.TooLarge);
       if (op === Opcode.Set) store.delete(buf, keyStart, keyEnd);
       this.swallowing = valueLength;
@@ -271,8 +299,11 @@ export class BinaryProtocol implements Protocol {
         mode = 'set';
     }
     if (cas !== 0 && (mode === 'set' || mode === 'add' || mode === 'replace')) mode = 'cas';
+    const log = this.ctx.logStream;
+    if (log.fetchers) log.fetched(buf, keyStart, keyEnd, store.peek(buf, keyStart, keyEnd), this.connectionId);
     const result = store.store(mode, buf, keyStart, keyEnd, buf, valueStart, valueEnd, flags, exptime, cas);
     counters.recordStore(result);
+    if (log.mutations) log.stored(buf, keyStart, keyEnd, result, mode, store.peek(buf, keyStart, keyEnd), this.ctx.clock.now, this.connectionId, valueLength);
     if (mode === 'cas') {
       if (result === 'stored') counters.cas_hits++;
       else if (result === 'exists') counters.cas_badval++;
@@ -308,6 +339,7 @@ export class BinaryProtocol implements Protocol {
     }
     const item = touch ? store.getAndTouch(buf, keyStart, keyEnd, exptime) : store.get(buf, keyStart, keyEnd);
     if (prefixStats.enabled) prefixStats.recordGet(buf, keyStart, keyEnd, item !== null);
+    if (this.ctx.logStream.fetchers) this.ctx.logStream.fetched(buf, keyStart, keyEnd, item, this.connectionId);
     if (touch) {
       counters.cmd_touch++;
       if (item === null) counters.touch_misses++;
@@ -389,27 +421,38 @@ export class BinaryProtocol implements Protocol {
     this.success(0, 0, this.scratch.subarray(0, 8), item?.cas ?? 0);
   }
 
-  /** STAT: one response per statistic, then an empty one; the key names the group. */
+  /**
+   * STAT: one response per statistic, then an empty one; the key names the group.
+   * As in memcached's process_bin_stat, reset, settings and detail match as prefixes,
+   * and `detail dump` answers with one statistic, "detailed", holding the whole dump.
+   */
   private stat(buf: Buffer, keyStart: number, keyEnd: number): void {
     const group = buf.toString('latin1', keyStart, keyEnd);
-    if (group === 'reset') {
+    const prefixStats = this.ctx.prefixStats;
+    let pairs: Array<[string, string | number]> | null = null;
+    if (group === '') {
+      pairs = statsPairs(this.ctx, '');
+    } else if (group.startsWith('reset')) {
       this.ctx.counters.reset();
-      this.ctx.prefixStats.reset();
-    } else if (group === 'detail on' || group === 'detail off') {
-      this.ctx.prefixStats.enabled = group === 'detail on';
+      prefixStats.reset();
+    } else if (group.startsWith('settings')) {
+      pairs = statsPairs(this.ctx, 'settings');
+    } else if (group.startsWith('detail')) {
+      const sub = group.slice(6);
+      if (sub.startsWith(' dump')) pairs = [['detailed', prefixStats.dump()]];
+      else if (sub.startsWith(' on')) prefixStats.enabled = true;
+      else if (sub.startsWith(' off')) prefixStats.enabled = false;
+      else return this.error(Status.KeyNotFound);
     } else {
-      const pairs = statsPairs(this.ctx, group);
-      if (pairs === null) {
-        this.error(Status.KeyNotFound);
-        return;
-      }
-      for (const [name, value] of pairs) {
-        const nameBytes = Buffer.from(name, 'latin1');
-        const valueBytes = Buffer.from(String(value), 'latin1');
-        this.writeHeader(Status.Ok, 0, nameBytes.length, nameBytes.length + valueBytes.length, 0);
-        this.out.bytes(nameBytes);
-        this.out.bytes(valueBytes);
-      }
+      pairs = statsPairs(this.ctx, group);
+      if (pairs === null) return this.error(Status.KeyNotFound);
+    }
+    for (const [name, value] of pairs ?? []) {
+      const nameBytes = Buffer.from(name, 'latin1');
+      const valueBytes = Buffer.from(String(value), 'latin1');
+      this.writeHeader(Status.Ok, 0, nameBytes.length, nameBytes.length + valueBytes.length, 0);
+      this.out.bytes(nameBytes);
+      this.out.bytes(valueBytes);
     }
     this.writeHeader(Status.Ok, 0, 0, 0, 0);
   }
@@ -443,6 +486,7 @@ export class BinaryProtocol implements Protocol {
   private protocolError(next: number): number {
     this.error(Status.InvalidArguments);
     this.closing = true;
+    this.closedOnError = true;
     return next;
   }
 

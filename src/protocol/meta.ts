@@ -21,6 +21,8 @@ export interface MetaHost {
   reserve(bytes: number): boolean;
   /** The data block has arrived: gives back its room. */
   release(): void;
+  /** The connection's number, for the log stream. */
+  readonly connectionId: number;
 }
 
 const MAX_OPAQUE_LENGTH = 32;
@@ -226,19 +228,16 @@ export class MetaCommands {
     if ((f.newTtl || f.vivify) && !store.writable) return this.error(OUT_OF_MEMORY_STORING, next);
 
     let item = store.peek(f.key, f.keyStart, f.keyEnd);
+    if (this.ctx.logStream.fetchers) this.ctx.logStream.fetched(f.key, f.keyStart, f.keyEnd, item, this.host.connectionId);
     let created = false;
     if (item === null && f.vivify) {
       item = store.vivify(f.key, f.keyStart, f.keyEnd, 0, f.keyBinary);
       created = item !== null;
     }
     if (item === null) {
-      if (f.newTtl) {
-        counters.cmd_touch++;
-        counters.touch_misses++;
-      } else {
-        counters.cmd_get++;
-        counters.get_misses++;
-      }
+      // memcached counts a miss as a get miss even with T: only a hit is a touch.
+      counters.cmd_get++;
+      counters.get_misses++;
       if (!f.quiet) {
         out.bytes(EN);
         this.echoOpaqueAndKey(buf, f);
@@ -397,8 +396,13 @@ export class MetaCommands {
     // I marks stale only with a real CAS: memcached treats C0 as no CAS at all (plain mismatch).
     const options = (f.keyBinary ? STORE_BINARY_KEY : 0) | (f.invalidate && mode === 'cas' && f.cas !== 0 ? STORE_INVALIDATE : 0);
     const ttl = f.newTtl ? f.ttl : 0;
+    const log = this.ctx.logStream;
+    if (log.fetchers) log.fetched(f.key, f.keyStart, f.keyEnd, store.peek(f.key, f.keyStart, f.keyEnd), this.host.connectionId);
     const result = store.store(mode, f.key, f.keyStart, f.keyEnd, buf, next, dataEnd, f.clientFlags, ttl, f.cas, options);
     counters.recordStore(result);
+    if (log.mutations) {
+      log.stored(f.key, f.keyStart, f.keyEnd, result, mode, store.peek(f.key, f.keyStart, f.keyEnd), this.ctx.clock.now, this.host.connectionId, length);
+    }
     if (mode === 'cas') {
       if (result === 'stored') counters.cas_hits++;
       else if (result === 'exists') counters.cas_badval++;

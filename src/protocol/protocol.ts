@@ -11,6 +11,12 @@ export interface Protocol {
    * memcached (conn_swallow), the refusal is answered once they are dropped.
    */
   readonly swallowing: number;
+  /** The connection closes because of what the client sent (the log stream's reason=error). */
+  closedOnError: boolean;
+  /** Set by `watch`: the log kinds (LogKind bits) the connection now receives instead of replies. */
+  watchKinds: number;
+  /** The connection's number, as `stats conns` and the log stream show it. */
+  connectionId: number;
   /** Runs the complete commands in buf[start, end); returns the offset of the first byte not consumed. */
   execute(buf: Buffer, start: number, end: number): number;
 }

@@ -1,4 +1,4 @@
-import type { ServerContext } from '../context.js';
+import type { ConnectionInfo, ServerContext } from '../context.js';
 import type { OutputBuffer } from '../output.js';
 
 /**
@@ -27,6 +27,23 @@ function general(ctx: ServerContext): Pairs {
   stat('total_connections', c.total_connections);
   stat('rejected_connections', c.rejected_connections);
   stat('connection_structures', c.curr_connections);
+  // Memory connections hold: replies not yet written, and requests not yet consumed.
+  let unsentBytes = 0;
+  let readBuffers = 0;
+  let readBytes = 0;
+  for (const connection of ctx.connections) {
+    unsentBytes += connection.unsentBytes;
+    if (connection.readBytes > 0) readBuffers++;
+    readBytes += connection.readBytes;
+  }
+  stat('response_obj_oom', c.response_obj_oom);
+  stat('response_obj_count', c.response_obj_count);
+  stat('response_obj_bytes', unsentBytes);
+  stat('read_buf_count', readBuffers);
+  stat('read_buf_bytes', readBytes);
+  // Mnemo keeps no pool of free read buffers, and never refuses to read for read_buf_mem_limit.
+  stat('read_buf_bytes_free', 0);
+  stat('read_buf_oom', 0);
   stat('cmd_get', c.cmd_get);
   stat('cmd_set', c.cmd_set);
   stat('cmd_flush', c.cmd_flush);
@@ -56,8 +73,21 @@ function general(ctx: ServerContext): Pairs {
   stat('bytes_written', c.bytes_written);
   stat('limit_maxbytes', store.bytesLimit);
   stat('accepting_conns', 1);
+  // Mnemo never stops accepting: over -c it answers "ERROR Too many open connections" (memcached's maxconns_fast).
+  stat('listen_disabled_num', 0);
+  stat('time_in_listen_disabled_us', 0);
   stat('threads', config.threads);
   stat('conn_yields', c.conn_yields);
+  // The log stream (watch): Mnemo writes lines as events happen, so no worker buffer drops any.
+  const log = ctx.logStream;
+  stat('log_worker_dropped', 0);
+  stat('log_worker_written', log.written);
+  stat('log_watcher_skipped', log.skipped);
+  stat('log_watcher_sent', log.sent);
+  stat('log_watchers', log.watcherCount);
+  // Without memcached's -N (NAPI ids) no connection is placed by one, so nothing falls back.
+  stat('unexpected_napi_ids', 0);
+  stat('round_robin_fallback', 0);
   stat('bytes', store.bytesUsed);
   stat('curr_items', store.itemCount);
   stat('total_items', c.total_items);
@@ -114,7 +144,7 @@ function settings(ctx: ServerContext): Pairs {
   return [
     ['maxbytes', ctx.store.bytesLimit],
     ['maxconns', config.connLimit],
-    ['tcpport', config.unixSocket === null ? config.port : 0],
+    ['tcpport', config.unixSocket === null ? config.port ?? 0 : 0],
     ['udpport', config.udpPort],
     ['inter', config.listen],
     ['verbosity', config.verbosity],
@@ -151,7 +181,7 @@ function settings(ctx: ServerContext): Pairs {
     ['lru_segmented', extended.has('no_lru_segmented') ? 'no' : 'yes'],
     ['temporary_ttl', option('temporary_ttl', 61)],
     ['idle_timeout', config.idleTimeout],
-    ['read_buf_mem_limit', option('read_buf_mem_limit', 0)],
+    ['read_buf_mem_limit', Number(option('read_buf_mem_limit', 0)) * 1024 * 1024],
     ['track_sizes', yesNo(config.trackSizes)],
     ['ssl_enabled', config.tls !== null ? 'yes' : 'no'],
     ['memory_file', config.memoryFile ?? '(null)'],
@@ -218,20 +248,31 @@ function sizes(ctx: ServerContext): Pairs {
   return [['sizes_status', 'enabled'], ...buckets.map(([size, count]): [string, number] => [String(size), count])];
 }
 
+/** memcached's process_stats_conns: listeners (in the order they opened), then clients. */
 function conns(ctx: ServerContext): Pairs {
   const now = ctx.clock.now;
   const text: Pairs = [];
-  for (const connection of ctx.connections) {
-    const transport = connection.localAddress === 'unix' ? 'unix' : 'tcp';
+  const add = (connection: ConnectionInfo): void => {
     const p = `${connection.id}:`;
-    text.push(...(<Pairs>[
-      [`${p}addr`, `${transport}:${connection.peer}`],
-      [`${p}listen_addr`, `${transport}:${connection.localAddress}`],
-      [`${p}state`, connection.state],
-      [`${p}secs_since_last_cmd`, now - connection.lastActive],
-    ]));
-  }
+    if (connection.udp === true) text.push([`${p}UDP`, 'UDP']);
+    text.push([`${p}addr`, connection.addr]);
+    if (connection.listenAddr !== null) text.push([`${p}listen_addr`, connection.listenAddr]);
+    text.push([`${p}state`, connection.state], [`${p}secs_since_last_cmd`, now - connection.lastActive]);
+  };
+  for (const listener of ctx.listeners) add(listener);
+  for (const connection of ctx.connections) add(connection);
   return text;
+}
+
+/**
+ * An address as memcached's get_conn_text writes it: "tcp:1.2.3.4:11211",
+ * "tcp6:[::1]:11211", "udp:…", or "unix:/path" (port 0 or no host: a path).
+ */
+export function endpointText(transport: 'tcp' | 'udp' | 'unix', host: string | undefined, port: number | undefined): string {
+  if (transport === 'unix' || port === undefined) return `unix:${host ?? ''}`;
+  const h = host ?? '';
+  if (h.includes(':')) return `${transport}6:[${h}]:${port}`;
+  return `${transport}:${h}:${port}`;
 }
 
 /**

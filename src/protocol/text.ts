@@ -6,6 +6,8 @@ import { parseCasUnique, parseI32, parseU32, parseU64 } from '../c-numbers.js';
 import { statsPairs, writeMetadump, writeStats } from './stats-text.js';
 import { textFamily } from '../observe/latency.js';
 import { KEY_MAX_LENGTH } from './limits.js';
+import { responsesPerBatch } from '../response-limit.js';
+import { LogKind } from '../observe/log-stream.js';
 import { MetaCommands, type MetaHost } from './meta.js';
 import { bytesEqual, startsWith, tokens } from './tokenizer.js';
 
@@ -59,6 +61,22 @@ const CACHEDUMP_NOT_ALLOWED = reply('CLIENT_ERROR stats cachedump not allowed');
 const BAD_COMMAND_LINE = reply('CLIENT_ERROR bad command line');
 const ILLEGAL_SLAB_ID = reply('CLIENT_ERROR Illegal slab id');
 const BADCLASS = reply('BADCLASS invalid class id');
+const GET_OUT_OF_MEMORY = reply('SERVER_ERROR out of memory writing get response');
+const WATCH_NOT_ALLOWED = reply('CLIENT_ERROR watch commands not allowed');
+const WATCH_AFTER_OTHERS = reply('ERROR cannot pipeline other commands before watch');
+const WATCHER_TOO_MANY = reply('WATCHER_TOO_MANY log watcher limit reached');
+/** `watch` arguments memcached 1.6.18 knows; Mnemo emits lines of the kinds in LogKind. */
+const WATCH_KINDS: Record<string, number> = {
+  fetchers: LogKind.Fetchers, mutations: LogKind.Mutations, evictions: LogKind.Evictions, connevents: LogKind.ConnEvents,
+  rawcmds: 0, sysevents: 0, proxyreqs: 0, proxyevents: 0, proxyuser: 0,
+};
+const MAX_WATCHERS = 20;
+const REASSIGN_DISABLED = reply('CLIENT_ERROR slab reassignment disabled');
+const REASSIGN_BADCLASS = reply('BADCLASS invalid src or dst class id');
+const REASSIGN_SAME = reply('SAME src and dst class are identical');
+const REASSIGN_NOSPARE = reply('NOSPARE source class has no spare pages');
+/** memcached's MAX_NUMBER_OF_SLAB_CLASSES minus one: class ids run 1..63. */
+const LARGEST_CLASS_ID = 63;
 
 const lit = (text: string): Buffer => Buffer.from(text, 'latin1');
 const GET = lit('get');
@@ -97,6 +115,11 @@ const ON = lit('on');
 const OFF = lit('off');
 const DUMP = lit('dump');
 const ZERO = lit('0');
+const SLABS = lit('slabs');
+const WATCH = lit('watch');
+const REASSIGN = lit('reassign');
+const AUTOMOVE = lit('automove');
+const RATIO = lit('ratio');
 
 
 export class TextProtocol implements MetaHost {
@@ -106,6 +129,9 @@ export class TextProtocol implements MetaHost {
   closing = false;
   /** execute() stopped early (-R reached, or replies piling up) with complete commands left. */
   yielded = false;
+  closedOnError = false;
+  watchKinds = 0;
+  connectionId = 0;
   /** Bytes of a refused data block still to be dropped as they arrive. */
   swallowing = 0;
   private noreply = false;
@@ -122,6 +148,9 @@ export class TextProtocol implements MetaHost {
   private readonly meta: MetaCommands;
   /** -Y: nothing but the authentication `set` runs until it succeeds. */
   private authenticated: boolean;
+  /** -o read_buf_mem_limit: response objects a batch may hold (response-limit.ts), and those it holds. */
+  private readonly responseLimit: number;
+  private responses = 0;
 
   constructor(
     private readonly ctx: ServerContext,
@@ -130,9 +159,11 @@ export class TextProtocol implements MetaHost {
     private readonly commandsPerCall = ctx.config.reqsPerEvent,
     /** The connection's room for a data block still arriving; null (UDP): a datagram holds no partial value. */
     private readonly reservation: ValueReservation | null = null,
+    responseLimit = responsesPerBatch(ctx.config),
   ) {
     this.meta = new MetaCommands(ctx, out, this);
     this.authenticated = ctx.asciiPasswords === null;
+    this.responseLimit = responseLimit;
   }
 
   swallow(bytes: number): void {
@@ -156,6 +187,32 @@ export class TextProtocol implements MetaHost {
    * not consumed; bytes from there on must be passed again with more data.
    */
   execute(buf: Buffer, start: number, end: number): number {
+    const consumed = this.runCommands(buf, start, end);
+    // The batch's replies go to the socket now: its response objects are free again.
+    this.ctx.counters.response_obj_count -= this.responses;
+    this.responses = 0;
+    return consumed;
+  }
+
+  /** Takes one response object for a reply; false (counted) when the batch has none left. */
+  private takeResponse(): boolean {
+    if (this.responses >= this.responseLimit) {
+      this.ctx.counters.response_obj_oom++;
+      return false;
+    }
+    this.responses++;
+    this.ctx.counters.response_obj_count++;
+    return true;
+  }
+
+  /** Drops the replies this batch stacked, freeing their response objects (memcached's conn_release_items). */
+  private releaseResponses(): void {
+    this.out.discard();
+    this.ctx.counters.response_obj_count -= this.responses;
+    this.responses = 0;
+  }
+
+  private runCommands(buf: Buffer, start: number, end: number): number {
     let pos = start;
     this.wanted = 0;
     this.yielded = false;
@@ -166,7 +223,7 @@ export class TextProtocol implements MetaHost {
     }
     const limit = this.commandsPerCall;
     let commands = 0;
-    while (pos < end && !this.closing) {
+    while (pos < end && !this.closing && this.watchKinds === 0) {
       if (commands === limit || this.out.pendingBytes > OUTPUT_SOFT_CAP) {
         this.yielded = true;
         return pos;
@@ -174,7 +231,17 @@ export class TextProtocol implements MetaHost {
       commands++;
       const newline = buf.indexOf(LF, pos);
       if (newline === -1 || newline >= end) {
-        if (end - pos > MAX_LINE_WITHOUT_NEWLINE && !this.mayBeLongGet(buf, pos, end)) this.closing = true;
+        if (end - pos > MAX_LINE_WITHOUT_NEWLINE && !this.mayBeLongGet(buf, pos, end)) {
+          this.closing = true;
+          this.closedOnError = true;
+        }
+        return pos;
+      }
+      if (!this.takeResponse()) {
+        // No room for this command's reply: memcached closes, sending none of the stacked ones.
+        this.releaseResponses();
+        this.closing = true;
+        this.closedOnError = true;
         return pos;
       }
       let lineEnd = newline;
@@ -253,6 +320,7 @@ export class TextProtocol implements MetaHost {
         if (bytesEqual(buf, s, e, SET)) return this.update(buf, next, end, 'set');
         if (bytesEqual(buf, s, e, STATS)) return this.stats(buf, next);
         if (bytesEqual(buf, s, e, SHUTDOWN)) return this.shutdown(buf, next);
+        if (bytesEqual(buf, s, e, SLABS)) return this.slabs(buf, next);
         break;
       case 0x61: // a
         if (bytesEqual(buf, s, e, ADD)) return this.update(buf, next, end, 'add');
@@ -297,8 +365,10 @@ export class TextProtocol implements MetaHost {
     const last = tokens.count - 2;
     if (startsWith(buf, tokens.start[last]!, tokens.end[last]!, 'HTTP/')) {
       this.closing = true;
+      this.closedOnError = true;
       return next;
     }
+    if (bytesEqual(buf, s, e, WATCH)) return this.watch(buf, next);
     this.out.bytes(ERROR);
     return next;
   }
@@ -403,9 +473,13 @@ export class TextProtocol implements MetaHost {
         const ke = tokens.end[keyIndex]!;
         // memcached answers each key as a response of its own (UDP frames them apart); END joins the last.
         // An empty first one still gets a frame, unless a non-get command came before it in the datagram.
-        if (ks !== firstKey) out.endResponse(ks === secondKey && this.afterRetrieval);
+        if (ks !== firstKey) {
+          out.endResponse(ks === secondKey && this.afterRetrieval);
+          if (!this.takeResponse()) return this.getOutOfMemory(next);
+        }
         const item = withTouch ? store.getAndTouch(buf, ks, ke, exptime) : store.get(buf, ks, ke);
         if (this.ctx.prefixStats.enabled) this.ctx.prefixStats.recordGet(buf, ks, ke, item !== null);
+        if (this.ctx.logStream.fetchers) this.ctx.logStream.fetched(buf, ks, ke, item, this.connectionId);
         if (withTouch) {
           counters.cmd_touch++;
           if (item === null) counters.touch_misses++;
@@ -427,6 +501,20 @@ export class TextProtocol implements MetaHost {
       keyIndex = 0;
     }
     out.bytes(END);
+    return next;
+  }
+
+  /**
+   * A multi-get ran out of response objects: as memcached, drop every reply the
+   * batch stacked and answer with an error in place of the rest of the get.
+   */
+  private getOutOfMemory(next: number): number {
+    this.releaseResponses();
+    if (!this.takeResponse()) {
+      this.closing = true;
+      return next;
+    }
+    this.out.bytes(GET_OUT_OF_MEMORY);
     return next;
   }
 
@@ -481,7 +569,9 @@ export class TextProtocol implements MetaHost {
     }
     const { store, counters } = this.ctx;
     if (this.ctx.prefixStats.enabled) this.ctx.prefixStats.recordSet(buf, ks, ke);
+    const log = this.ctx.logStream;
     if (!store.fits(ke - ks, length, flags)) {
+      if (log.mutations) log.stored(buf, ks, ke, 'too_large', mode, null, 0, this.connectionId, 0);
       this.answer(TOO_LARGE);
       counters.store_too_large++;
       // A set that cannot be stored must not leave the old value behind.
@@ -508,8 +598,10 @@ export class TextProtocol implements MetaHost {
       this.answer(BAD_DATA_CHUNK);
       return dataEnd + 2;
     }
+    if (log.fetchers) log.fetched(buf, ks, ke, store.peek(buf, ks, ke), this.connectionId);
     const result = store.store(mode, buf, ks, ke, buf, next, dataEnd, flags, exptime, casUnique);
     counters.recordStore(result);
+    if (log.mutations) log.stored(buf, ks, ke, result, mode, store.peek(buf, ks, ke), this.ctx.clock.now, this.connectionId, length);
     switch (result) {
       case 'stored':
         if (withCas) counters.cas_hits++;
@@ -801,6 +893,96 @@ export class TextProtocol implements MetaHost {
     } else {
       this.out.bytes(BAD_SHUTDOWN_MODE);
     }
+    return next;
+  }
+
+  /**
+   * `watch [fetchers|mutations|evictions|connevents|…]` (no argument: fetchers):
+   * answers OK, after which the connection receives memcached's log lines and is
+   * read no more. Kinds Mnemo has no events for (rawcmds, sysevents, proxy*) are
+   * accepted and stay silent.
+   */
+  private watch(buf: Buffer, next: number): number {
+    if (!this.ctx.config.watchEnabled) {
+      this.out.bytes(WATCH_NOT_ALLOWED);
+      return next;
+    }
+    if (this.responses > 1) {
+      this.out.bytes(WATCH_AFTER_OTHERS);
+      return next;
+    }
+    let kinds = 0;
+    if (tokens.count > 2) {
+      for (let i = 1; i < tokens.count - 1; i++) {
+        const kind = WATCH_KINDS[buf.toString('latin1', tokens.start[i]!, tokens.end[i]!)];
+        if (kind === undefined) {
+          this.out.bytes(ERROR);
+          return next;
+        }
+        kinds |= kind;
+      }
+    } else {
+      kinds = LogKind.Fetchers;
+    }
+    if (this.ctx.logStream.watcherCount >= MAX_WATCHERS) {
+      this.out.bytes(WATCHER_TOO_MANY);
+      return next;
+    }
+    this.out.bytes(OK);
+    // A watcher of silent kinds only still becomes a watcher (nothing is read from it any more).
+    this.watchKinds = kinds | 0x100;
+    return next;
+  }
+
+  /**
+   * `slabs reassign <src> <dst>` and `slabs automove <0|1|2>|ratio <r>`, checked as
+   * memcached's process_slabs_command checks them. Mnemo holds no slab pages, so a
+   * valid reassign finds no spare page to move (NOSPARE), and the automove setting
+   * is kept for `stats settings` only.
+   */
+  private slabs(buf: Buffer, next: number): number {
+    const ntokens = tokens.count;
+    const out = this.out;
+    const sub = 1;
+    if (ntokens === 5 && tokens.is(buf, sub, REASSIGN)) {
+      if (this.ctx.config.extended.has('no_slab_reassign')) {
+        out.bytes(REASSIGN_DISABLED);
+        return next;
+      }
+      const src = parseI32(buf, tokens.start[2]!, tokens.end[2]!);
+      const dst = parseI32(buf, tokens.start[3]!, tokens.end[3]!);
+      if (Number.isNaN(src) || Number.isNaN(dst)) out.bytes(BAD_FORMAT);
+      else if (src === dst) out.bytes(REASSIGN_SAME);
+      else if (src < -1 || src > LARGEST_CLASS_ID || dst < 1 || dst > LARGEST_CLASS_ID) out.bytes(REASSIGN_BADCLASS);
+      else out.bytes(REASSIGN_NOSPARE);
+      return next;
+    }
+    if (ntokens >= 4 && tokens.is(buf, sub, AUTOMOVE)) {
+      this.checkNoreply(buf);
+      const extended = this.ctx.config.extended;
+      if (tokens.is(buf, 2, RATIO)) {
+        const ratio = ntokens < 5 ? NaN : Number(buf.toString('latin1', tokens.start[3]!, tokens.end[3]!));
+        if (tokens.length(3) === 0 || !Number.isFinite(ratio)) {
+          this.answer(ERROR);
+          return next;
+        }
+        extended.set('slab_automove_ratio', String(ratio));
+      } else {
+        const level = parseU32(buf, tokens.start[2]!, tokens.end[2]!);
+        if (Number.isNaN(level)) {
+          this.answer(BAD_FORMAT);
+          return next;
+        }
+        if (level > 2) {
+          this.answer(ERROR);
+          return next;
+        }
+        extended.set('slab_automove', String(level));
+      }
+      this.answer(OK);
+      return next;
+    }
+    out.bytes(ERROR);
     return next;
   }
 

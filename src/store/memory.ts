@@ -126,6 +126,9 @@ export class MemoryStore implements Store {
   }
 
   /** Puts a lower tier under this store: it hears every change and answers misses. */
+  /** Told of each item evicted to make room (memcached's `watch evictions`). */
+  onEviction: ((item: ItemView & { readonly key: string }) => void) | null = null;
+
   attach(backing: StoreBacking): void {
     this.backing = backing;
   }
@@ -457,6 +460,7 @@ export class MemoryStore implements Store {
         this.counters.evicted_unfetched++;
         stats.evicted_unfetched++;
       }
+      this.onEviction?.(victim);
       this.unlink(victim);
       this.backing?.evicted(victim.key, victim);
     }
