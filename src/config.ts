@@ -1,4 +1,3 @@
-import type { SyncPolicy } from './store/disk.js';
 
 /** Everything the server needs to know at start-up, after the command line was checked. */
 export interface Config {
@@ -177,3 +176,6 @@ export interface ReplicationPeer {
 
 /** A problem with the command line: the message names the flag; the process exits with code 2. */
 export class ConfigError extends Error {}
+
+/** --sync: when a write to the data dir counts as done (see the store's DiskStore). */
+export type SyncPolicy = { kind: 'always' } | { kind: 'interval'; ms: number } | { kind: 'none' };

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import type { Database, RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
-import { ConfigError } from '../config.js';
+import { ConfigError, type SyncPolicy } from '../config.js';
 import { CommitTracker } from './commit-tracker.js';
 import { DiskSpace, PAGE_BYTES } from './disk-space.js';
 import { PendingWrites, REMOVED } from './pending-writes.js';
@@ -41,8 +41,6 @@ const CAS_BINARY_KEY = 0x80;
 export function recordBytes(key: string, valueLength: number): number {
   return key.length + RECORD_HEADER + valueLength;
 }
-
-export type SyncPolicy = { kind: 'always' } | { kind: 'interval'; ms: number } | { kind: 'none' };
 
 /**
  * Items on LMDB (memcachedb's role): one record per key, written in lmdb's
