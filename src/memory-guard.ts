@@ -22,7 +22,6 @@ export class MemoryGuard {
   private readonly timer: NodeJS.Timeout;
   private readonly collect: () => void;
   private lastCollection = 0;
-  collections = 0;
 
   constructor(private readonly limitBytes: () => number) {
     // --expose-gc at run time: the gc function appears in contexts created afterwards.
@@ -37,7 +36,6 @@ export class MemoryGuard {
     if (now - this.lastCollection < MIN_MS_BETWEEN_COLLECTIONS) return;
     if (anonymousMemory() <= this.limitBytes() + MEMORY_HEADROOM) return;
     this.lastCollection = now;
-    this.collections++;
     this.collect();
   }
 

@@ -2,7 +2,6 @@ import { performance } from 'node:perf_hooks';
 
 /** Command families the latency histogram is labelled with. */
 export const FAMILIES = ['get', 'set', 'delete', 'arithmetic', 'touch', 'meta', 'other'] as const;
-export type Family = (typeof FAMILIES)[number];
 export const GET = 0;
 export const SET = 1;
 export const DELETE = 2;
