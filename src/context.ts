@@ -6,6 +6,7 @@ import type { PrefixStats } from './observe/prefix-stats.js';
 import type { PasswordFile } from './protocol/sasl.js';
 import type { Counters } from './observe/stats.js';
 import type { PartialValueBudget } from './partial-values.js';
+import type { Durability } from './store/change-feed.js';
 import type { Persistence } from './store/persistence.js';
 import type { Store } from './store/store.js';
 
@@ -33,8 +34,10 @@ export interface ServerContext {
   readonly connections: ReadonlySet<ConnectionInfo>;
   /** What values still arriving on all connections may hold (partial-values.ts). */
   readonly partialValues: PartialValueBudget;
-  /** --data-dir: the disk tier under the store, or null. */
+  /** --data-dir: the disk tier under the store (its `stats` lines), or null. */
   readonly persistence: Persistence | null;
+  /** --data-dir: whether a batch's replies may go out yet (--sync always), or null. */
+  readonly durability: Durability | null;
   /** --peer/--replication-port: replication with peers (its `stats` lines), or null. */
   readonly replication?: { stats(): Array<[string, string | number]> } | null;
   /** -S: passwords binary connections authenticate against. */
