@@ -138,6 +138,7 @@ export class Replicator implements ChangeSubscriber, ServedKeys {
    */
   private localTouch(key: string, item: ItemView): void {
     const base = this.versions.get(key);
+    // No version to name (pruned, or never given): the whole item is the only safe frame.
     if (base === undefined || base.tomb) return this.localItem(key, item);
     const hlc = this.hlc.next();
     const baseHlc = base.hlc;
