@@ -47,7 +47,7 @@ export class Connection {
   private closeReason: CloseReason = 'normal';
   /** Replies held until the disk has the writes they acknowledge (--sync always), in order. */
   private held: Promise<void> | null = null;
-  /** The persistence write generation when the current batch began. */
+  /** The durability generation when the current batch began. */
   private generationAtBatch = 0;
   /** Clock second of the last bytes received, for -o idle_timeout. */
   lastActive: number;
@@ -171,7 +171,7 @@ export class Connection {
     }
     const input = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.buffered);
     // Replies held back from an earlier run (see below) belong to the batch that began then.
-    if (this.out.isEmpty) this.generationAtBatch = this.ctx.persistence?.generation ?? 0;
+    if (this.out.isEmpty) this.generationAtBatch = this.ctx.durability?.generation ?? 0;
     this.executing = true;
     const consumed = protocol.execute(input, 0, input.length);
     this.executing = false;
@@ -254,14 +254,14 @@ export class Connection {
   flush(): void {
     const pieces = this.out.take();
     if (pieces.length === 0) return;
-    const persistence = this.ctx.persistence;
-    const mustWait = persistence !== null && persistence.mustWaitForDisk && persistence.generation !== this.generationAtBatch;
+    const durability = this.ctx.durability;
+    const mustWait = durability !== null && durability.mustWait && durability.generation !== this.generationAtBatch;
     if (!mustWait && this.held === null) {
       this.write(pieces);
       return;
     }
     const before = this.held ?? Promise.resolve();
-    const chain: Promise<void> = Promise.all([before, mustWait ? persistence.durable() : true]).then(([, durable]) => {
+    const chain: Promise<void> = Promise.all([before, mustWait ? durability.durable() : true]).then(([, durable]) => {
       // A write of this batch may not be on disk: no reply may claim it is, so the client sees the connection fail.
       if (!durable) this.socket.destroy();
       if (!this.socket.destroyed) this.write(pieces);

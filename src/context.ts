@@ -7,6 +7,7 @@ import type { PrefixStats } from './observe/prefix-stats.js';
 import type { PasswordFile } from './protocol/sasl.js';
 import type { Counters } from './observe/stats.js';
 import type { PartialValueBudget } from './partial-values.js';
+import type { Durability } from './store/change-feed.js';
 import type { Persistence } from './store/persistence.js';
 import type { Store } from './store/store.js';
 
@@ -46,8 +47,10 @@ export interface ServerContext {
   readonly partialValues: PartialValueBudget;
   /** The listening sockets (TCP, TLS, unix) and the UDP socket, for `stats conns`. */
   readonly listeners: ReadonlyArray<ConnectionInfo>;
-  /** --data-dir: the disk tier under the store, or null. */
+  /** --data-dir: the disk tier under the store (its `stats` lines), or null. */
   readonly persistence: Persistence | null;
+  /** --data-dir: whether a batch's replies may go out yet (--sync always), or null. */
+  readonly durability: Durability | null;
   /** --peer/--replication-port: replication with peers (its `stats` lines), or null. */
   readonly replication?: { stats(): Array<[string, string | number]> } | null;
   /** -S: passwords binary connections authenticate against. */

@@ -13,6 +13,7 @@ import { LogStream } from './observe/log-stream.js';
 import { PrefixStats } from './observe/prefix-stats.js';
 import { PasswordFile } from './protocol/sasl.js';
 import { Counters } from './observe/stats.js';
+import { ChangeFeed, type Durability } from './store/change-feed.js';
 import { DiskStore } from './store/disk.js';
 import { MemoryGuard } from './memory-guard.js';
 import { MemoryStore } from './store/memory.js';
@@ -54,6 +55,7 @@ export class MnemoServer implements ServerContext {
   /** Listening sockets and the UDP socket, numbered from the same sequence as connections. */
   readonly listeners: ListenerEntry[] = [];
   readonly persistence: Persistence | null = null;
+  readonly durability: Durability | null = null;
   /** --peer/--replication-port: replication with peers, or null. */
   readonly replication: Replicator | null = null;
   private readonly memoryStore: MemoryStore;
@@ -88,16 +90,24 @@ export class MnemoServer implements ServerContext {
       this.counters,
     );
     this.store = memory;
-    if (config.dataDir !== null) {
-      this.persistence = new Persistence(new DiskStore(config.dataDir, config.sync, config.maxItemSize, log), this.clock, config.diskLimit);
-      memory.attach(this.persistence);
-    }
     this.memoryStore = memory;
-    if (config.replicationPort !== null) {
-      const secret = config.replicationSecretFile === null ? null : Buffer.from(readFileSync(config.replicationSecretFile, 'utf8').trim());
-      this.replication = new Replicator(config, memory, this.clock, log, secret, this.persistence);
-      memory.attach(this.replication.backing(this.persistence));
-      this.store = this.replication.store;
+    // One change feed, subscribers in a fixed order: the disk, then the peers. Memory
+    // alone has no feed at all (each change costs the store one null check).
+    if (config.dataDir !== null || config.replicationPort !== null) {
+      const feed = new ChangeFeed();
+      if (config.dataDir !== null) {
+        const persistence = new Persistence(new DiskStore(config.dataDir, config.sync, config.maxItemSize, log), this.clock, config.diskLimit);
+        this.persistence = persistence;
+        this.durability = persistence;
+        feed.subscribe(persistence);
+        memory.readFrom(persistence);
+      }
+      if (config.replicationPort !== null) {
+        const secret = config.replicationSecretFile === null ? null : Buffer.from(readFileSync(config.replicationSecretFile, 'utf8').trim());
+        this.replication = new Replicator(config, memory, feed, this.clock, log, secret, this.persistence);
+        feed.subscribe(this.replication, true);
+      }
+      memory.reportTo(feed);
     }
     this.prefixStats = new PrefixStats(config.prefixDelimiter, config.detailEnabled);
     this.logStream = new LogStream(config.extended.has('watcher_logbuf_size') ? Number(config.extended.get('watcher_logbuf_size')) : undefined);

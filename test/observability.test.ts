@@ -106,6 +106,7 @@ describe('tier and replication metrics', () => {
       assert.equal(metrics.get('mnemo_disk_limit_bytes'), 64 * 1024 * 1024);
       assert.ok((metrics.get('mnemo_disk_tier_bytes') ?? 0) > 0);
       assert.ok((metrics.get('mnemo_disk_commits_total') ?? 0) >= 1);
+      assert.ok((metrics.get('mnemo_disk_write_bytes_total') ?? 0) > 0);
       const stats = (await (await fetch(`${metricsUrl}/api/stats`)).json()) as { replicationLag: number | null };
       assert.equal(typeof stats.replicationLag, 'number');
     } finally {

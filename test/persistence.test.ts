@@ -310,7 +310,7 @@ describe('persistence', () => {
     }
   });
 
-  it('reads a data dir of format version 1 (records without the base64-key mark) and marks it version 2', async () => {
+  it('reads a data dir of format version 1 (records without the base64-key mark) and marks it version 3', async () => {
     const dir = dataDir();
     const db = open({ path: join(dir, 'lmdb'), maxDbs: 4 });
     db.openDB<string, string>({ name: 'meta', encoding: 'string', keyEncoding: 'ordered-binary' }).putSync('format', '1');
@@ -331,7 +331,7 @@ describe('persistence', () => {
       await server.stop();
     }
     const reopened = open({ path: join(dir, 'lmdb'), maxDbs: 4 });
-    assert.equal(reopened.openDB<string, string>({ name: 'meta', encoding: 'string', keyEncoding: 'ordered-binary' }).get('format'), '2');
+    assert.equal(reopened.openDB<string, string>({ name: 'meta', encoding: 'string', keyEncoding: 'ordered-binary' }).get('format'), '3');
     await reopened.close();
   });
 

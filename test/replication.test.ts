@@ -1202,6 +1202,48 @@ describe('replication', () => {
     }
   });
 
+  it('a touch frame sets the expiry of the value of its base version only; a protocol version 1 subscriber is refused', async () => {
+    const fake = new FakePeer();
+    const fakePort = await fake.listen();
+    const base = hlcNow();
+    const script = (async () => {
+      const peer = await fake.accept();
+      await handshake(peer);
+      peer.send((w) => w.item(1, base, 7, 0, 0, false, 'tk', Buffer.from('peer')));
+      return peer;
+    })();
+    const replPort = await freePort();
+    const node = await startNode(replPort, [fakePort], ['--peer-wait', '0.5', '--anti-entropy-interval', '0']);
+    const ttl = async (key: string): Promise<string> => node.client.request(`mg ${key} t\r\n`);
+    const waitFor = async (key: string, check: RegExp): Promise<void> => {
+      for (let deadline = Date.now() + 3000; !check.test(await ttl(key)) && Date.now() < deadline; ) await sleep(20);
+      assert.match(await ttl(key), check);
+    };
+    try {
+      const peer = await script;
+      await waitFor('tk', /^HD t-1\r\n$/);
+      const at = Math.floor(Date.now() / 1000) + 1000;
+      peer.send((w) => w.touch(2, base + 10, 7, base, 7, at, 'tk'));
+      await waitFor('tk', /^HD t(1000|999|998)\r\n$/);
+      // Made on another value (a base version this node does not hold): the item keeps its expiry.
+      peer.send((w) => w.touch(3, base + 20, 7, base - 5, 7, at + 1000, 'tk'));
+      peer.send((w) => w.item(4, base + 30, 7, 0, 0, false, 'marker', Buffer.from('m')));
+      await waitFor('marker', /^HD t-1\r\n$/);
+      assert.match(await ttl('tk'), /^HD t(1000|999|998)\r\n$/);
+      assert.equal(await node.client.request('mg tk v\r\n', 'peer\r\n'), 'VA 4\r\npeer\r\n');
+
+      const old = new FrameSocket(connect({ host: '127.0.0.1', port: replPort }));
+      old.send((w) => w.control(T_HELLO, [], Buffer.concat([Buffer.from([1]), randomBytes(16), Buffer.from('old-sub')])));
+      assert.match((await old.expect(T_REFUSED)).toString(), new RegExp(`protocol version 1 is not ${PROTOCOL_VERSION}`));
+      old.socket.destroy();
+      peer.socket.destroy();
+    } finally {
+      node.client.close();
+      await node.server.stop();
+      await fake.close();
+    }
+  });
+
   it('rejects bad replication flags with exit code 2 and one line naming the flag', async () => {
     const cases: Array<[string[], RegExp]> = [
       [['--peer', 'nohost'], /--peer: 'nohost' is not HOST:PORT/],

@@ -85,6 +85,7 @@ function diskMetrics(ctx: ServerContext, counter: Register, gauge: Register): vo
   counter('mnemo_disk_hits_total', 'Memory misses found on disk', stat('disk_hits'));
   counter('mnemo_disk_promotions_total', 'Items brought from disk into memory', () => ctx.counters.disk_promotions);
   counter('mnemo_disk_commits_total', 'LMDB commits', stat('disk_commits'));
+  counter('mnemo_disk_write_bytes_total', 'Bytes handed to LMDB to write (keys, records, expiry rows)', stat('disk_write_bytes'));
   gauge('mnemo_disk_commit_avg_seconds', 'Average time from a write to its commit', () => stat('disk_commit_avg_ms')() / 1000);
   counter('mnemo_disk_write_errors_total', 'Failed commits and flushes', stat('disk_write_errors'));
   gauge('mnemo_disk_full', '1 while the disk refuses writes', stat('disk_full'));

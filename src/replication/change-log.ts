@@ -2,6 +2,8 @@
 export const KIND_ITEM = 1;
 export const KIND_TOMB = 2;
 export const KIND_FLUSH = 3;
+/** A new expiry only: flags holds the base version's node, and the base version's hlc is kept apart. */
+export const KIND_TOUCH = 4;
 
 /** Entries and value bytes the log keeps for peers that fall behind or reconnect. */
 export const LOG_ENTRIES = 1 << 17;
@@ -28,10 +30,12 @@ export class ChangeLog {
   private readonly times = new Float64Array(LOG_ENTRIES);
   private readonly hlcs = new Float64Array(LOG_ENTRIES);
   private readonly binaryKeys = new Uint8Array(LOG_ENTRIES);
+  /** KIND_TOUCH: the hlc of the version the touch applies to. */
+  private readonly baseHlcs = new Float64Array(LOG_ENTRIES);
 
   constructor(private readonly maxBytes = LOG_BYTES) {}
 
-  append(kind: number, key: string, value: Buffer | null, flags: number, time: number, hlc: number, binaryKey: boolean): void {
+  append(kind: number, key: string, value: Buffer | null, flags: number, time: number, hlc: number, binaryKey: boolean, baseHlc = 0): void {
     if (this.head - this.tail === LOG_ENTRIES) this.dropOldest();
     const seq = ++this.head;
     const slot = seq % LOG_ENTRIES;
@@ -42,6 +46,7 @@ export class ChangeLog {
     this.times[slot] = time;
     this.hlcs[slot] = hlc;
     this.binaryKeys[slot] = binaryKey ? 1 : 0;
+    this.baseHlcs[slot] = baseHlc;
     if (value !== null) {
       this.bytes += value.length;
       while (this.bytes > this.maxBytes && this.head - this.tail > 1) this.dropOldest();
@@ -73,6 +78,9 @@ export class ChangeLog {
   }
   hlc(seq: number): number {
     return this.hlcs[seq % LOG_ENTRIES]!;
+  }
+  baseHlc(seq: number): number {
+    return this.baseHlcs[seq % LOG_ENTRIES]!;
   }
   binaryKey(seq: number): boolean {
     return this.binaryKeys[seq % LOG_ENTRIES] === 1;

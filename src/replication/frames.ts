@@ -11,6 +11,8 @@ export const T_SNAPSHOT_BEGIN = 4;
 export const T_SNAPSHOT_END = 5;
 export const T_HEARTBEAT = 6;
 export const T_ACK = 7;
+/** A new expiry for the value of a given version (protocol version 2). */
+export const T_TOUCH = 8;
 export const T_HELLO = 10;
 export const T_CHALLENGE = 11;
 export const T_AUTH = 12;
@@ -23,7 +25,12 @@ export const T_AE_BUCKETS = 21;
 export const T_AE_KEYS = 22;
 export const T_AE_WANT = 23;
 
-export const PROTOCOL_VERSION = 1;
+/**
+ * In HELLO; a publisher refuses a subscriber of another version with a REFUSED frame
+ * naming both, which the subscriber logs. 2 added T_TOUCH: a version 1 node would drop
+ * the link at the first touch, so the two do not connect at all.
+ */
+export const PROTOCOL_VERSION = 2;
 /** Largest frame accepted once the peer is authenticated: a 1 GB item (-I's maximum) and its header. */
 export const MAX_FRAME = 1024 * 1024 * 1024 + 4096;
 /** Largest frame accepted before then (HELLO, CHALLENGE, AUTH are small), so a stranger cannot make us buffer much. */
@@ -36,6 +43,8 @@ const CHUNK = 64 * 1024;
 export const ITEM_FIXED = 8 + 8 + 4 + 4 + 8 + 1 + 1;
 /** TOMB body: seq, hlc, node, keyLength, key. */
 export const TOMB_FIXED = 8 + 8 + 4 + 1;
+/** TOUCH body: seq, hlc, node, base hlc, base node, exptime, keyLength, key. */
+export const TOUCH_FIXED = 8 + 8 + 4 + 8 + 4 + 8 + 1;
 /** FLUSH body: seq, hlc, node, at. */
 export const FLUSH_FIXED = 8 + 8 + 4 + 8;
 
@@ -92,6 +101,24 @@ export class FrameWriter {
     o = b.writeDoubleBE(seq, o);
     o = b.writeDoubleBE(hlc, o);
     o = b.writeUInt32BE(node, o);
+    b[o++] = key.length;
+    o += b.write(key, o, 'latin1');
+    this.used = o;
+    this.size += length;
+  }
+
+  touch(seq: number, hlc: number, node: number, baseHlc: number, baseNode: number, exptime: number, key: string): void {
+    const length = 5 + TOUCH_FIXED + key.length;
+    this.room(length);
+    const b = this.buf;
+    let o = b.writeUInt32BE(length - 4, this.used);
+    b[o++] = T_TOUCH;
+    o = b.writeDoubleBE(seq, o);
+    o = b.writeDoubleBE(hlc, o);
+    o = b.writeUInt32BE(node, o);
+    o = b.writeDoubleBE(baseHlc, o);
+    o = b.writeUInt32BE(baseNode >>> 0, o);
+    o = b.writeDoubleBE(exptime, o);
     b[o++] = key.length;
     o += b.write(key, o, 'latin1');
     this.used = o;

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { MAC_BYTES, NONCE_BYTES, isLoopback, nonce, proof, proofMatches } from './auth.js';
 import { onDigest, onKeys } from './anti-entropy.js';
-import { KIND_FLUSH, KIND_ITEM, KIND_TOMB } from './change-log.js';
+import { KIND_FLUSH, KIND_ITEM, KIND_TOMB, KIND_TOUCH } from './change-log.js';
 import {
   FrameReader,
   FrameWriter,
@@ -17,6 +17,7 @@ import {
   T_HEARTBEAT,
   T_HELLO,
   T_ITEM,
+  T_TOUCH,
   T_REFUSED,
   T_SNAPSHOT_BEGIN,
   T_SNAPSHOT_END,
@@ -214,6 +215,7 @@ export class PublisherSession {
         return;
       case T_ITEM:
       case T_TOMB:
+      case T_TOUCH:
       case T_FLUSH:
         // Repairs the peer sends in an anti-entropy round (sequence number 0).
         if (!this.subscribed) return this.refuse('unexpected data frame');
@@ -271,6 +273,7 @@ export class PublisherSession {
         const kind = log.kind(seq);
         if (kind === KIND_ITEM) w.item(seq, log.hlc(seq), node, log.flagsOf(seq), log.time(seq), log.binaryKey(seq), log.key(seq), log.value(seq)!);
         else if (kind === KIND_TOMB) w.tomb(seq, log.hlc(seq), node, log.key(seq));
+        else if (kind === KIND_TOUCH) w.touch(seq, log.hlc(seq), node, log.baseHlc(seq), log.flagsOf(seq), log.time(seq), log.key(seq));
         else if (kind === KIND_FLUSH) w.flush(seq, log.hlc(seq), node, log.time(seq));
       }
       this.write();

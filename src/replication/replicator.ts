@@ -4,10 +4,19 @@ import type { Logger } from 'pino';
 import { MAX_RELATIVE_EXPTIME, type Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import type { Persistence } from '../store/persistence.js';
-import { STORE_BINARY_KEY, type ItemView, type Store, type StoreBacking, type StoreResult } from '../store/store.js';
-import { ChangeLog, KIND_FLUSH, KIND_ITEM, KIND_TOMB } from './change-log.js';
-import { ReplicatedStore, ReplicationBacking, type LocalChanges } from './feed.js';
-import { FLUSH_FIXED, ITEM_FIXED, TOMB_FIXED, T_FLUSH, T_ITEM, T_TOMB } from './frames.js';
+import {
+  CHANGE_DELETED,
+  CHANGE_FLUSHED,
+  CHANGE_FLUSH_SCHEDULED,
+  CHANGE_STORED,
+  CHANGE_TOUCHED,
+  type ChangeFeed,
+  type ChangeKind,
+  type ChangeSubscriber,
+} from '../store/change-feed.js';
+import { STORE_BINARY_KEY, type ItemView, type Store, type StoreResult } from '../store/store.js';
+import { ChangeLog, KIND_FLUSH, KIND_ITEM, KIND_TOMB, KIND_TOUCH } from './change-log.js';
+import { FLUSH_FIXED, ITEM_FIXED, TOMB_FIXED, TOUCH_FIXED, T_FLUSH, T_ITEM, T_TOMB, T_TOUCH } from './frames.js';
 import { HybridClock, MAX_AHEAD_MS, compareVersions, nodeNumber } from './hlc.js';
 import { resolveNodeId } from './node-id.js';
 import { PublisherSession } from './publisher.js';
@@ -23,8 +32,7 @@ import { PRUNE_PER_TICK, PRUNE_PER_TICK_DISK, VersionTable, type ServedKeys } fr
  * change applied here is not logged, so nothing loops; every node must list every
  * other (a full mesh).
  */
-export class Replicator implements LocalChanges, ServedKeys {
-  applying = false;
+export class Replicator implements ChangeSubscriber, ServedKeys {
   readonly hlc = new HybridClock();
   readonly versions = new VersionTable();
   readonly changes = new ChangeLog();
@@ -40,7 +48,6 @@ export class Replicator implements LocalChanges, ServedKeys {
   readonly insecure: boolean;
   /** The store held items before replication started (a data dir). */
   readonly hasBaseState: boolean;
-  readonly store: Store;
   readonly links: PeerLink[];
   private readonly sessions = new Set<PublisherSession>();
   private server: Server | null = null;
@@ -72,6 +79,8 @@ export class Replicator implements LocalChanges, ServedKeys {
   constructor(
     private readonly config: Config,
     readonly memory: Store,
+    /** The store's change feed: this replicator subscribes to it, and marks the changes it applies for peers. */
+    private readonly feed: ChangeFeed,
     readonly clock: Clock,
     readonly log: Logger,
     secret: Buffer | null,
@@ -83,7 +92,6 @@ export class Replicator implements LocalChanges, ServedKeys {
     this.secret = secret;
     this.insecure = config.replicationInsecure;
     this.hasBaseState = disk !== null;
-    this.store = new ReplicatedStore(memory, this);
     this.versionStore =
       config.dataDir === null || disk === null ? null : new VersionStore(config.dataDir, config.sync.kind === 'always', disk.space, log);
     this.antiEntropyMs = Math.round(config.antiEntropyInterval * 1000);
@@ -93,30 +101,63 @@ export class Replicator implements LocalChanges, ServedKeys {
     clock.onTick((now) => this.versions.prune(now, this, perTick));
   }
 
-  /** The memory store's backing: persistence below (or nothing), and this replicator. */
-  backing(below: StoreBacking | null): StoreBacking {
-    return new ReplicationBacking(below, this);
-  }
-
   // --- Changes clients make here -------------------------------------------------
 
-  localItem(key: string, item: ItemView): void {
+  /**
+   * The change feed's second subscriber; it hears only this node's own changes (the
+   * feed keeps those applied for peers from it). Removals other than a delete
+   * (expiry, eviction), a flush coming due and an invalidation are not shipped: each
+   * node expires and flushes on its own clock, and the stale mark is local (README).
+   */
+  change(kind: ChangeKind, key: string, item: ItemView | null, time: number): void {
+    switch (kind) {
+      case CHANGE_STORED:
+        return this.localItem(key, item!);
+      case CHANGE_TOUCHED:
+        return this.localTouch(key, item!);
+      case CHANGE_DELETED:
+        return this.localDelete(key);
+      case CHANGE_FLUSHED:
+        return this.localFlush(0);
+      case CHANGE_FLUSH_SCHEDULED:
+        return this.localFlush(time);
+    }
+  }
+
+  private localItem(key: string, item: ItemView): void {
     const hlc = this.hlc.next();
     this.versions.set(key, hlc, this.node, false, this.clock.now, item.exptime);
     this.changes.append(KIND_ITEM, key, item.value, item.flags, item.exptime, hlc, item.binaryKey);
     this.schedule();
   }
 
-  localDelete(key: string): void {
+  /**
+   * A new expiry ships as the expiry alone, with the version of the value it applies
+   * to: a peer holding that same version takes it; one holding another value ignores
+   * it (the touch's newer version leaves the difference to anti-entropy).
+   */
+  private localTouch(key: string, item: ItemView): void {
+    const base = this.versions.get(key);
+    // No version to name (pruned, or never given): the whole item is the only safe frame.
+    if (base === undefined || base.tomb) return this.localItem(key, item);
+    const hlc = this.hlc.next();
+    const baseHlc = base.hlc;
+    const baseNode = base.node;
+    this.versions.set(key, hlc, this.node, false, this.clock.now, item.exptime);
+    this.changes.append(KIND_TOUCH, key, null, baseNode, item.exptime, hlc, false, baseHlc);
+    this.schedule();
+  }
+
+  private localDelete(key: string): void {
     const hlc = this.hlc.next();
     this.versions.set(key, hlc, this.node, true, this.clock.now);
     this.changes.append(KIND_TOMB, key, null, 0, 0, hlc, false);
     this.schedule();
   }
 
-  localFlush(delay: number): void {
+  /** at: when a delayed flush_all comes due (absolute), or 0 for now. */
+  private localFlush(at: number): void {
     const hlc = this.hlc.next();
-    const at = delay > 0 ? this.clock.expiryFrom(delay) : 0;
     if (at === 0) this.versions.flush(hlc, this.node);
     this.changes.append(KIND_FLUSH, '', null, 0, at, hlc, false);
     this.schedule();
@@ -144,7 +185,7 @@ export class Replicator implements LocalChanges, ServedKeys {
    */
   applyRecord(type: number, buf: Buffer, start: number, end: number): number {
     const length = end - start;
-    const fixed = type === T_ITEM ? ITEM_FIXED : type === T_TOMB ? TOMB_FIXED : FLUSH_FIXED;
+    const fixed = type === T_ITEM ? ITEM_FIXED : type === T_TOMB ? TOMB_FIXED : type === T_TOUCH ? TOUCH_FIXED : FLUSH_FIXED;
     if (length < fixed) throw new Error(`malformed replication frame (type ${type}, ${length} bytes)`);
     const seq = buf.readDoubleBE(start);
     const hlc = buf.readDoubleBE(start + 8);
@@ -152,16 +193,17 @@ export class Replicator implements LocalChanges, ServedKeys {
     if (!Number.isInteger(seq) || seq < 0) throw new Error(`malformed replication frame (sequence number ${seq})`);
     let keyStart = 0;
     let keyEnd = 0;
-    if (type === T_ITEM || type === T_TOMB) {
+    if (type === T_ITEM || type === T_TOMB || type === T_TOUCH) {
       keyStart = start + fixed;
       keyEnd = keyStart + buf[start + fixed - 1]!;
-      if (keyEnd === keyStart || keyEnd > end || (type === T_TOMB && keyEnd !== end)) {
+      if (keyEnd === keyStart || keyEnd > end || (type !== T_ITEM && keyEnd !== end)) {
         throw new Error(`malformed replication frame (type ${type}: key length ${keyEnd - keyStart} in ${length} bytes)`);
       }
     } else if (length !== FLUSH_FIXED) {
       throw new Error(`malformed replication frame (flush_all of ${length} bytes)`);
     }
-    const time = type === T_ITEM ? buf.readDoubleBE(start + 24) : type === T_FLUSH ? buf.readDoubleBE(start + 20) : 0;
+    const time =
+      type === T_ITEM ? buf.readDoubleBE(start + 24) : type === T_FLUSH ? buf.readDoubleBE(start + 20) : type === T_TOUCH ? buf.readDoubleBE(start + 32) : 0;
     if (!Number.isFinite(time) || time < 0) throw new Error(`malformed replication frame (time ${time})`);
     const before = this.hlc.now;
     // Refused before anything is recorded (version time 0, of snapshot items without a version, is fine).
@@ -170,6 +212,7 @@ export class Replicator implements LocalChanges, ServedKeys {
     }
     this.lastApplied = false;
     const memory = this.memory;
+    const feed = this.feed;
     if (type === T_ITEM) {
       const flags = buf.readUInt32BE(start + 20);
       const exptime = time;
@@ -179,11 +222,11 @@ export class Replicator implements LocalChanges, ServedKeys {
       // An absolute exptime as the protocol takes it; one already past stays past.
       const protocolExptime = exptime === 0 ? 0 : exptime <= MAX_RELATIVE_EXPTIME ? -1 : exptime;
       let result: StoreResult;
-      this.applying = true;
+      feed.fromPeer = true;
       try {
         result = memory.store('set', buf, keyStart, keyEnd, buf, keyEnd, end, flags, protocolExptime, 0, binaryKey ? STORE_BINARY_KEY : 0);
       } finally {
-        this.applying = false;
+        feed.fromPeer = false;
       }
       if (result !== 'stored') {
         // Refused here (too large for -I, no memory, a full disk): the key keeps the
@@ -199,20 +242,39 @@ export class Replicator implements LocalChanges, ServedKeys {
       if (!this.versions.isNewer(key, hlc, node)) return seq;
       this.lastApplied = true;
       this.versions.set(key, hlc, node, true, this.clock.now);
-      this.applying = true;
+      feed.fromPeer = true;
       try {
         memory.delete(buf, keyStart, keyEnd);
       } finally {
-        this.applying = false;
+        feed.fromPeer = false;
       }
+    } else if (type === T_TOUCH) {
+      const key = buf.toString('latin1', keyStart, keyEnd);
+      if (!this.versions.isNewer(key, hlc, node)) return seq;
+      // Only the value the touch was made on takes its expiry; another value here stays as it is.
+      const baseHlc = buf.readDoubleBE(start + 20);
+      const baseNode = buf.readUInt32BE(start + 28);
+      const version = this.versions.get(key);
+      if (version === undefined || version.tomb || version.hlc !== baseHlc || version.node !== baseNode) return seq;
+      const protocolExptime = time === 0 ? 0 : time <= MAX_RELATIVE_EXPTIME ? -1 : time;
+      feed.fromPeer = true;
+      try {
+        const item = memory.peek(buf, keyStart, keyEnd);
+        if (item === null) return seq;
+        memory.setExptime(item, protocolExptime);
+      } finally {
+        feed.fromPeer = false;
+      }
+      this.lastApplied = true;
+      this.versions.set(key, hlc, node, false, this.clock.now, time);
     } else {
       const at = time;
-      this.applying = true;
+      feed.fromPeer = true;
       try {
         if (at > 0) memory.flushAll(at);
         else this.applyFlush(hlc, node, before);
       } finally {
-        this.applying = false;
+        feed.fromPeer = false;
       }
     }
     return seq;
@@ -252,11 +314,12 @@ export class Replicator implements LocalChanges, ServedKeys {
 
   unserve(key: string): void {
     const buffer = Buffer.from(key, 'latin1');
-    this.applying = true;
+    // Not a change to ship: the audit makes this node agree with the versions it has.
+    this.feed.fromPeer = true;
     try {
       if (this.memory.delete(buffer, 0, buffer.length)) this.unserved++;
     } finally {
-      this.applying = false;
+      this.feed.fromPeer = false;
     }
   }
 

@@ -16,6 +16,7 @@ import {
   T_HEARTBEAT,
   T_HELLO,
   T_ITEM,
+  T_TOUCH,
   T_REFUSED,
   T_SNAPSHOT_BEGIN,
   T_SNAPSHOT_END,
@@ -241,6 +242,7 @@ export class PeerLink {
     switch (type) {
       case T_ITEM:
       case T_TOMB:
+      case T_TOUCH:
       case T_FLUSH: {
         if (!this.subscribed) return this.fail(`unexpected data frame (type ${type}) before the subscription`);
         const seq = rep.applyRecord(type, buf, start, end);

@@ -17,9 +17,11 @@ export const lmdb = (): typeof import('lmdb') => createRequire(import.meta.url)(
  * Bumped when the on-disk layout changes; a data dir of an unknown version is refused,
  * never rewritten. 2 added the base64-key mark (CAS_BINARY_KEY); a version 1 dir reads
  * as is (its records have the bit clear) and is marked 2, so an older Mnemo refuses it.
+ * 3 added the expiries table (a touch writes the new exptime there, not the record);
+ * a version 1 or 2 dir has none and reads as is.
  */
-export const FORMAT_VERSION = 2;
-const READABLE_FORMATS = ['1', '2'];
+export const FORMAT_VERSION = 3;
+const READABLE_FORMATS = ['1', '2', '3'];
 const FORMAT_KEY = 'format';
 /** Written while the disk refuses writes, to notice when it takes them again. */
 const PROBE_KEY = 'probe';
@@ -50,6 +52,18 @@ export function recordBytes(key: string, valueLength: number): number {
 export class DiskStore {
   private readonly root: RootDatabase;
   private readonly items: Database<Buffer, Buffer>;
+  /**
+   * Exptimes set by a touch since the key's record was last written: 4 bytes per key
+   * instead of the whole record again. A later write or removal of the record drops its row.
+   */
+  private readonly expiries: Database<Buffer, Buffer>;
+  /**
+   * Every row of expiries, by key (loaded at open). Reads consult it rather than the
+   * table, so it is also what reads see of touches not yet committed.
+   */
+  private readonly touched = new Map<string, number>();
+  /** Bytes handed to LMDB to write (keys, records, expiries), for `stats` (disk_write_bytes). */
+  writeBytes = 0;
   private readonly meta: Database<string, string>;
   /** The open lock file: its flock lasts while this descriptor (or the process) lives. */
   private readonly lockFd: number;
@@ -85,6 +99,8 @@ export class DiskStore {
       }
       if (format !== String(FORMAT_VERSION)) meta.putSync(FORMAT_KEY, String(FORMAT_VERSION));
       this.items = this.root.openDB<Buffer, Buffer>({ name: 'items', encoding: 'binary', keyEncoding: 'binary' });
+      this.expiries = this.root.openDB<Buffer, Buffer>({ name: 'expiries', encoding: 'binary', keyEncoding: 'binary' });
+      for (const { key, value } of this.expiries.getRange({})) this.touched.set((key as Buffer).toString('latin1'), (value as Buffer).readUInt32BE(0));
     } catch (error) {
       closeSync(this.lockFd);
       throw error;
@@ -122,13 +138,20 @@ export class DiskStore {
   /** The key's record as last written, committed or not. */
   get(key: string): StoredRecord | null {
     const pending = this.pending.read(key);
-    if (pending !== undefined) return pending === REMOVED ? null : decode(pending);
-    const bytes = this.items.getBinary(Buffer.from(key, 'latin1'));
-    return bytes === undefined ? null : decode(bytes);
+    let record: StoredRecord | null;
+    if (pending !== undefined) record = pending === REMOVED ? null : decode(pending);
+    else {
+      const bytes = this.items.getBinary(Buffer.from(key, 'latin1'));
+      record = bytes === undefined ? null : decode(bytes);
+    }
+    if (record !== null && this.touched.size > 0) record.exptime = this.touched.get(key) ?? record.exptime;
+    return record;
   }
 
   /** The key's exptime as last written (0: never), or -1 when it has no record; reads no value. */
   exptimeOf(key: string): number {
+    const touched = this.touched.size > 0 ? this.touched.get(key) : undefined;
+    if (touched !== undefined) return touched;
     const pending = this.pending.read(key);
     if (pending !== undefined) return pending === REMOVED ? -1 : pending.readUInt32BE(4);
     const bytes = this.items.getBinary(Buffer.from(key, 'latin1'));
@@ -137,22 +160,56 @@ export class DiskStore {
 
   put(key: string, record: StoredRecord): void {
     this.putBytes(key, encode(record));
+    if (this.touched.size > 0) this.untouch(key);
+  }
+
+  /**
+   * A new exptime for the key's record, if it has one: a small row in expiries (the
+   * record, value and all, is not written again). Reads see it at once.
+   */
+  touch(key: string, exptime: number): void {
+    if (this.exptimeOf(key) === -1) return;
+    this.touched.set(key, exptime);
+    this.putExpiry(key, exptime);
   }
 
   remove(key: string): void {
+    this.writeBytes += key.length;
     this.writes.track(this.items.remove(Buffer.from(key, 'latin1')), recordBytes(key, 0));
     this.pending.noteWrite(key, REMOVED, this.writes.batch);
+    if (this.touched.size > 0) this.untouch(key);
   }
 
   clear(): void {
+    this.clearTables();
+    this.touched.clear();
+  }
+
+  private clearTables(): void {
     // Dropping the items frees their pages, and the free list records each (8 bytes a page).
     this.writes.track(this.items.clearAsync(), Math.ceil(this.bytesUsed / PAGE_BYTES) * 8);
     this.pending.noteClear(this.writes.batch);
+    if (this.touched.size > 0) this.writes.track(this.expiries.clearAsync(), this.touched.size * 8);
   }
 
   private putBytes(key: string, bytes: Buffer): void {
+    this.writeBytes += key.length + bytes.length;
     this.writes.track(this.items.put(Buffer.from(key, 'latin1'), bytes), key.length + bytes.length);
     this.pending.noteWrite(key, bytes, this.writes.batch);
+  }
+
+  private putExpiry(key: string, exptime: number): void {
+    const bytes = Buffer.allocUnsafe(4);
+    bytes.writeUInt32BE(exptime, 0);
+    this.writeBytes += key.length + 4;
+    this.writes.track(this.expiries.put(Buffer.from(key, 'latin1'), bytes), key.length + 4);
+  }
+
+  /** The record is written again or removed: a touch's row no longer applies. */
+  private untouch(key: string): void {
+    if (!this.touched.delete(key)) return;
+    this.writeBytes += key.length;
+    this.writes.track(this.expiries.remove(Buffer.from(key, 'latin1')), key.length);
   }
 
   /**
@@ -198,7 +255,10 @@ export class DiskStore {
     for (const { key, value } of this.items.getRange(after === null ? {} : { start: after })) {
       const bytes = key as Buffer;
       if (after !== null && bytes.equals(after)) continue;
-      visit(bytes.toString('latin1'), decode(value));
+      const name = bytes.toString('latin1');
+      const record = decode(value);
+      if (this.touched.size > 0) record.exptime = this.touched.get(name) ?? record.exptime;
+      visit(name, record);
       last = Buffer.from(bytes);
       if (++count === limit) return last;
     }
@@ -247,7 +307,10 @@ export class DiskStore {
   /** The disk takes writes again: the writes of failed commits are made again (reads have been seeing them all along). */
   private retryFailed(): void {
     try {
-      this.pending.retry(() => this.clear(), (key, bytes) => (bytes === REMOVED ? this.remove(key) : this.putBytes(key, bytes)));
+      // Rows of expiries are not in the pending writes: every one is written again too
+      // (the map holds them all, as reads have been seeing them).
+      this.pending.retry(() => this.clearTables(), (key, bytes) => (bytes === REMOVED ? this.remove(key) : this.putBytes(key, bytes)));
+      for (const [key, exptime] of this.touched) this.putExpiry(key, exptime);
     } catch {
       this.writes.writeErrors++; // closing: the writes are lost, as any not committed at close
     }

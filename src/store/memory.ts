@@ -3,6 +3,19 @@ import type { Counters } from '../observe/stats.js';
 import { parseU64 } from '../c-numbers.js';
 import { SizeClasses } from './size-classes.js';
 import {
+  CHANGE_DELETED,
+  CHANGE_EVICTED,
+  CHANGE_FLUSHED,
+  CHANGE_FLUSH_DUE,
+  CHANGE_FLUSH_SCHEDULED,
+  CHANGE_INVALIDATED,
+  CHANGE_REMOVED,
+  CHANGE_STORED,
+  CHANGE_TOUCHED,
+  type ChangeFeed,
+  type LowerTier,
+} from './change-feed.js';
+import {
   STORE_BINARY_KEY,
   STORE_INVALIDATE,
   type ClassStats,
@@ -10,7 +23,6 @@ import {
   type ItemDump,
   type ItemView,
   type Store,
-  type StoreBacking,
   type StoreMode,
   type StoreResult,
   type StoredRecord,
@@ -111,8 +123,10 @@ export class MemoryStore implements Store {
   private memoryLimit: number;
   readonly sizeClasses: SizeClasses;
   private readonly classStats: ClassStats[] = [];
-  /** The tier below (persistence), told of every change and asked on a miss. */
-  private backing: StoreBacking | null = null;
+  /** Where every accepted change is reported once (null: memory only, nobody listens). */
+  private feed: ChangeFeed | null = null;
+  /** The tier below (the disk), asked on a miss. */
+  private lower: LowerTier | null = null;
 
   constructor(
     private readonly options: MemoryStoreOptions,
@@ -125,12 +139,17 @@ export class MemoryStore implements Store {
     clock.onTick((now) => this.onTick(now));
   }
 
-  /** Puts a lower tier under this store: it hears every change and answers misses. */
   /** Told of each item evicted to make room (memcached's `watch evictions`). */
   onEviction: ((item: ItemView & { readonly key: string }) => void) | null = null;
 
-  attach(backing: StoreBacking): void {
-    this.backing = backing;
+  /** Reports every accepted change to the feed from now on. */
+  reportTo(feed: ChangeFeed): void {
+    this.feed = feed;
+  }
+
+  /** Puts a lower tier under this store: it answers misses and may refuse changes (it hears them through the feed). */
+  readFrom(lower: LowerTier): void {
+    this.lower = lower;
   }
 
   /**
@@ -216,7 +235,7 @@ export class MemoryStore implements Store {
   setExptime(item: ItemView, exptime: number): void {
     const entry = item as Entry;
     entry.exptime = this.clock.expiryFrom(exptime);
-    this.backing?.stored(entry.key, entry);
+    this.feed?.emit(CHANGE_TOUCHED, entry.key, entry, 0);
   }
 
   setTokenSent(item: ItemView): void {
@@ -228,6 +247,7 @@ export class MemoryStore implements Store {
     entry.stale = true;
     entry.tokenSent = false;
     entry.cas = this.nextCas();
+    this.feed?.emit(CHANGE_INVALIDATED, entry.key, entry, 0);
   }
 
   vivify(key: Buffer, keyStart: number, keyEnd: number, exptime: number, binaryKey: boolean): ItemView | null {
@@ -241,7 +261,7 @@ export class MemoryStore implements Store {
     const entry = this.lookup(key.toString('latin1', keyStart, keyEnd));
     if (entry === null) return null;
     entry.exptime = this.clock.expiryFrom(exptime);
-    this.backing?.stored(entry.key, entry);
+    this.feed?.emit(CHANGE_TOUCHED, entry.key, entry, 0);
     this.access(entry);
     return entry;
   }
@@ -322,7 +342,7 @@ export class MemoryStore implements Store {
   }
 
   get writable(): boolean {
-    return this.backing === null || this.backing.writable;
+    return this.lower === null || this.lower.writable;
   }
 
   get lastCas(): number {
@@ -332,7 +352,8 @@ export class MemoryStore implements Store {
   delete(key: Buffer, keyStart: number, keyEnd: number): boolean {
     const entry = this.lookup(key.toString('latin1', keyStart, keyEnd));
     if (entry === null) return false;
-    this.remove(entry);
+    this.unlink(entry);
+    this.feed?.emit(CHANGE_DELETED, entry.key, null, 0);
     return true;
   }
 
@@ -359,7 +380,7 @@ export class MemoryStore implements Store {
       // In place, as memcached: the item keeps its fetched, stale and win-token state.
       entry.value = value;
       entry.cas = this.nextCas();
-      this.backing?.stored(entry.key, entry);
+      this.feed?.emit(CHANGE_STORED, entry.key, entry, 0);
       return next;
     }
     const size = this.sizeOf(keyEnd - keyStart, value.length, entry.flags);
@@ -372,7 +393,20 @@ export class MemoryStore implements Store {
     const oldestLive = delay > 0 ? this.clock.expiryFrom(delay) - 1 : now - 1;
     this.oldestLive = oldestLive;
     this.flushPending = oldestLive > now;
-    if (!this.flushPending) this.clear();
+    if (delay <= 0) {
+      this.clear();
+      this.feed?.emit(CHANGE_FLUSHED, '', null, 0);
+      return;
+    }
+    this.feed?.emit(CHANGE_FLUSH_SCHEDULED, '', null, this.clock.expiryFrom(delay));
+    if (!this.flushPending) this.flushDue();
+  }
+
+  /** A delayed flush_all came due: everything stored so far is covered by it. */
+  private flushDue(): void {
+    this.flushPending = false;
+    this.clear();
+    this.feed?.emit(CHANGE_FLUSH_DUE, '', null, 0);
   }
 
   /** Finds a live entry by key, unlinking it if it expired or was flushed. */
@@ -395,11 +429,11 @@ export class MemoryStore implements Store {
 
   /** A miss in memory: the tier below may hold the item (evicted earlier, or not loaded). */
   private fetchFromBacking(name: string): Entry | null {
-    if (this.backing === null) return null;
-    const record = this.backing.fetch(name);
+    if (this.lower === null) return null;
+    const record = this.lower.fetch(name);
     if (record === null) return null;
     if (record.exptime !== 0 && record.exptime <= this.clock.now) {
-      this.backing.removed(name);
+      this.feed?.emit(CHANGE_REMOVED, name, null, 0);
       return null;
     }
     const size = this.sizeOf(Buffer.byteLength(name, 'latin1'), record.value.length, record.flags);
@@ -422,13 +456,13 @@ export class MemoryStore implements Store {
     if (!this.makeRoom(size)) {
       this.classStats[sizeClass]!.outofmemory++;
       // The old value is gone from memory; it must not come back from the tier below.
-      if (existing !== undefined) this.backing?.removed(name);
+      if (existing !== undefined) this.feed?.emit(CHANGE_REMOVED, name, null, 0);
       return 'no_memory';
     }
     const entry = new Entry(name, value, flags, exptime, this.nextCas(), this.clock.now, size, sizeClass, binaryKey);
     this.link(entry);
     this.counters.total_items++;
-    this.backing?.stored(name, entry);
+    this.feed?.emit(CHANGE_STORED, name, entry, 0);
     return 'stored';
   }
 
@@ -462,7 +496,7 @@ export class MemoryStore implements Store {
       }
       this.onEviction?.(victim);
       this.unlink(victim);
-      this.backing?.evicted(victim.key, victim);
+      this.feed?.emit(CHANGE_EVICTED, victim.key, victim, 0);
     }
     return true;
   }
@@ -491,10 +525,10 @@ export class MemoryStore implements Store {
     this.remove(entry);
   }
 
-  /** Unlinks an item that is gone for good (deleted, expired, flushed), telling the tier below. */
+  /** Unlinks an item that is gone without a delete (expired, flushed), reporting it. */
   private remove(entry: Entry): void {
     this.unlink(entry);
-    this.backing?.removed(entry.key);
+    this.feed?.emit(CHANGE_REMOVED, entry.key, null, 0);
   }
 
   private unlink(entry: Entry): void {
@@ -523,8 +557,8 @@ export class MemoryStore implements Store {
     entry.next = null;
   }
 
+  /** Drops every item; the caller reports the flush. */
   private clear(): void {
-    this.backing?.cleared();
     this.items.clear();
     this.head = null;
     this.tail = null;
@@ -537,11 +571,7 @@ export class MemoryStore implements Store {
   }
 
   private onTick(now: number): void {
-    if (this.flushPending && this.oldestLive <= now) {
-      // A delayed flush_all came due: everything stored so far is covered by it.
-      this.flushPending = false;
-      this.clear();
-    }
+    if (this.flushPending && this.oldestLive <= now) this.flushDue();
     this.sweepExpired(now);
   }
 

@@ -3,7 +3,20 @@ import type { Clock } from '../clock.js';
 import { recordBytes, type DiskStore } from './disk.js';
 import type { DiskSpace } from './disk-space.js';
 import type { MemoryStore } from './memory.js';
-import type { ItemView, StoreBacking, StoredRecord } from './store.js';
+import {
+  CHANGE_DELETED,
+  CHANGE_EVICTED,
+  CHANGE_FLUSHED,
+  CHANGE_FLUSH_DUE,
+  CHANGE_REMOVED,
+  CHANGE_STORED,
+  CHANGE_TOUCHED,
+  type ChangeKind,
+  type ChangeSubscriber,
+  type Durability,
+  type LowerTier,
+} from './change-feed.js';
+import type { ItemView, StoredRecord } from './store.js';
 
 /** How often the start-up load reports progress, and how many records it reads between yields. */
 const PROGRESS_EVERY_MS = 1000;
@@ -18,7 +31,7 @@ const LOAD_SLICE = 20_000;
  * item evicted from memory becomes the disk's most recent, and the disk drops
  * its least recent items beyond the limit.
  */
-export class Persistence implements StoreBacking {
+export class Persistence implements ChangeSubscriber, LowerTier, Durability {
   /** Tiered mode: every key on disk with its size, least recent first (a Map keeps insertion order). */
   private readonly tier: Map<string, number> | null;
   private tierBytes = 0;
@@ -33,17 +46,40 @@ export class Persistence implements StoreBacking {
     this.tier = diskLimit === null ? null : new Map();
   }
 
-  stored(key: string, item: ItemView): void {
+  /**
+   * The change feed's first subscriber. A touch writes only the new expiry; an
+   * invalidation and a scheduled flush write nothing (the flush writes when it comes due).
+   */
+  change(kind: ChangeKind, key: string, item: ItemView | null, _time: number): void {
+    switch (kind) {
+      case CHANGE_STORED:
+        return this.stored(key, item!);
+      case CHANGE_TOUCHED:
+        this.disk.touch(key, item!.exptime);
+        if (this.tier !== null && this.tier.has(key)) this.enterTier(key, this.tier.get(key)!);
+        return;
+      case CHANGE_DELETED:
+      case CHANGE_REMOVED:
+        return this.removed(key);
+      case CHANGE_FLUSHED:
+      case CHANGE_FLUSH_DUE:
+        return this.cleared();
+      case CHANGE_EVICTED:
+        return this.evicted(key, item!);
+    }
+  }
+
+  private stored(key: string, item: ItemView): void {
     this.disk.put(key, { value: item.value, flags: item.flags, exptime: item.exptime, cas: item.cas, binaryKey: item.binaryKey });
     if (this.tier !== null) this.enterTier(key, recordBytes(key, item.value.length));
   }
 
-  removed(key: string): void {
+  private removed(key: string): void {
     this.disk.remove(key);
     if (this.tier !== null) this.leaveTier(key);
   }
 
-  cleared(): void {
+  private cleared(): void {
     this.disk.clear();
     this.tier?.clear();
     this.tierBytes = 0;
@@ -84,7 +120,7 @@ export class Persistence implements StoreBacking {
   }
 
   /** Memory let go of an item: in tiered mode it moves to the disk's recent end (written again if the disk had dropped it). */
-  evicted(key: string, item: ItemView): void {
+  private evicted(key: string, item: ItemView): void {
     if (this.tier === null) return;
     if (!this.tier.has(key)) this.disk.put(key, { value: item.value, flags: item.flags, exptime: item.exptime, cas: item.cas, binaryKey: item.binaryKey });
     this.enterTier(key, recordBytes(key, item.value.length));
@@ -122,7 +158,7 @@ export class Persistence implements StoreBacking {
     return this.disk.durable();
   }
 
-  get mustWaitForDisk(): boolean {
+  get mustWait(): boolean {
     return this.disk.sync.kind === 'always';
   }
 
@@ -176,6 +212,7 @@ export class Persistence implements StoreBacking {
       ['disk_bytes', disk.bytesUsed],
       ['disk_hits', this.hits],
       ['disk_commits', writes.commits],
+      ['disk_write_bytes', disk.writeBytes],
       ['disk_commit_avg_ms', writes.commits === 0 ? '0.000' : (writes.commitMsTotal / writes.commits).toFixed(3)],
       ['disk_flushes', disk.flushes],
       ['disk_write_errors', writes.writeErrors],

@@ -72,23 +72,6 @@ export interface StoredRecord {
   binaryKey: boolean;
 }
 
-/**
- * What the memory store tells a lower tier (the disk) and asks of it: every
- * change it accepts (the mutation feed), and records for keys it does not hold.
- * Evictions are not changes: an evicted item stays in the tier below.
- */
-export interface StoreBacking {
-  stored(key: string, item: ItemView): void;
-  removed(key: string): void;
-  cleared(): void;
-  /** Memory evicted the item to make room (it is not a change: the tier below may keep it). */
-  evicted(key: string, item: ItemView): void;
-  /** False while the tier below refuses writes (a full disk): changes are refused too. */
-  readonly writable: boolean;
-  /** The record for a key memory does not hold, or null. */
-  fetch(key: string): StoredRecord | null;
-}
-
 export type StoreMode = 'set' | 'add' | 'replace' | 'append' | 'prepend' | 'cas';
 
 export type StoreResult = 'stored' | 'not_stored' | 'exists' | 'not_found' | 'too_large' | 'no_memory';
