@@ -2,7 +2,7 @@ import { accessSync, constants } from 'node:fs';
 import { readFileSync as readSecretFile } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { ReplicationPeer } from './config.js';
-import { isLoopbackHost } from './replication/auth.js';
+import { isLoopback } from './loopback.js';
 import { ConfigError, DEFAULTS, type Config, type TlsConfig } from './config.js';
 import { applyExtendedOption } from './extended-options.js';
 import { lookupUser } from './privileges.js';
@@ -371,7 +371,7 @@ function parseReplication(values: ParsedValues, config: Config): void {
   }
   if (config.replicationSecretFile === null && !config.replicationInsecure) {
     for (const peer of config.peers) {
-      if (!isLoopbackHost(peer.host)) {
+      if (!isLoopback(peer.host)) {
         throw new ConfigError(`${flagName('peer')}: ${peer.host} is not loopback; give --replication-secret-file (or --replication-insecure)`);
       }
     }

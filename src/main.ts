@@ -6,7 +6,7 @@ import { detach, isDaemonChild, reportToParent } from './daemon.js';
 import { createLogger } from './log.js';
 import { dropPrivileges } from './privileges.js';
 import { MnemoServer, type ListenerAddress } from './server.js';
-import { isLoopback } from './tls.js';
+import { isLoopback } from './loopback.js';
 import { MNEMO_VERSION } from './version.js';
 
 /** Exit code for a bad command line or a server that cannot start. */

@@ -99,9 +99,3 @@ export function checkTlsFiles(tls: TlsConfig, flags: TlsFlagNames): void {
     }
   }
 }
-
-/** 127.0.0.0/8, ::1 and IPv4-mapped loopback: reachable from this machine only. */
-export function isLoopback(host: string): boolean {
-  const bare = host.replace(/^\[|\]$/g, '').toLowerCase();
-  return /^127\./.test(bare) || /^::ffff:127\./.test(bare) || bare === '::1' || bare === 'localhost';
-}

@@ -1,7 +1,7 @@
 import { T_AE_BUCKETS, T_AE_DIGEST, T_AE_KEYS, T_AE_WANT, type FrameWriter } from './frames.js';
 import { compareVersions, wallMs } from './hlc.js';
-import type { Replicator } from './replicator.js';
-import { AE_BUCKETS, type Version } from './versions.js';
+import type { Store } from '../store/store.js';
+import { AE_BUCKETS, type Version, type VersionTable } from './versions.js';
 
 /**
  * Anti-entropy: repairs divergence between two nodes' version tables, whatever its
@@ -27,6 +27,12 @@ import { AE_BUCKETS, type Version } from './versions.js';
  * An item that left memory (expired, evicted) is not sent: there is nothing to send.
  */
 
+/** What anti-entropy reads of the node: its version table, and what it serves. */
+export interface DigestSource {
+  readonly versions: VersionTable;
+  readonly memory: Store;
+}
+
 /** Differences this young are most likely in flight: the change stream delivers them. */
 export const RECENT_MS = 1000;
 /** (key, version) entries one round lists at most. */
@@ -35,19 +41,19 @@ const MAX_ROUND_ENTRIES = 20_000;
 const MAX_ROUND_BYTES = 16 * 1024 * 1024;
 
 /** The first frame of a round (initiator). */
-export function writeDigest(rep: Replicator, w: FrameWriter, round: number): void {
+export function writeDigest(rep: DigestSource, w: FrameWriter, round: number): void {
   const v = rep.versions;
   w.control(T_AE_DIGEST, [round, v.flushHlc, v.flushNode, v.rootA, v.rootB]);
 }
 
 /** Sends our flush_all version when it is newer than theirs. */
-function sendFlushIfNewer(rep: Replicator, w: FrameWriter, theirHlc: number, theirNode: number): void {
+function sendFlushIfNewer(rep: DigestSource, w: FrameWriter, theirHlc: number, theirNode: number): void {
   const v = rep.versions;
   if (v.flushHlc >= 0 && compareVersions(v.flushHlc, v.flushNode, theirHlc, theirNode) > 0) w.flush(0, v.flushHlc, v.flushNode, 0);
 }
 
 /** Responder: a digest arrived. True when it differed (a bucket list was sent). */
-export function onDigest(rep: Replicator, w: FrameWriter, buf: Buffer, start: number): boolean {
+export function onDigest(rep: DigestSource, w: FrameWriter, buf: Buffer, start: number): boolean {
   const round = buf.readDoubleBE(start);
   const flushHlc = buf.readDoubleBE(start + 8);
   const flushNode = buf.readDoubleBE(start + 16);
@@ -77,7 +83,7 @@ function entryBytes(key: string, version: Version): Buffer {
 }
 
 /** Initiator: the responder's bucket digests arrived; lists our entries of the buckets that differ. Returns how many differ. */
-export function onBuckets(rep: Replicator, w: FrameWriter, buf: Buffer, start: number, end: number, round: number): number {
+export function onBuckets(rep: DigestSource, w: FrameWriter, buf: Buffer, start: number, end: number, round: number): number {
   const theirRound = buf.readDoubleBE(start);
   sendFlushIfNewer(rep, w, buf.readDoubleBE(start + 8), buf.readDoubleBE(start + 16));
   const digests = start + 24;
@@ -111,7 +117,7 @@ export function onBuckets(rep: Replicator, w: FrameWriter, buf: Buffer, start: n
 }
 
 /** Writes our item or tombstone for the key as a repair; returns its value bytes (-1: nothing to send). */
-export function writeRepair(rep: Replicator, w: FrameWriter, key: string): number {
+export function writeRepair(rep: DigestSource, w: FrameWriter, key: string): number {
   const version = rep.versions.get(key);
   if (version === undefined) return -1;
   if (version.tomb) {
@@ -135,7 +141,7 @@ function recent(hlc: number, now: number): boolean {
 }
 
 /** Responder: the initiator's entries arrived. Sends what we have newer, asks for what it has newer; returns keys sent. */
-export function onKeys(rep: Replicator, w: FrameWriter, buf: Buffer, start: number, end: number): number {
+export function onKeys(rep: DigestSource, w: FrameWriter, buf: Buffer, start: number, end: number): number {
   const round = buf.readDoubleBE(start);
   let o = start + 8;
   const count = buf.readUInt16BE(o);
@@ -182,7 +188,7 @@ export function onKeys(rep: Replicator, w: FrameWriter, buf: Buffer, start: numb
 }
 
 /** Initiator: the responder wants our newer items; returns keys sent. */
-export function onWant(rep: Replicator, w: FrameWriter, buf: Buffer, start: number, end: number): number {
+export function onWant(rep: DigestSource, w: FrameWriter, buf: Buffer, start: number, end: number): number {
   let o = start + 8;
   let sent = 0;
   let bytes = 0;

@@ -1,5 +1,4 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { isIP } from 'node:net';
 
 /**
  * Peer authentication. With a shared secret, both sides prove they know it with
@@ -22,15 +21,3 @@ export function proofMatches(expected: Buffer, got: Buffer): boolean {
   return got.length === expected.length && timingSafeEqual(expected, got);
 }
 
-/** 127.0.0.0/8, ::1, and IPv4-mapped loopback. */
-export function isLoopback(address: string | undefined): boolean {
-  if (address === undefined) return false;
-  const plain = address.startsWith('::ffff:') ? address.slice(7) : address;
-  if (isIP(plain) === 4) return plain.startsWith('127.');
-  return plain === '::1';
-}
-
-/** A --peer host that is loopback by name or address. */
-export function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || isLoopback(host);
-}

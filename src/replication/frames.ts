@@ -167,14 +167,6 @@ export class FrameWriter {
   }
 }
 
-/** Encodes one control frame on its own. */
-export function controlFrame(type: number, numbers: readonly number[], tail: Buffer | null = null): Buffer {
-  const writer = new FrameWriter();
-  writer.control(type, numbers, tail);
-  const pieces = writer.take();
-  return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
-}
-
 /**
  * Splits received bytes into frames. After next() returns a type, the body is
  * buf[start, end) and stays valid until the next push(). A frame longer than

@@ -1,7 +1,11 @@
 import type { Socket } from 'node:net';
-import { MAC_BYTES, NONCE_BYTES, isLoopback, nonce, proof, proofMatches } from './auth.js';
-import { onDigest, onKeys } from './anti-entropy.js';
-import { KIND_FLUSH, KIND_ITEM, KIND_TOMB, KIND_TOUCH } from './change-log.js';
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import type { Persistence } from '../store/persistence.js';
+import { isLoopback } from '../loopback.js';
+import { MAC_BYTES, NONCE_BYTES, nonce, proof, proofMatches } from './auth.js';
+import { onDigest, onKeys, type DigestSource } from './anti-entropy.js';
+import { KIND_FLUSH, KIND_ITEM, KIND_TOMB, KIND_TOUCH, type ChangeLog } from './change-log.js';
 import {
   FrameReader,
   FrameWriter,
@@ -25,7 +29,6 @@ import {
   T_TOMB,
   T_WELCOME,
 } from './frames.js';
-import type { Replicator } from './replicator.js';
 
 /** Stop queueing on a socket that has this much unsent. */
 const HIGH_WATER = 4 * 1024 * 1024;
@@ -41,6 +44,29 @@ const SILENCE_MS = 5000;
 const AUTH_TIMEOUT_MS = 10_000;
 
 type State = 'hello' | 'auth' | 'welcomed' | 'snapshot' | 'streaming' | 'closed';
+
+/** What a session serving a subscribed peer uses of this node (the Replicator). */
+export interface PublisherHost extends DigestSource {
+  readonly nodeId: string;
+  readonly node: number;
+  readonly epoch: number;
+  readonly secret: Buffer | null;
+  readonly insecure: boolean;
+  readonly hasBaseState: boolean;
+  readonly serving: boolean;
+  readonly dropFraction: number;
+  readonly changes: ChangeLog;
+  readonly clock: Clock;
+  readonly disk: Persistence | null;
+  readonly log: Logger;
+  dropped: number;
+  lastApplied: boolean;
+  aeSent: number;
+  aeApplied: number;
+  /** Applies one change frame from the peer (anti-entropy repairs); returns bytes consumed. */
+  applyRecord(type: number, buf: Buffer, start: number, end: number): number;
+  sessionClosed(session: PublisherSession): void;
+}
 
 /**
  * One peer subscribed to this node's changes (an inbound replication connection):
@@ -75,7 +101,7 @@ export class PublisherSession {
 
   constructor(
     private readonly socket: Socket,
-    private readonly rep: Replicator,
+    private readonly rep: PublisherHost,
   ) {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));

@@ -19,8 +19,8 @@ import { ChangeLog, KIND_FLUSH, KIND_ITEM, KIND_TOMB, KIND_TOUCH } from './chang
 import { FLUSH_FIXED, ITEM_FIXED, TOMB_FIXED, TOUCH_FIXED, T_FLUSH, T_ITEM, T_TOMB, T_TOUCH } from './frames.js';
 import { HybridClock, MAX_AHEAD_MS, compareVersions, nodeNumber } from './hlc.js';
 import { resolveNodeId } from './node-id.js';
-import { PublisherSession } from './publisher.js';
-import { PeerLink } from './subscriber.js';
+import { PublisherSession, type PublisherHost } from './publisher.js';
+import { PeerLink, type PeerLinkHost } from './subscriber.js';
 import { VersionStore } from './version-store.js';
 import { PRUNE_PER_TICK, PRUNE_PER_TICK_DISK, VersionTable, type ServedKeys } from './versions.js';
 
@@ -32,7 +32,7 @@ import { PRUNE_PER_TICK, PRUNE_PER_TICK_DISK, VersionTable, type ServedKeys } fr
  * change applied here is not logged, so nothing loops; every node must list every
  * other (a full mesh).
  */
-export class Replicator implements ChangeSubscriber, ServedKeys {
+export class Replicator implements ChangeSubscriber, ServedKeys, PublisherHost, PeerLinkHost {
   readonly hlc = new HybridClock();
   readonly versions = new VersionTable();
   readonly changes = new ChangeLog();

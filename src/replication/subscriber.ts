@@ -1,5 +1,6 @@
 import { connect, type Socket } from 'node:net';
-import { onBuckets, onWant, writeDigest } from './anti-entropy.js';
+import type { Logger } from 'pino';
+import { onBuckets, onWant, writeDigest, type DigestSource } from './anti-entropy.js';
 import { MAC_BYTES, NONCE_BYTES, nonce, proof, proofMatches } from './auth.js';
 import {
   FrameReader,
@@ -25,7 +26,6 @@ import {
   T_WELCOME,
 } from './frames.js';
 import { wallMs } from './hlc.js';
-import type { Replicator } from './replicator.js';
 
 const FIRST_BACKOFF_MS = 100;
 const MAX_BACKOFF_MS = 2000;
@@ -41,6 +41,24 @@ const SILENCE_MS = 5000;
 const KEEPALIVE_MS = 1000;
 
 export type LinkState = 'connecting' | 'handshake' | 'syncing' | 'connected' | 'down' | 'refused';
+
+/** What the link to a --peer uses of this node (the Replicator). */
+export interface PeerLinkHost extends DigestSource {
+  readonly nodeId: string;
+  readonly secret: Buffer | null;
+  readonly antiEntropyMs: number;
+  readonly joining: boolean;
+  readonly log: Logger;
+  lastApplied: boolean;
+  aeRounds: number;
+  aeDiffering: number;
+  aeSent: number;
+  aeApplied: number;
+  /** Applies one change frame from the peer; returns bytes consumed. */
+  applyRecord(type: number, buf: Buffer, start: number, end: number): number;
+  /** A link connected, closed or changed state (for stats and readiness). */
+  linkChanged(): void;
+}
 
 /**
  * This node's subscription to one --peer: connects (reconnecting with backoff),
@@ -91,13 +109,11 @@ export class PeerLink {
   private readonly aeTimer: NodeJS.Timeout | null = null;
   /** The anti-entropy round in progress (its number). */
   private aeRound = 0;
-  /** Repairs applied here from this peer. */
-  repaired = 0;
 
   constructor(
     readonly host: string,
     readonly port: number,
-    private readonly rep: Replicator,
+    private readonly rep: PeerLinkHost,
   ) {
     this.ackTimer = setInterval(() => {
       if (this.cursor !== this.ackedCursor && this.state === 'connected') {
@@ -253,10 +269,7 @@ export class PeerLink {
           this.syncSeen++;
         } else {
           // An anti-entropy repair.
-          if (rep.lastApplied) {
-            rep.aeApplied++;
-            this.repaired++;
-          }
+          if (rep.lastApplied) rep.aeApplied++;
           return;
         }
         this.lastHlc = buf.readDoubleBE(start + 8);

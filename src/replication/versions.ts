@@ -31,12 +31,6 @@ function fmix(h: number): number {
   return h >>> 0;
 }
 
-/** The anti-entropy bucket of a key. */
-export function bucketOf(key: string): number {
-  hashKey(key);
-  return keyA & (AE_BUCKETS - 1);
-}
-
 /** How long a delete's tombstone is kept to beat writes older than it that arrive late. */
 export const TOMBSTONE_SECONDS = 3600;
 /** Entries the background prune and audit look at per second. */
