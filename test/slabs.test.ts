@@ -29,9 +29,10 @@ function set(arena: SlabArena, key: Buffer, value: Buffer, flags = 0, exptime = 
   if (ref <= 0) return ref;
   arena.writeKey(ref, key, 0, key.length);
   arena.writeValue(ref, 0, value, 0, value.length);
+  // found after allocating: the allocation may have evicted the old item
   const old = arena.find(key, 0, key.length);
-  if (old !== 0) arena.free(old);
-  arena.link(ref);
+  if (old !== 0) arena.replace(old, ref);
+  else arena.link(ref);
   return ref;
 }
 
@@ -377,7 +378,8 @@ describe('differential against a Map', () => {
         assert.ok(reference.delete(key.toString('latin1')), 'evicted an item the reference has');
       },
     };
-    const keySpace = 4000;
+    const keySpace = 20_000;
+    let chunkedStored = 0;
     for (let op = 0; op < 60_000; op++) {
       const id = random.int(keySpace);
       const key = Buffer.from(`key:${id}:${'x'.repeat(id % 40)}`, 'latin1');
@@ -387,7 +389,10 @@ describe('differential against a Map', () => {
         const size = random.chance(0.002) ? random.range(520_000, 700_000) : random.chance(0.1) ? random.range(1000, 20_000) : random.range(0, 400);
         const value = random.bytes(size);
         const ref = set(arena, key, value, random.u32());
-        if (ref > 0) reference.set(name, value);
+        if (ref > 0) {
+          reference.set(name, value);
+          if (size > 512 * 1024) chunkedStored++;
+        }
         // a failed set leaves the old item, as memcached's (it is not unlinked before allocating)
       } else if (roll < 60) {
         const ref = arena.find(key, 0, key.length);
@@ -412,7 +417,8 @@ describe('differential against a Map', () => {
         assert.equal(walked, reference.size);
       }
     }
-    assert.ok(arena.totalEvictions > 0, 'the run evicted');
+    assert.ok(arena.totalEvictions > 1000, `the run evicted (${arena.totalEvictions})`);
+    assert.ok(chunkedStored > 10, `chunked items stored (${chunkedStored})`);
     assert.ok(arena.pages.pageCount <= 3 + arena.classes.largest, 'pages within -m (plus one first page per class)');
   });
 });

@@ -236,6 +236,12 @@ export class SlabArena {
     this.totalItems++;
   }
 
+  /** memcached's item_replace: the new item (allocated and written) takes the old one's place, which is freed. */
+  replace(oldRef: number, newRef: number): void {
+    this.free(oldRef);
+    this.link(newRef);
+  }
+
   /** Takes a linked item out of the hash table and its LRU; false when it was not linked. It stays allocated. */
   unlink(ref: number): boolean {
     const meta = this.getWord(ref, H_META);
@@ -269,7 +275,9 @@ export class SlabArena {
 
   /** Moves a linked item to the head of its LRU and stamps its access time. */
   bump(ref: number): void {
-    this.lru.moveToHead(this.classId(ref), ref);
+    const meta = this.getWord(ref, H_META);
+    if (((meta >>> 16) & ITEM_LINKED) === 0) return;
+    this.lru.moveToHead((meta >>> 8) & 0xff, ref);
     this.setWord(ref, H_TIME, this.now);
   }
 
