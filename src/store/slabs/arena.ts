@@ -40,6 +40,8 @@ const TAIL_SEARCH = 5;
 /** Chunk allocation rounds of evict-then-retry, as memcached's do_item_alloc_pull. */
 const ALLOC_TRIES = 10;
 const TWO_32 = 4294967296;
+/** Values up to this many bytes are copied out by a loop rather than Buffer.copy (measured with bench/slabs-lookup.ts). */
+const SHORT_COPY = 64;
 
 export interface SlabArenaOptions {
   /** -m, in bytes. */
@@ -285,7 +287,9 @@ export class SlabArena {
 
   writeKey(ref: number, key: Buffer, start: number, end: number): void {
     if (end - start !== this.keyLength(ref)) throw new RangeError('slab arena: key length differs from the allocated one');
-    key.copy(this.pages.bytes[(ref >>> 16) - 1]!, this.pages.offsetOf(ref) + KEY_OFFSET, start, end);
+    const bytes = this.pages.bytes[(ref >>> 16) - 1]!;
+    let at = this.pages.offsetOf(ref) + KEY_OFFSET;
+    for (let i = start; i < end; i++) bytes[at++] = key[i]!;
   }
 
   /** Copies source[start, end) into the value at byte `at` (a value may arrive in pieces). */
@@ -295,7 +299,10 @@ export class SlabArena {
     const base = pages.offsetOf(ref);
     const keyLength = this.keyLength(ref);
     if (!this.hasFlag(ref, ITEM_CHUNKED)) {
-      source.copy(pages.bytes[(ref >>> 16) - 1]!, base + KEY_OFFSET + keyLength + at, start, end);
+      const bytes = pages.bytes[(ref >>> 16) - 1]!;
+      let to = base + KEY_OFFSET + keyLength + at;
+      if (end - start > SHORT_COPY) source.copy(bytes, to, start, end);
+      else for (let i = start; i < end; i++) bytes[to++] = source[i]!;
       return;
     }
     let chunk = pages.words[(ref >>> 16) - 1]![(base + dataRefOffset(keyLength)) >>> 2]!;
@@ -321,7 +328,11 @@ export class SlabArena {
     const keyLength = this.keyLength(ref);
     if (!this.hasFlag(ref, ITEM_CHUNKED)) {
       const valueStart = base + KEY_OFFSET + keyLength;
-      return offset + pages.bytes[(ref >>> 16) - 1]!.copy(target, offset, valueStart + from, valueStart + to);
+      const bytes = pages.bytes[(ref >>> 16) - 1]!;
+      if (to - from > SHORT_COPY) return offset + bytes.copy(target, offset, valueStart + from, valueStart + to);
+      // Short values: a loop costs less than the call into Buffer.copy.
+      for (let i = valueStart + from, last = valueStart + to; i < last; i++) target[offset++] = bytes[i]!;
+      return offset;
     }
     let chunk = pages.words[(ref >>> 16) - 1]![(base + dataRefOffset(keyLength)) >>> 2]!;
     while (from < to) {
