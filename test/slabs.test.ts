@@ -80,6 +80,19 @@ describe('slab classes and capacity', () => {
     assert.deepEqual(get(arena, keyOf(100_496)), value);
   });
 
+  it('fills -m 64 with 1 KiB values as memcached: 64 pages of 885 chunks of 1184 bytes', () => {
+    const arena = new SlabArena({ memoryLimit: 64 * MiB });
+    // 48 + 8 + 11 + 1026 = 1093 bytes -> the 1184-byte class
+    const value = valueOf(1, 1024);
+    for (let i = 0; i < 70_000; i++) assert.ok(set(arena, keyOf(i), value) > 0);
+    const slabs = arena.slabStats(arena.classId(arena.find(keyOf(69_999), 0, 10)));
+    assert.equal(slabs.chunk_size, 1184);
+    assert.equal(slabs.chunks_per_page, 885);
+    assert.equal(slabs.total_pages, 64);
+    // memcached 1.6.18 -m 64 holds 56640 after the same sets
+    assert.equal(arena.currItems, 64 * 885);
+  });
+
   it('refuses keys and items that can never fit', () => {
     const arena = new SlabArena({ memoryLimit: 4 * MiB });
     assert.equal(arena.allocate(251, 10, 0, 0), TOO_LARGE);
