@@ -215,6 +215,28 @@ describe('per-class LRU and eviction', () => {
     arena.unpin(pinned);
     assert.equal(arena.slabStats(id).free_chunks, freeBefore + 1, 'freed at the last unpin');
   });
+
+  it('a deleted item held twice keeps its chunk until both holds go', () => {
+    const arena = new SlabArena({ memoryLimit: MiB });
+    const value = valueOf(8, 2000);
+    const ref = set(arena, keyOf(0), value);
+    const id = arena.classId(ref);
+    arena.pin(ref);
+    arena.pin(ref);
+    arena.free(ref);
+    assert.equal(arena.find(keyOf(0), 0, 10), 0, 'gone from the table at once');
+    assert.equal(arena.itemStats(id).number, 0);
+    const freeAfterDelete = arena.slabStats(id).free_chunks;
+    const other = set(arena, keyOf(1), valueOf(9, 2000));
+    assert.notEqual(other, ref, 'a held chunk is not handed out');
+    arena.unpin(ref);
+    const held = Buffer.alloc(2000);
+    arena.copyValueTo(ref, held, 0);
+    assert.deepEqual(held, value);
+    assert.equal(arena.slabStats(id).free_chunks, freeAfterDelete - 1);
+    arena.unpin(ref);
+    assert.equal(arena.slabStats(id).free_chunks, freeAfterDelete);
+  });
 });
 
 describe('chunked items', () => {
@@ -256,6 +278,15 @@ describe('chunked items', () => {
       assert.equal(slabs.used_chunks, 0, `class ${id}`);
       assert.equal(slabs.mem_requested, 0, `class ${id}`);
     }
+  });
+
+  it('past 1 MiB under -I 4m, over 512 KiB chunks as memcached (slab_chunk_max does not follow -I)', () => {
+    const arena = new SlabArena({ memoryLimit: 16 * MiB, maxItemSize: 4 * MiB });
+    assert.equal(arena.slabStats(arena.classes.largest).chunk_size, 512 * 1024);
+    const value = new Random(4).bytes(4 * MiB - 100);
+    assert.ok(set(arena, keyOf(1), value) > 0);
+    assert.deepEqual(get(arena, keyOf(1)), value);
+    assert.equal(arena.allocate(10, 4 * MiB, 0, 0), TOO_LARGE);
   });
 
   it('evict whole when their class is full', () => {

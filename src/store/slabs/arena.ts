@@ -54,6 +54,8 @@ export interface SlabArenaOptions {
   maxItemSize?: number;
   /** -o slab_page_size, in bytes. */
   pageSize?: number;
+  /** -o slab_chunk_max, in bytes: the largest chunk; items past it are chunked. memcached's default, half a page, whatever -I is. */
+  slabChunkMax?: number;
   /** -o hashpower */
   hashPower?: number;
   /** false under -M: a full class refuses instead of evicting. */
@@ -131,8 +133,12 @@ export class SlabArena {
 
   constructor(options: SlabArenaOptions) {
     const maxItemSize = options.maxItemSize ?? 1024 * 1024;
-    this.classes = new SizeClasses(options.growthFactor ?? 1.25, options.minSize ?? 48, maxItemSize);
-    this.pages = new SlabPages(this.classes, options.memoryLimit, options.pageSize ?? 1024 * 1024);
+    const pageSize = options.pageSize ?? 1024 * 1024;
+    // SizeClasses ends its classes at half of the size it is given: give it twice the chunk max, so the
+    // classes are memcached's for any -I (memcached's slab_chunk_size_max does not follow -I).
+    const slabChunkMax = options.slabChunkMax ?? pageSize / 2;
+    this.classes = new SizeClasses(options.growthFactor ?? 1.25, options.minSize ?? 48, 2 * slabChunkMax);
+    this.pages = new SlabPages(this.classes, options.memoryLimit, pageSize);
     this.hashTable = new HashTable(this.pages, options.hashPower ?? DEFAULT_HASH_POWER);
     this.lru = new ClassLru(this.pages);
     this.maxItemSize = maxItemSize;
