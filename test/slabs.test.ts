@@ -323,6 +323,7 @@ describe('hash table', () => {
       assert.ok(set(arena, keyOf(i), value) > 0);
       if (arena.isExpanding) {
         powers.add(arena.hashPower);
+        assert.equal(arena.hashBytes, 4 * (2 ** arena.hashPower + 2 ** (arena.hashPower - 1)), 'both tables while moving');
         assert.notEqual(arena.find(keyOf(i), 0, 10), 0);
         const earlier = (i * 7919) % (i + 1);
         assert.notEqual(arena.find(keyOf(earlier), 0, 10), 0, `key ${earlier} while expanding`);
