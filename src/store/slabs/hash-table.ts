@@ -1,0 +1,177 @@
+import { H_HASH, H_HASH_NEXT, H_META, KEY_OFFSET } from './layout.js';
+import type { SlabPages } from './pages.js';
+
+/** memcached's HASHPOWER_DEFAULT. */
+export const DEFAULT_HASH_POWER = 16;
+/** A Uint32Array of 2^28 buckets is 1 GiB: the table stops doubling there. */
+export const MAX_HASH_POWER = 28;
+/** Old buckets moved per insert while the table doubles (memcached's hash_bulk_move is 1, but it has a thread for it). */
+const BUCKETS_MOVED_PER_INSERT = 4;
+
+/**
+ * The hash table over key bytes, as memcached's assoc.c: buckets are chunk refs
+ * of the first item in a chain linked through the header's hash-next field.
+ * When it holds more than 1.5 items per bucket it doubles, moving a few old
+ * buckets into the new table per insert (and on expandStep, for a timer to
+ * call), so no request waits for a whole rehash. While it expands, an old
+ * bucket below `expandBucket` has already moved: its keys are in the new table.
+ *
+ * The key hash is kept in the header, so moving buckets does not rehash keys and
+ * a chain walk compares key bytes only when the hashes match.
+ */
+export class HashTable {
+  hashPower: number;
+  /** The table lookups use (for buckets already moved while expanding). */
+  private primary: Uint32Array;
+  /** The half-size table being emptied into primary, while expanding. */
+  private old: Uint32Array | null = null;
+  private expandBucket = 0;
+  count = 0;
+
+  constructor(
+    private readonly pages: SlabPages,
+    hashPower = DEFAULT_HASH_POWER,
+  ) {
+    if (!Number.isInteger(hashPower) || hashPower < 1 || hashPower > MAX_HASH_POWER) {
+      throw new RangeError(`hash power must be an integer from 1 to ${MAX_HASH_POWER}`);
+    }
+    this.hashPower = hashPower;
+    this.primary = newTable(hashPower);
+  }
+
+  get isExpanding(): boolean {
+    return this.old !== null;
+  }
+
+  /** Bytes of bucket tables in use (both while expanding). */
+  get hashBytes(): number {
+    return this.primary.length * 4 + (this.old === null ? 0 : this.old.length * 4);
+  }
+
+  /** The item whose key equals key[start, end), or 0. */
+  find(key: Uint8Array, start: number, end: number, hash: number): number {
+    const pages = this.pages;
+    const length = end - start;
+    let ref = this.bucketHead(hash);
+    while (ref !== 0) {
+      const page = (ref >>> 16) - 1;
+      const base = (ref & 0xffff) * pages.pageChunkSize[page]!;
+      const words = pages.words[page]!;
+      const field = base >>> 2;
+      if (words[field + H_HASH] === hash && (words[field + H_META]! & 0xff) === length) {
+        const bytes = pages.bytes[page]!;
+        let at = base + KEY_OFFSET;
+        let i = start;
+        while (i < end && bytes[at] === key[i]) {
+          at++;
+          i++;
+        }
+        if (i === end) return ref;
+      }
+      ref = words[field + H_HASH_NEXT]!;
+    }
+    return 0;
+  }
+
+  /** Links an item (its H_HASH set) at the head of its bucket's chain. */
+  insert(ref: number): void {
+    const hash = this.hashOf(ref);
+    const table = this.tableFor(hash);
+    const bucket = this.bucketIndex(table, hash);
+    this.setHashNext(ref, table[bucket]!);
+    table[bucket] = ref;
+    this.count++;
+    if (this.old !== null) this.expandStep(BUCKETS_MOVED_PER_INSERT);
+    else if (this.count > (this.primary.length * 3) / 2 && this.hashPower < MAX_HASH_POWER) this.startExpanding();
+  }
+
+  /** Unlinks an item from its chain; false when it was not in the table. */
+  remove(ref: number): boolean {
+    const hash = this.hashOf(ref);
+    const table = this.tableFor(hash);
+    const bucket = this.bucketIndex(table, hash);
+    let current = table[bucket]!;
+    if (current === ref) {
+      table[bucket] = this.hashNext(ref);
+      this.count--;
+      return true;
+    }
+    while (current !== 0) {
+      const next = this.hashNext(current);
+      if (next === ref) {
+        this.setHashNext(current, this.hashNext(ref));
+        this.count--;
+        return true;
+      }
+      current = next;
+    }
+    return false;
+  }
+
+  /** Moves up to `buckets` old buckets into the new table; returns whether expansion goes on. */
+  expandStep(buckets: number): boolean {
+    const old = this.old;
+    if (old === null) return false;
+    const primary = this.primary;
+    const mask = primary.length - 1;
+    for (let moved = 0; moved < buckets && this.expandBucket < old.length; moved++) {
+      let ref = old[this.expandBucket]!;
+      while (ref !== 0) {
+        const next = this.hashNext(ref);
+        const bucket = this.hashOf(ref) & mask;
+        this.setHashNext(ref, primary[bucket]!);
+        primary[bucket] = ref;
+        ref = next;
+      }
+      old[this.expandBucket] = 0;
+      this.expandBucket++;
+    }
+    if (this.expandBucket >= old.length) {
+      this.old = null;
+      this.expandBucket = 0;
+      return false;
+    }
+    return true;
+  }
+
+  private startExpanding(): void {
+    this.old = this.primary;
+    this.hashPower++;
+    this.primary = newTable(this.hashPower);
+    this.expandBucket = 0;
+  }
+
+  private bucketHead(hash: number): number {
+    const table = this.tableFor(hash);
+    return table[this.bucketIndex(table, hash)]!;
+  }
+
+  private tableFor(hash: number): Uint32Array {
+    const old = this.old;
+    if (old !== null && (hash & (old.length - 1)) >= this.expandBucket) return old;
+    return this.primary;
+  }
+
+  private bucketIndex(table: Uint32Array, hash: number): number {
+    return hash & (table.length - 1);
+  }
+
+  private hashOf(ref: number): number {
+    const page = (ref >>> 16) - 1;
+    return this.pages.words[page]![(((ref & 0xffff) * this.pages.pageChunkSize[page]!) >>> 2) + H_HASH]!;
+  }
+
+  private hashNext(ref: number): number {
+    const page = (ref >>> 16) - 1;
+    return this.pages.words[page]![(((ref & 0xffff) * this.pages.pageChunkSize[page]!) >>> 2) + H_HASH_NEXT]!;
+  }
+
+  private setHashNext(ref: number, next: number): void {
+    const page = (ref >>> 16) - 1;
+    this.pages.words[page]![(((ref & 0xffff) * this.pages.pageChunkSize[page]!) >>> 2) + H_HASH_NEXT] = next;
+  }
+}
+
+function newTable(hashPower: number): Uint32Array {
+  return new Uint32Array(new SharedArrayBuffer(4 * 2 ** hashPower));
+}
