@@ -5,23 +5,14 @@
  * for the disk (--sync always).
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseResponses, request, storeExtras } from './helpers/binary.js';
 import { connectClient } from './helpers/client.js';
 import { startMnemo, type RunningServer } from './helpers/mnemo.js';
+import { dataDirs } from './helpers/data-dirs.js';
 
-const root = mkdtempSync(join(tmpdir(), 'mnemo-half-close-'));
-after(() => rmSync(root, { recursive: true, force: true }));
-let dirs = 0;
-function dataDir(): string {
-  const dir = join(root, `data${dirs++}`);
-  mkdirSync(dir);
-  return dir;
-}
+const dataDir = dataDirs('half-close');
 
 /**
  * Sends bytes, half-closes, and reads until the server ends its side (or the

@@ -4,21 +4,12 @@
  * back from the disk's last committed state (issue 13, defect 1).
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { connectClient, type RawClient } from './helpers/client.js';
 import { startMnemo } from './helpers/mnemo.js';
+import { dataDirs } from './helpers/data-dirs.js';
 
-const root = mkdtempSync(join(tmpdir(), 'mnemo-pending-'));
-after(() => rmSync(root, { recursive: true, force: true }));
-let dirs = 0;
-function dataDir(): string {
-  const dir = join(root, `data${dirs++}`);
-  mkdirSync(dir);
-  return dir;
-}
+const dataDir = dataDirs('pending');
 
 const POLICIES = ['always', 'interval=1000', 'none'];
 const KEYS = Array.from({ length: 200 }, (_, i) => `key${i}`);

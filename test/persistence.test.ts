@@ -2,22 +2,15 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, it, type TestContext } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { open } from 'lmdb';
 import { connectClient, type RawClient } from './helpers/client.js';
 import { MNEMO_BIN, runMnemo, startMnemo, type RunningServer } from './helpers/mnemo.js';
+import { dataDirs } from './helpers/data-dirs.js';
 
-const root = mkdtempSync(join(tmpdir(), 'mnemo-persist-'));
-after(() => rmSync(root, { recursive: true, force: true }));
-let dirs = 0;
-function dataDir(): string {
-  const dir = join(root, `data${dirs++}`);
-  mkdirSync(dir);
-  return dir;
-}
+const dataDir = dataDirs('persist');
 
 /** A value that names its key and version, so a torn or mixed value cannot pass for a good one. */
 function valueOf(key: string, version: number, size: number): string {
@@ -438,7 +431,7 @@ describe('persistence', () => {
   });
 
   it('refuses a missing data dir, one in use, and one of another format version, with exit code 2', async () => {
-    const missing = await runMnemo(['-p', '-1', '-H', join(root, 'no-such-dir')]);
+    const missing = await runMnemo(['-p', '-1', '-H', join(dataDir(), 'no-such-dir')]);
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /--data-dir: .*no-such-dir is not a directory/);
 
