@@ -8,6 +8,8 @@ import { KEY_MAX_LENGTH } from './limits.js';
 import { responsesPerBatch } from '../response-limit.js';
 import type { Protocol } from './protocol.js';
 import type { SaslAuthenticator } from './sasl.js';
+import { Wire } from '../commands/wire.js';
+import { refuseUnarrivedValue, StoreOutcome, storeValue, valueArrived, valueFits, withCas } from '../commands/storage.js';
 
 /**
  * memcached's binary protocol (deprecated upstream, still the default of
@@ -257,30 +259,10 @@ export class BinaryProtocol implements Protocol {
     buf: Buffer, pos: number, end: number, op: number,
     keyStart: number, keyEnd: number, valueLength: number, cas: number, flags: number, exptime: number,
   ): number {
-    const { store, counters, prefixStats } = this.ctx;
+    const ctx = this.ctx;
     const valueStart = keyEnd;
     const valueEnd = valueStart + valueLength;
-    if (prefixStats.enabled) prefixStats.recordSet(buf, keyStart, keyEnd);
-    if (!store.fits(keyEnd - keyStart, valueLength, flags)) {
-      // Unlike text and meta, memcached's binary protocol leaves store_too_large alone here.
-      this.error(Status.TooLarge);
-      if (op === Opcode.Set) store.delete(buf, keyStart, keyEnd);
-      this.swallowing = valueLength;
-      return valueStart;
-    }
-    if (valueEnd > end) {
-      if (this.reservation !== null && !this.reservation.hold(valueLength)) {
-        // No room for the value to arrive: refused as memcached refuses a set it cannot allocate for.
-        this.respond(Status.OutOfMemory, 0, 0, ALLOCATION_FAILED, 0);
-        if (op === Opcode.Set) store.delete(buf, keyStart, keyEnd);
-        this.swallowing = valueLength;
-        return valueStart;
-      }
-      this.wanted = valueEnd - pos;
-      return -1;
-    }
-    this.reservation?.release();
-    counters.cmd_set++;
+    if (ctx.prefixStats.enabled) ctx.prefixStats.recordSet(buf, keyStart, keyEnd);
     let mode: StoreMode;
     switch (op) {
       case Opcode.Add:
@@ -298,29 +280,35 @@ export class BinaryProtocol implements Protocol {
       default:
         mode = 'set';
     }
-    if (cas !== 0 && (mode === 'set' || mode === 'add' || mode === 'replace')) mode = 'cas';
-    const log = this.ctx.logStream;
-    if (log.fetchers) log.fetched(buf, keyStart, keyEnd, store.peek(buf, keyStart, keyEnd), this.connectionId);
-    const result = store.store(mode, buf, keyStart, keyEnd, buf, valueStart, valueEnd, flags, exptime, cas);
-    counters.recordStore(result);
-    if (log.mutations) log.stored(buf, keyStart, keyEnd, result, mode, store.peek(buf, keyStart, keyEnd), this.ctx.clock.now, this.connectionId, valueLength);
-    if (mode === 'cas') {
-      if (result === 'stored') counters.cas_hits++;
-      else if (result === 'exists') counters.cas_badval++;
-      else if (result === 'not_found') counters.cas_misses++;
+    if (!valueFits(ctx, Wire.Binary, mode, buf, keyStart, keyEnd, valueLength, flags, this.connectionId)) {
+      this.error(Status.TooLarge);
+      this.swallowing = valueLength;
+      return valueStart;
     }
-    switch (result) {
-      case 'stored':
-        this.success(0, 0, null, store.lastCas);
+    if (valueEnd > end) {
+      if (this.reservation !== null && !this.reservation.hold(valueLength)) {
+        refuseUnarrivedValue(ctx, Wire.Binary, mode, buf, keyStart, keyEnd);
+        this.respond(Status.OutOfMemory, 0, 0, ALLOCATION_FAILED, 0);
+        this.swallowing = valueLength;
+        return valueStart;
+      }
+      this.wanted = valueEnd - pos;
+      return -1;
+    }
+    this.reservation?.release();
+    valueArrived(ctx);
+    mode = withCas(Wire.Binary, mode, cas !== 0);
+    switch (storeValue(ctx, Wire.Binary, mode, buf, keyStart, keyEnd, buf, valueStart, valueEnd, flags, exptime, cas, 0, this.connectionId)) {
+      case StoreOutcome.Stored:
+        this.success(0, 0, null, ctx.store.lastCas);
         break;
-      case 'exists':
+      case StoreOutcome.Exists:
         this.error(Status.KeyExists);
         break;
-      case 'not_found':
+      case StoreOutcome.NotFound:
         this.error(Status.KeyNotFound);
         break;
-      case 'no_memory':
-        counters.store_no_memory++;
+      case StoreOutcome.NoMemory:
         this.error(Status.OutOfMemory);
         break;
       default:

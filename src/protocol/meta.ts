@@ -4,6 +4,8 @@ import type { OutputBuffer } from '../output.js';
 import { STORE_BINARY_KEY, STORE_INVALIDATE, type ItemView, type StoreMode } from '../store/store.js';
 import { KEY_MAX_LENGTH } from './limits.js';
 import { tokens } from './tokenizer.js';
+import { Wire } from '../commands/wire.js';
+import { refuseUnarrivedValue, StoreOutcome, storeValue, valueArrived, valueFits, withCas } from '../commands/storage.js';
 
 /**
  * memcached's meta commands (mg, ms, md, ma, me, mn) as memcached 1.6.18 answers
@@ -362,12 +364,9 @@ export class MetaCommands {
           error ??= 'CLIENT_ERROR invalid mode for ms M token';
       }
     }
-    const { store, counters } = this.ctx;
-    if (error === null && !store.fits(f.keyEnd - f.keyStart, length, f.clientFlags)) {
+    const ctx = this.ctx;
+    if (error === null && !valueFits(ctx, Wire.Meta, mode, f.key, f.keyStart, f.keyEnd, length, f.clientFlags, this.host.connectionId)) {
       error = 'SERVER_ERROR object too large for cache';
-      counters.store_too_large++;
-      // As memcached: a value that cannot be stored must not leave the old one behind.
-      store.delete(f.key, f.keyStart, f.keyEnd);
     }
     if (error !== null) {
       this.host.swallow(length + 2);
@@ -376,58 +375,43 @@ export class MetaCommands {
     const dataEnd = next + length;
     if (dataEnd + 2 > end) {
       if (!this.host.reserve(length + 2)) {
-        // No room for the value to arrive: refused as memcached refuses an ms it cannot allocate for.
-        counters.store_no_memory++;
-        store.delete(f.key, f.keyStart, f.keyEnd);
+        refuseUnarrivedValue(ctx, Wire.Meta, mode, f.key, f.keyStart, f.keyEnd);
         this.host.swallow(length + 2);
-        return this.error('SERVER_ERROR out of memory storing object', next);
+        return this.error(OUT_OF_MEMORY_STORING, next);
       }
       this.host.want(dataEnd + 2);
       return -1;
     }
     this.host.release();
-    counters.cmd_set++;
+    valueArrived(ctx);
     if (buf[dataEnd] !== 0x0d || buf[dataEnd + 1] !== 0x0a) {
       this.out.ascii('CLIENT_ERROR bad data chunk\r\n');
       return dataEnd + 2;
     }
-    // A CAS upgrades set and replace to compare-and-swap, as in memcached.
-    if (f.hasCas && (mode === 'set' || mode === 'replace')) mode = 'cas';
+    mode = withCas(Wire.Meta, mode, f.hasCas);
     // I marks stale only with a real CAS: memcached treats C0 as no CAS at all (plain mismatch).
     const options = (f.keyBinary ? STORE_BINARY_KEY : 0) | (f.invalidate && mode === 'cas' && f.cas !== 0 ? STORE_INVALIDATE : 0);
     const ttl = f.newTtl ? f.ttl : 0;
-    const log = this.ctx.logStream;
-    if (log.fetchers) log.fetched(f.key, f.keyStart, f.keyEnd, store.peek(f.key, f.keyStart, f.keyEnd), this.host.connectionId);
-    const result = store.store(mode, f.key, f.keyStart, f.keyEnd, buf, next, dataEnd, f.clientFlags, ttl, f.cas, options);
-    counters.recordStore(result);
-    if (log.mutations) {
-      log.stored(f.key, f.keyStart, f.keyEnd, result, mode, store.peek(f.key, f.keyStart, f.keyEnd), this.ctx.clock.now, this.host.connectionId, length);
-    }
-    if (mode === 'cas') {
-      if (result === 'stored') counters.cas_hits++;
-      else if (result === 'exists') counters.cas_badval++;
-      else if (result === 'not_found') counters.cas_misses++;
-    }
+    const outcome = storeValue(ctx, Wire.Meta, mode, f.key, f.keyStart, f.keyEnd, buf, next, dataEnd, f.clientFlags, ttl, f.cas, options, this.host.connectionId);
     const out = this.out;
-    switch (result) {
-      case 'stored':
+    switch (outcome) {
+      case StoreOutcome.Stored:
         if (f.quiet) return dataEnd + 2;
         out.bytes(HD);
         break;
-      case 'exists':
+      case StoreOutcome.Exists:
         out.bytes(EX);
         break;
-      case 'not_found':
+      case StoreOutcome.NotFound:
         out.bytes(NF);
         break;
-      case 'not_stored':
+      case StoreOutcome.NotStored:
         out.bytes(NS);
         break;
-      case 'too_large':
+      case StoreOutcome.TooLarge:
         out.ascii('SERVER_ERROR object too large for cache\r\n');
         return dataEnd + 2;
-      case 'no_memory':
-        counters.store_no_memory++;
+      default:
         out.ascii(`${OUT_OF_MEMORY_STORING}\r\n`);
         return dataEnd + 2;
     }
@@ -441,7 +425,7 @@ export class MetaCommands {
           this.key(f.keyBinary, f);
           break;
         case 0x63: // c
-          out.ascii(` c${result === 'stored' ? store.lastCas : 0}`);
+          out.ascii(` c${outcome === StoreOutcome.Stored ? ctx.store.lastCas : 0}`);
           break;
       }
     }

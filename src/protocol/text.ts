@@ -10,6 +10,8 @@ import { responsesPerBatch } from '../response-limit.js';
 import { LogKind } from '../observe/log-stream.js';
 import { MetaCommands, type MetaHost } from './meta.js';
 import { bytesEqual, startsWith, tokens } from './tokenizer.js';
+import { Wire } from '../commands/wire.js';
+import { refuseUnarrivedValue, storeValue, valueArrived, valueFits } from '../commands/storage.js';
 
 /**
  * memcached's text protocol (doc/protocol.txt), following proto_text.c closely:
@@ -50,6 +52,8 @@ const DELETE_USAGE = reply('CLIENT_ERROR bad command line format.  Usage: delete
 const TOO_LARGE = reply('SERVER_ERROR object too large for cache');
 const OUT_OF_MEMORY = reply('SERVER_ERROR out of memory storing object');
 const DELTA_OUT_OF_MEMORY = reply('SERVER_ERROR out of memory');
+/** The reply to each StoreOutcome, indexed by it. */
+const STORE_REPLY: readonly Buffer[] = [STORED, NOT_STORED, EXISTS, NOT_FOUND, TOO_LARGE, OUT_OF_MEMORY];
 const FLUSH_NOT_ALLOWED = reply('CLIENT_ERROR flush_all not allowed');
 const SHUTDOWN_NOT_ENABLED = reply('ERROR: shutdown not enabled');
 const BAD_SHUTDOWN_MODE = reply('CLIENT_ERROR invalid shutdown mode');
@@ -567,25 +571,18 @@ export class TextProtocol implements MetaHost {
       this.answer(BAD_FORMAT);
       return next;
     }
-    const { store, counters } = this.ctx;
-    if (this.ctx.prefixStats.enabled) this.ctx.prefixStats.recordSet(buf, ks, ke);
-    const log = this.ctx.logStream;
-    if (!store.fits(ke - ks, length, flags)) {
-      if (log.mutations) log.stored(buf, ks, ke, 'too_large', mode, null, 0, this.connectionId, 0);
+    const ctx = this.ctx;
+    if (ctx.prefixStats.enabled) ctx.prefixStats.recordSet(buf, ks, ke);
+    if (!valueFits(ctx, Wire.Text, mode, buf, ks, ke, length, flags, this.connectionId)) {
       this.answer(TOO_LARGE);
-      counters.store_too_large++;
-      // A set that cannot be stored must not leave the old value behind.
-      if (mode === 'set') store.delete(buf, ks, ke);
       this.swallowing = length + 2;
       return next;
     }
     const dataEnd = next + length;
     if (dataEnd + 2 > end) {
       if (!this.reserve(length + 2)) {
-        // No room for the value to arrive: refused as memcached refuses a set it cannot allocate for.
-        counters.store_no_memory++;
+        refuseUnarrivedValue(ctx, Wire.Text, mode, buf, ks, ke);
         this.answer(OUT_OF_MEMORY);
-        if (mode === 'set') store.delete(buf, ks, ke);
         this.swallowing = length + 2;
         return next;
       }
@@ -593,40 +590,12 @@ export class TextProtocol implements MetaHost {
       return -1;
     }
     this.release();
-    counters.cmd_set++;
+    valueArrived(ctx);
     if (buf[dataEnd] !== CR || buf[dataEnd + 1] !== LF) {
       this.answer(BAD_DATA_CHUNK);
       return dataEnd + 2;
     }
-    if (log.fetchers) log.fetched(buf, ks, ke, store.peek(buf, ks, ke), this.connectionId);
-    const result = store.store(mode, buf, ks, ke, buf, next, dataEnd, flags, exptime, casUnique);
-    counters.recordStore(result);
-    if (log.mutations) log.stored(buf, ks, ke, result, mode, store.peek(buf, ks, ke), this.ctx.clock.now, this.connectionId, length);
-    switch (result) {
-      case 'stored':
-        if (withCas) counters.cas_hits++;
-        this.answer(STORED);
-        break;
-      case 'not_stored':
-        this.answer(NOT_STORED);
-        break;
-      case 'exists':
-        counters.cas_badval++;
-        this.answer(EXISTS);
-        break;
-      case 'not_found':
-        counters.cas_misses++;
-        this.answer(NOT_FOUND);
-        break;
-      case 'too_large':
-        counters.store_too_large++;
-        this.answer(TOO_LARGE);
-        break;
-      case 'no_memory':
-        counters.store_no_memory++;
-        this.answer(OUT_OF_MEMORY);
-        break;
-    }
+    this.answer(STORE_REPLY[storeValue(ctx, Wire.Text, mode, buf, ks, ke, buf, next, dataEnd, flags, exptime, casUnique, 0, this.connectionId)]!);
     return dataEnd + 2;
   }
 
