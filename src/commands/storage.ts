@@ -39,7 +39,9 @@ export function withCas(wire: Wire, mode: StoreMode, hasCas: boolean): StoreMode
 }
 
 /**
- * True when the value can ever be stored (memcached's -I). When it cannot, the
+ * The first step of every storage command, run each time its line is parsed.
+ * Records the set for `stats detail` (text and binary; memcached's meta ms
+ * records none). True when the value can ever be stored (memcached's -I). When it cannot, the
  * command is refused here: counted (store_too_large, except binary: memcached's
  * process_bin_update leaves that counter alone), logged (text only, as
  * memcached's process_update_command is the one that logs it), and the old
@@ -53,6 +55,7 @@ export function valueFits(
   valueLength: number, flags: number, connectionId: number,
 ): boolean {
   const store = ctx.store;
+  if (wire !== Wire.Meta && ctx.prefixStats.enabled) ctx.prefixStats.recordSet(key, keyStart, keyEnd);
   if (store.fits(keyEnd - keyStart, valueLength, flags)) return true;
   if (wire !== Wire.Binary) ctx.counters.store_too_large++;
   if (wire === Wire.Text && ctx.logStream.mutations) {

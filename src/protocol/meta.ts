@@ -6,6 +6,10 @@ import { KEY_MAX_LENGTH } from './limits.js';
 import { tokens } from './tokenizer.js';
 import { Wire } from '../commands/wire.js';
 import { refuseUnarrivedValue, StoreOutcome, storeValue, valueArrived, valueFits, withCas } from '../commands/storage.js';
+import { countMetaGet } from '../commands/retrieval.js';
+import { applyDelta, DeltaOutcome, deltaResult } from '../commands/arithmetic.js';
+import { DeleteOutcome, deleteItem } from '../commands/delete-touch.js';
+import { changesRefused } from '../commands/refusal.js';
 
 /**
  * memcached's meta commands (mg, ms, md, ma, me, mn) as memcached 1.6.18 answers
@@ -227,7 +231,7 @@ export class MetaCommands {
     if (!this.opaquesFit(buf)) return this.error('CLIENT_ERROR opaque token too long', next);
     const { store, counters } = this.ctx;
     // T and N change or create items: refused like every change while the disk refuses writes.
-    if ((f.newTtl || f.vivify) && !store.writable) return this.error(OUT_OF_MEMORY_STORING, next);
+    if ((f.newTtl || f.vivify) && changesRefused(store)) return this.error(OUT_OF_MEMORY_STORING, next);
 
     let item = store.peek(f.key, f.keyStart, f.keyEnd);
     if (this.ctx.logStream.fetchers) this.ctx.logStream.fetched(f.key, f.keyStart, f.keyEnd, item, this.host.connectionId);
@@ -237,9 +241,7 @@ export class MetaCommands {
       created = item !== null;
     }
     if (item === null) {
-      // memcached counts a miss as a get miss even with T: only a hit is a touch.
-      counters.cmd_get++;
-      counters.get_misses++;
+      countMetaGet(counters, false, f.newTtl);
       if (!f.quiet) {
         out.bytes(EN);
         this.echoOpaqueAndKey(buf, f);
@@ -317,13 +319,7 @@ export class MetaCommands {
       out.bytes(CRLF);
     }
     if (!f.noUpdate) store.markAccessed(item);
-    if (f.newTtl) {
-      counters.cmd_touch++;
-      counters.touch_hits++;
-    } else {
-      counters.cmd_get++;
-      counters.get_hits++;
-    }
+    countMetaGet(counters, true, f.newTtl);
     return next;
   }
 
@@ -441,26 +437,19 @@ export class MetaCommands {
     const f = parseFlags(buf, 2);
     if (f.error !== null) return this.error('CLIENT_ERROR invalid or duplicate flag', next);
     if (!this.opaquesFit(buf)) return this.error('CLIENT_ERROR opaque token too long', next);
-    const { store, counters } = this.ctx;
     const out = this.out;
-    if (!store.writable) return this.error(OUT_OF_MEMORY_STORING, next);
-    const item = store.peek(f.key, f.keyStart, f.keyEnd);
-    if (item === null) {
-      counters.delete_misses++;
-      out.bytes(NF);
-    } else if (f.hasCas && item.cas !== f.cas) {
-      counters.delete_misses++;
-      out.bytes(EX);
-    } else {
-      if (f.invalidate) {
-        if (f.newTtl) store.setExptime(item, f.ttl);
-        store.invalidate(item);
-      } else {
-        counters.delete_hits++;
-        store.delete(f.key, f.keyStart, f.keyEnd);
-      }
-      if (f.quiet) return next;
-      out.bytes(HD);
+    switch (deleteItem(this.ctx, Wire.Meta, f.key, f.keyStart, f.keyEnd, f.hasCas, f.cas, f.invalidate, f.newTtl, f.ttl)) {
+      case DeleteOutcome.Refused:
+        return this.error(OUT_OF_MEMORY_STORING, next);
+      case DeleteOutcome.NotFound:
+        out.bytes(NF);
+        break;
+      case DeleteOutcome.Exists:
+        out.bytes(EX);
+        break;
+      default:
+        if (f.quiet) return next;
+        out.bytes(HD);
     }
     this.echoOpaqueAndKey(buf, f);
     out.bytes(CRLF);
@@ -488,41 +477,26 @@ export class MetaCommands {
         return this.error('CLIENT_ERROR invalid mode for ma M token', next);
     }
     if (!this.opaquesFit(buf)) return this.error('CLIENT_ERROR opaque token too long', next);
-    const { store, counters } = this.ctx;
+    const store = this.ctx.store;
     const out = this.out;
-    let result = store.applyDelta(f.key, f.keyStart, f.keyEnd, f.delta, incr, f.hasCas ? f.cas : 0);
-    let created = false;
-    if (result === 'not_found' && f.vivify) {
-      const initial = Buffer.from(f.initial.toString(), 'latin1');
-      const stored = store.store('add', f.key, f.keyStart, f.keyEnd, initial, 0, initial.length, 0, 0, 0, f.keyBinary ? STORE_BINARY_KEY : 0);
-      if (stored === 'stored') {
-        result = f.initial;
-        created = true;
-      } else if (stored === 'no_memory') {
+    const outcome = applyDelta(this.ctx, f.key, f.keyStart, f.keyEnd, f.delta, incr, f.hasCas ? f.cas : 0, f.vivify, f.initial, 0, f.keyBinary);
+    switch (outcome) {
+      case DeltaOutcome.Changed:
+      case DeltaOutcome.Created:
+        break;
+      case DeltaOutcome.CreateNoMemory:
         return this.error('SERVER_ERROR Out of memory allocating new item', next);
-      } else {
-        out.bytes(NS);
+      case DeltaOutcome.NonNumeric:
+        return this.error('CLIENT_ERROR cannot increment or decrement non-numeric value', next);
+      case DeltaOutcome.NoMemory:
+        return this.error('SERVER_ERROR out of memory', next);
+      default:
+        out.bytes(outcome === DeltaOutcome.NotFound ? NF : outcome === DeltaOutcome.Exists ? EX : NS);
         this.echoOpaqueAndKey(buf, f);
         out.bytes(CRLF);
         return next;
-      }
     }
-    if (result === 'non_numeric') return this.error('CLIENT_ERROR cannot increment or decrement non-numeric value', next);
-    if (result === 'no_memory') return this.error('SERVER_ERROR out of memory', next);
-    if (result === 'not_found' || result === 'exists') {
-      if (result === 'not_found') {
-        if (incr) counters.incr_misses++;
-        else counters.decr_misses++;
-      }
-      out.bytes(result === 'not_found' ? NF : EX);
-      this.echoOpaqueAndKey(buf, f);
-      out.bytes(CRLF);
-      return next;
-    }
-    if (!created) {
-      if (incr) counters.incr_hits++;
-      else counters.decr_hits++;
-    }
+    const created = outcome === DeltaOutcome.Created;
     const item = store.peek(f.key, f.keyStart, f.keyEnd);
     // As memcached: q hides a successful result (even with v), but not an item it just
     // created; a T still sets the new TTL.
@@ -530,7 +504,7 @@ export class MetaCommands {
       if (f.newTtl && item !== null) store.setExptime(item, f.ttl);
       return next;
     }
-    const digits = result.toString();
+    const digits = deltaResult.value.toString();
     if (f.value) {
       out.bytes(VA);
       out.ascii(String(digits.length));
