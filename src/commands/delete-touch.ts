@@ -73,7 +73,9 @@ export type TouchOutcome = (typeof TouchOutcome)[keyof typeof TouchOutcome];
 /**
  * Text `touch <key> <exptime>`: a new expiry, counted as a touch hit or miss.
  * (binary Touch is a get-and-touch without the value: retrieval.ts fetchItem;
- * meta touches with mg T.) A refused touch counts nothing.
+ * meta touches with mg T.) A refused touch counts nothing. Unlike a binary
+ * Touch, it records no prefix stats: memcached's process_touch_command has no
+ * stats_prefix_record call, process_bin_get_or_touch does.
  */
 export function touchItem(ctx: ServerContext, key: Buffer, keyStart: number, keyEnd: number, exptime: number): TouchOutcome {
   const { store, counters } = ctx;
