@@ -115,9 +115,11 @@ async function fillAndRecover(mountPoint: string, sync: string, round: number): 
     writeFileSync(filler, Buffer.alloc(Math.max(0, bavail * bsize - Math.floor(reserve / 2))));
     assert.ok(await fullInFact(client), 'the server never saw the disk full');
 
-    // Every change is refused alike; reads keep working.
+    // Every change is refused alike, in every protocol, and counts nothing (commands/refusal.ts)
+    // but flush_all's cmd_flush, which memcached counts before any check; reads keep working.
     const [first] = acknowledged.keys();
     const value = acknowledged.get(first!)!;
+    const before = statsOf(await client.request('stats\r\n', 'END\r\n'));
     assert.equal(await client.request(`set more 0 0 5\r\nhello\r\n`), OUT_OF_MEMORY);
     assert.equal(await client.request(`delete ${first}\r\n`), OUT_OF_MEMORY);
     assert.equal(await client.request(`touch ${first} 100\r\n`), OUT_OF_MEMORY);
@@ -126,6 +128,12 @@ async function fillAndRecover(mountPoint: string, sync: string, round: number): 
     assert.equal(await client.request(`md ${first}\r\n`), OUT_OF_MEMORY);
     assert.equal(await client.request(`gat 100 ${first}\r\n`), OUT_OF_MEMORY);
     assert.equal(await client.request(`mg ${first} T100 v\r\n`), OUT_OF_MEMORY);
+    const after = statsOf(await client.request('stats\r\n', 'END\r\n'));
+    for (const counter of ['cmd_touch', 'touch_hits', 'touch_misses', 'delete_hits', 'delete_misses', 'cmd_get', 'get_hits', 'incr_hits', 'incr_misses']) {
+      assert.equal(after[counter], before[counter], `a refused change left ${counter} alone`);
+    }
+    assert.equal(after.cmd_flush, before.cmd_flush! + 1, 'a refused text flush_all still counts cmd_flush');
+    assert.equal(after.store_no_memory, before.store_no_memory! + 1, 'the refused set counts as a store without memory');
     assert.equal(await client.request(`mg ${first} s v\r\n`, `${value}\r\n`), `VA 50000 s50000\r\n${value}\r\n`);
     assert.equal(await client.request(`get ${first}\r\n`, 'END\r\n'), `VALUE ${first} 0 50000\r\n${value}\r\nEND\r\n`);
     assert.equal(statsOf(await client.request('stats\r\n', 'END\r\n')).disk_write_errors, 0, 'LMDB never met the full disk');

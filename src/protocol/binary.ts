@@ -8,6 +8,13 @@ import { KEY_MAX_LENGTH } from './limits.js';
 import { responsesPerBatch } from '../response-limit.js';
 import type { Protocol } from './protocol.js';
 import type { SaslAuthenticator } from './sasl.js';
+import { Wire } from '../commands/wire.js';
+import { refuseUnarrivedValue, StoreOutcome, storeValue, valueArrived, valueFits, withCas } from '../commands/storage.js';
+import { fetchItem } from '../commands/retrieval.js';
+import { applyDelta, DeltaOutcome, deltaResult } from '../commands/arithmetic.js';
+import { DeleteOutcome, deleteItem, flush, FlushOutcome, mayFlush } from '../commands/delete-touch.js';
+import { changesRefused } from '../commands/refusal.js';
+import { countAuthentication, resetStats } from '../commands/admin.js';
 
 /**
  * memcached's binary protocol (deprecated upstream, still the default of
@@ -77,6 +84,8 @@ export class BinaryProtocol implements Protocol {
   private responses = 0;
   private readonly header = Buffer.alloc(HEADER);
   private readonly scratch = Buffer.alloc(20);
+  /** The 8-byte body of an incr/decr reply, a view of scratch made once. */
+  private readonly counterBody = this.scratch.subarray(0, 8);
 
   constructor(
     private readonly ctx: ServerContext,
@@ -174,7 +183,6 @@ export class BinaryProtocol implements Protocol {
     const op = plain ?? raw;
     if (keylen > KEY_MAX_LENGTH) return this.protocolError(afterKey);
 
-    const { store, counters } = this.ctx;
     switch (op) {
       case Opcode.Version:
         if (extlen !== 0 || keylen !== 0 || bodylen !== 0) return this.protocolError(afterKey);
@@ -191,16 +199,14 @@ export class BinaryProtocol implements Protocol {
         return afterKey;
       case Opcode.Flush: {
         if (keylen !== 0 || bodylen !== extlen || (extlen !== 0 && extlen !== 4)) return this.protocolError(afterKey);
-        if (!this.ctx.config.flushEnabled) {
+        if (mayFlush(this.ctx, Wire.Binary) === FlushOutcome.NotAllowed) {
           this.error(Status.AuthError);
           return afterKey;
         }
-        if (!store.writable) {
+        if (flush(this.ctx, Wire.Binary, extlen === 4 ? buf.readUInt32BE(extras) : 0) === FlushOutcome.Refused) {
           this.error(Status.OutOfMemory);
           return afterKey;
         }
-        store.flushAll(extlen === 4 ? buf.readUInt32BE(extras) : 0);
-        counters.cmd_flush++;
         this.success(0, 0, null, 0);
         return afterKey;
       }
@@ -257,30 +263,9 @@ export class BinaryProtocol implements Protocol {
     buf: Buffer, pos: number, end: number, op: number,
     keyStart: number, keyEnd: number, valueLength: number, cas: number, flags: number, exptime: number,
   ): number {
-    const { store, counters, prefixStats } = this.ctx;
+    const ctx = this.ctx;
     const valueStart = keyEnd;
     const valueEnd = valueStart + valueLength;
-    if (prefixStats.enabled) prefixStats.recordSet(buf, keyStart, keyEnd);
-    if (!store.fits(keyEnd - keyStart, valueLength, flags)) {
-      // Unlike text and meta, memcached's binary protocol leaves store_too_large alone here.
-      this.error(Status.TooLarge);
-      if (op === Opcode.Set) store.delete(buf, keyStart, keyEnd);
-      this.swallowing = valueLength;
-      return valueStart;
-    }
-    if (valueEnd > end) {
-      if (this.reservation !== null && !this.reservation.hold(valueLength)) {
-        // No room for the value to arrive: refused as memcached refuses a set it cannot allocate for.
-        this.respond(Status.OutOfMemory, 0, 0, ALLOCATION_FAILED, 0);
-        if (op === Opcode.Set) store.delete(buf, keyStart, keyEnd);
-        this.swallowing = valueLength;
-        return valueStart;
-      }
-      this.wanted = valueEnd - pos;
-      return -1;
-    }
-    this.reservation?.release();
-    counters.cmd_set++;
     let mode: StoreMode;
     switch (op) {
       case Opcode.Add:
@@ -298,29 +283,35 @@ export class BinaryProtocol implements Protocol {
       default:
         mode = 'set';
     }
-    if (cas !== 0 && (mode === 'set' || mode === 'add' || mode === 'replace')) mode = 'cas';
-    const log = this.ctx.logStream;
-    if (log.fetchers) log.fetched(buf, keyStart, keyEnd, store.peek(buf, keyStart, keyEnd), this.connectionId);
-    const result = store.store(mode, buf, keyStart, keyEnd, buf, valueStart, valueEnd, flags, exptime, cas);
-    counters.recordStore(result);
-    if (log.mutations) log.stored(buf, keyStart, keyEnd, result, mode, store.peek(buf, keyStart, keyEnd), this.ctx.clock.now, this.connectionId, valueLength);
-    if (mode === 'cas') {
-      if (result === 'stored') counters.cas_hits++;
-      else if (result === 'exists') counters.cas_badval++;
-      else if (result === 'not_found') counters.cas_misses++;
+    if (!valueFits(ctx, Wire.Binary, mode, buf, keyStart, keyEnd, valueLength, flags, this.connectionId)) {
+      this.error(Status.TooLarge);
+      this.swallowing = valueLength;
+      return valueStart;
     }
-    switch (result) {
-      case 'stored':
-        this.success(0, 0, null, store.lastCas);
+    if (valueEnd > end) {
+      if (this.reservation !== null && !this.reservation.hold(valueLength)) {
+        refuseUnarrivedValue(ctx, Wire.Binary, mode, buf, keyStart, keyEnd);
+        this.respond(Status.OutOfMemory, 0, 0, ALLOCATION_FAILED, 0);
+        this.swallowing = valueLength;
+        return valueStart;
+      }
+      this.wanted = valueEnd - pos;
+      return -1;
+    }
+    this.reservation?.release();
+    valueArrived(ctx);
+    mode = withCas(Wire.Binary, mode, cas !== 0);
+    switch (storeValue(ctx, Wire.Binary, mode, buf, keyStart, keyEnd, buf, valueStart, valueEnd, flags, exptime, cas, 0, this.connectionId)) {
+      case StoreOutcome.Stored:
+        this.success(0, 0, null, ctx.store.lastCas);
         break;
-      case 'exists':
+      case StoreOutcome.Exists:
         this.error(Status.KeyExists);
         break;
-      case 'not_found':
+      case StoreOutcome.NotFound:
         this.error(Status.KeyNotFound);
         break;
-      case 'no_memory':
-        counters.store_no_memory++;
+      case StoreOutcome.NoMemory:
         this.error(Status.OutOfMemory);
         break;
       default:
@@ -331,24 +322,11 @@ export class BinaryProtocol implements Protocol {
   }
 
   private retrieve(buf: Buffer, keyStart: number, keyEnd: number, withKey: boolean, touch: boolean, exptime: number): void {
-    const { store, counters, prefixStats } = this.ctx;
-    // A touch changes the expiry: refused like every change while the disk refuses writes.
-    if (touch && !store.writable) {
+    if (touch && changesRefused(this.ctx.store)) {
       this.error(Status.OutOfMemory);
       return;
     }
-    const item = touch ? store.getAndTouch(buf, keyStart, keyEnd, exptime) : store.get(buf, keyStart, keyEnd);
-    if (prefixStats.enabled) prefixStats.recordGet(buf, keyStart, keyEnd, item !== null);
-    if (this.ctx.logStream.fetchers) this.ctx.logStream.fetched(buf, keyStart, keyEnd, item, this.connectionId);
-    if (touch) {
-      counters.cmd_touch++;
-      if (item === null) counters.touch_misses++;
-      else counters.touch_hits++;
-    } else {
-      counters.cmd_get++;
-      if (item === null) counters.get_misses++;
-      else counters.get_hits++;
-    }
+    const item = fetchItem(this.ctx, buf, keyStart, keyEnd, touch, exptime, this.connectionId);
     if (item === null) {
       if (this.quiet) return;
       if (withKey) this.respond(Status.KeyNotFound, 0, keyEnd - keyStart, buf.subarray(keyStart, keyEnd), 0);
@@ -370,55 +348,44 @@ export class BinaryProtocol implements Protocol {
   }
 
   private remove(buf: Buffer, keyStart: number, keyEnd: number, cas: number): void {
-    const { store, counters, prefixStats } = this.ctx;
-    if (prefixStats.enabled) prefixStats.recordDelete(buf, keyStart, keyEnd);
-    if (!store.writable) {
-      this.error(Status.OutOfMemory);
-      return;
-    }
-    const item = store.peek(buf, keyStart, keyEnd);
-    if (item === null) {
-      counters.delete_misses++;
-      this.error(Status.KeyNotFound);
-    } else if (cas !== 0 && cas !== item.cas) {
-      this.error(Status.KeyExists);
-    } else {
-      counters.delete_hits++;
-      store.delete(buf, keyStart, keyEnd);
-      this.success(0, 0, null, 0);
+    switch (deleteItem(this.ctx, Wire.Binary, buf, keyStart, keyEnd, cas !== 0, cas, false, false, 0)) {
+      case DeleteOutcome.Deleted:
+        this.success(0, 0, null, 0);
+        break;
+      case DeleteOutcome.NotFound:
+        this.error(Status.KeyNotFound);
+        break;
+      case DeleteOutcome.Exists:
+        this.error(Status.KeyExists);
+        break;
+      default:
+        this.error(Status.OutOfMemory);
     }
   }
 
   private arithmetic(buf: Buffer, extras: number, keyStart: number, keyEnd: number, incr: boolean, cas: number): void {
-    const { store, counters } = this.ctx;
     const delta = buf.readBigUInt64BE(extras);
     const initial = buf.readBigUInt64BE(extras + 8);
     const expiration = buf.readUInt32BE(extras + 16);
-    let result = store.applyDelta(buf, keyStart, keyEnd, delta, incr, cas);
-    if (typeof result === 'bigint') {
-      if (incr) counters.incr_hits++;
-      else counters.decr_hits++;
-    } else if (result === 'not_found') {
-      if (expiration === NO_EXPIRY_CREATE) {
-        if (incr) counters.incr_misses++;
-        else counters.decr_misses++;
-        this.error(Status.KeyNotFound);
-        return;
-      }
-      const digits = Buffer.from(initial.toString(), 'latin1');
-      const stored = store.store('add', buf, keyStart, keyEnd, digits, 0, digits.length, 0, expiration, 0);
-      if (stored !== 'stored') {
-        this.error(stored === 'no_memory' ? Status.OutOfMemory : Status.NotStored);
-        return;
-      }
-      result = initial;
+    const create = expiration !== NO_EXPIRY_CREATE;
+    switch (applyDelta(this.ctx, buf, keyStart, keyEnd, delta, incr, cas, create, initial, expiration, false)) {
+      case DeltaOutcome.Changed:
+      case DeltaOutcome.Created:
+        break;
+      case DeltaOutcome.NotFound:
+        return this.error(Status.KeyNotFound);
+      case DeltaOutcome.NonNumeric:
+        return this.error(Status.NonNumeric);
+      case DeltaOutcome.Exists:
+        return this.error(Status.KeyExists);
+      case DeltaOutcome.CreateNotStored:
+        return this.error(Status.NotStored);
+      default:
+        return this.error(Status.OutOfMemory);
     }
-    if (result === 'non_numeric') return this.error(Status.NonNumeric);
-    if (result === 'exists') return this.error(Status.KeyExists);
-    if (result === 'no_memory') return this.error(Status.OutOfMemory);
-    this.scratch.writeBigUInt64BE(result, 0);
-    const item = store.peek(buf, keyStart, keyEnd);
-    this.success(0, 0, this.scratch.subarray(0, 8), item?.cas ?? 0);
+    this.scratch.writeBigUInt64BE(deltaResult.value, 0);
+    const item = this.ctx.store.peek(buf, keyStart, keyEnd);
+    this.success(0, 0, this.counterBody, item?.cas ?? 0);
   }
 
   /**
@@ -433,8 +400,7 @@ export class BinaryProtocol implements Protocol {
     if (group === '') {
       pairs = statsPairs(this.ctx, '');
     } else if (group.startsWith('reset')) {
-      this.ctx.counters.reset();
-      prefixStats.reset();
+      resetStats(this.ctx);
     } else if (group.startsWith('settings')) {
       pairs = statsPairs(this.ctx, 'settings');
     } else if (group.startsWith('detail')) {
@@ -470,15 +436,11 @@ export class BinaryProtocol implements Protocol {
       return -1;
     }
     this.reservation?.release();
-    const counters = this.ctx.counters;
     const mechanism = buf.toString('latin1', keyStart, keyEnd);
-    counters.auth_cmds++;
-    if (this.sasl!.authenticate(mechanism, buf.subarray(keyEnd, valueEnd))) {
-      this.success(0, 0, Buffer.from('Authenticated'), 0);
-    } else {
-      counters.auth_errors++;
-      this.error(Status.AuthError);
-    }
+    const succeeded = this.sasl!.authenticate(mechanism, buf.subarray(keyEnd, valueEnd));
+    countAuthentication(this.ctx.counters, succeeded);
+    if (succeeded) this.success(0, 0, Buffer.from('Authenticated'), 0);
+    else this.error(Status.AuthError);
     return valueEnd;
   }
 

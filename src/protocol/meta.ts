@@ -4,6 +4,12 @@ import type { OutputBuffer } from '../output.js';
 import { STORE_BINARY_KEY, STORE_INVALIDATE, type ItemView, type StoreMode } from '../store/store.js';
 import { KEY_MAX_LENGTH } from './limits.js';
 import { tokens } from './tokenizer.js';
+import { Wire } from '../commands/wire.js';
+import { refuseUnarrivedValue, StoreOutcome, storeValue, valueArrived, valueFits, withCas } from '../commands/storage.js';
+import { countMetaGet } from '../commands/retrieval.js';
+import { applyDelta, DeltaOutcome, deltaResult } from '../commands/arithmetic.js';
+import { DeleteOutcome, deleteItem } from '../commands/delete-touch.js';
+import { changesRefused } from '../commands/refusal.js';
 
 /**
  * memcached's meta commands (mg, ms, md, ma, me, mn) as memcached 1.6.18 answers
@@ -225,7 +231,7 @@ export class MetaCommands {
     if (!this.opaquesFit(buf)) return this.error('CLIENT_ERROR opaque token too long', next);
     const { store, counters } = this.ctx;
     // T and N change or create items: refused like every change while the disk refuses writes.
-    if ((f.newTtl || f.vivify) && !store.writable) return this.error(OUT_OF_MEMORY_STORING, next);
+    if ((f.newTtl || f.vivify) && changesRefused(store)) return this.error(OUT_OF_MEMORY_STORING, next);
 
     let item = store.peek(f.key, f.keyStart, f.keyEnd);
     if (this.ctx.logStream.fetchers) this.ctx.logStream.fetched(f.key, f.keyStart, f.keyEnd, item, this.host.connectionId);
@@ -235,9 +241,7 @@ export class MetaCommands {
       created = item !== null;
     }
     if (item === null) {
-      // memcached counts a miss as a get miss even with T: only a hit is a touch.
-      counters.cmd_get++;
-      counters.get_misses++;
+      countMetaGet(counters, false, f.newTtl);
       if (!f.quiet) {
         out.bytes(EN);
         this.echoOpaqueAndKey(buf, f);
@@ -315,13 +319,7 @@ export class MetaCommands {
       out.bytes(CRLF);
     }
     if (!f.noUpdate) store.markAccessed(item);
-    if (f.newTtl) {
-      counters.cmd_touch++;
-      counters.touch_hits++;
-    } else {
-      counters.cmd_get++;
-      counters.get_hits++;
-    }
+    countMetaGet(counters, true, f.newTtl);
     return next;
   }
 
@@ -362,12 +360,9 @@ export class MetaCommands {
           error ??= 'CLIENT_ERROR invalid mode for ms M token';
       }
     }
-    const { store, counters } = this.ctx;
-    if (error === null && !store.fits(f.keyEnd - f.keyStart, length, f.clientFlags)) {
+    const ctx = this.ctx;
+    if (error === null && !valueFits(ctx, Wire.Meta, mode, f.key, f.keyStart, f.keyEnd, length, f.clientFlags, this.host.connectionId)) {
       error = 'SERVER_ERROR object too large for cache';
-      counters.store_too_large++;
-      // As memcached: a value that cannot be stored must not leave the old one behind.
-      store.delete(f.key, f.keyStart, f.keyEnd);
     }
     if (error !== null) {
       this.host.swallow(length + 2);
@@ -376,58 +371,43 @@ export class MetaCommands {
     const dataEnd = next + length;
     if (dataEnd + 2 > end) {
       if (!this.host.reserve(length + 2)) {
-        // No room for the value to arrive: refused as memcached refuses an ms it cannot allocate for.
-        counters.store_no_memory++;
-        store.delete(f.key, f.keyStart, f.keyEnd);
+        refuseUnarrivedValue(ctx, Wire.Meta, mode, f.key, f.keyStart, f.keyEnd);
         this.host.swallow(length + 2);
-        return this.error('SERVER_ERROR out of memory storing object', next);
+        return this.error(OUT_OF_MEMORY_STORING, next);
       }
       this.host.want(dataEnd + 2);
       return -1;
     }
     this.host.release();
-    counters.cmd_set++;
+    valueArrived(ctx);
     if (buf[dataEnd] !== 0x0d || buf[dataEnd + 1] !== 0x0a) {
       this.out.ascii('CLIENT_ERROR bad data chunk\r\n');
       return dataEnd + 2;
     }
-    // A CAS upgrades set and replace to compare-and-swap, as in memcached.
-    if (f.hasCas && (mode === 'set' || mode === 'replace')) mode = 'cas';
+    mode = withCas(Wire.Meta, mode, f.hasCas);
     // I marks stale only with a real CAS: memcached treats C0 as no CAS at all (plain mismatch).
     const options = (f.keyBinary ? STORE_BINARY_KEY : 0) | (f.invalidate && mode === 'cas' && f.cas !== 0 ? STORE_INVALIDATE : 0);
     const ttl = f.newTtl ? f.ttl : 0;
-    const log = this.ctx.logStream;
-    if (log.fetchers) log.fetched(f.key, f.keyStart, f.keyEnd, store.peek(f.key, f.keyStart, f.keyEnd), this.host.connectionId);
-    const result = store.store(mode, f.key, f.keyStart, f.keyEnd, buf, next, dataEnd, f.clientFlags, ttl, f.cas, options);
-    counters.recordStore(result);
-    if (log.mutations) {
-      log.stored(f.key, f.keyStart, f.keyEnd, result, mode, store.peek(f.key, f.keyStart, f.keyEnd), this.ctx.clock.now, this.host.connectionId, length);
-    }
-    if (mode === 'cas') {
-      if (result === 'stored') counters.cas_hits++;
-      else if (result === 'exists') counters.cas_badval++;
-      else if (result === 'not_found') counters.cas_misses++;
-    }
+    const outcome = storeValue(ctx, Wire.Meta, mode, f.key, f.keyStart, f.keyEnd, buf, next, dataEnd, f.clientFlags, ttl, f.cas, options, this.host.connectionId);
     const out = this.out;
-    switch (result) {
-      case 'stored':
+    switch (outcome) {
+      case StoreOutcome.Stored:
         if (f.quiet) return dataEnd + 2;
         out.bytes(HD);
         break;
-      case 'exists':
+      case StoreOutcome.Exists:
         out.bytes(EX);
         break;
-      case 'not_found':
+      case StoreOutcome.NotFound:
         out.bytes(NF);
         break;
-      case 'not_stored':
+      case StoreOutcome.NotStored:
         out.bytes(NS);
         break;
-      case 'too_large':
+      case StoreOutcome.TooLarge:
         out.ascii('SERVER_ERROR object too large for cache\r\n');
         return dataEnd + 2;
-      case 'no_memory':
-        counters.store_no_memory++;
+      default:
         out.ascii(`${OUT_OF_MEMORY_STORING}\r\n`);
         return dataEnd + 2;
     }
@@ -441,7 +421,7 @@ export class MetaCommands {
           this.key(f.keyBinary, f);
           break;
         case 0x63: // c
-          out.ascii(` c${result === 'stored' ? store.lastCas : 0}`);
+          out.ascii(` c${outcome === StoreOutcome.Stored ? ctx.store.lastCas : 0}`);
           break;
       }
     }
@@ -457,26 +437,19 @@ export class MetaCommands {
     const f = parseFlags(buf, 2);
     if (f.error !== null) return this.error('CLIENT_ERROR invalid or duplicate flag', next);
     if (!this.opaquesFit(buf)) return this.error('CLIENT_ERROR opaque token too long', next);
-    const { store, counters } = this.ctx;
     const out = this.out;
-    if (!store.writable) return this.error(OUT_OF_MEMORY_STORING, next);
-    const item = store.peek(f.key, f.keyStart, f.keyEnd);
-    if (item === null) {
-      counters.delete_misses++;
-      out.bytes(NF);
-    } else if (f.hasCas && item.cas !== f.cas) {
-      counters.delete_misses++;
-      out.bytes(EX);
-    } else {
-      if (f.invalidate) {
-        if (f.newTtl) store.setExptime(item, f.ttl);
-        store.invalidate(item);
-      } else {
-        counters.delete_hits++;
-        store.delete(f.key, f.keyStart, f.keyEnd);
-      }
-      if (f.quiet) return next;
-      out.bytes(HD);
+    switch (deleteItem(this.ctx, Wire.Meta, f.key, f.keyStart, f.keyEnd, f.hasCas, f.cas, f.invalidate, f.newTtl, f.ttl)) {
+      case DeleteOutcome.Refused:
+        return this.error(OUT_OF_MEMORY_STORING, next);
+      case DeleteOutcome.NotFound:
+        out.bytes(NF);
+        break;
+      case DeleteOutcome.Exists:
+        out.bytes(EX);
+        break;
+      default:
+        if (f.quiet) return next;
+        out.bytes(HD);
     }
     this.echoOpaqueAndKey(buf, f);
     out.bytes(CRLF);
@@ -504,41 +477,26 @@ export class MetaCommands {
         return this.error('CLIENT_ERROR invalid mode for ma M token', next);
     }
     if (!this.opaquesFit(buf)) return this.error('CLIENT_ERROR opaque token too long', next);
-    const { store, counters } = this.ctx;
+    const store = this.ctx.store;
     const out = this.out;
-    let result = store.applyDelta(f.key, f.keyStart, f.keyEnd, f.delta, incr, f.hasCas ? f.cas : 0);
-    let created = false;
-    if (result === 'not_found' && f.vivify) {
-      const initial = Buffer.from(f.initial.toString(), 'latin1');
-      const stored = store.store('add', f.key, f.keyStart, f.keyEnd, initial, 0, initial.length, 0, 0, 0, f.keyBinary ? STORE_BINARY_KEY : 0);
-      if (stored === 'stored') {
-        result = f.initial;
-        created = true;
-      } else if (stored === 'no_memory') {
+    const outcome = applyDelta(this.ctx, f.key, f.keyStart, f.keyEnd, f.delta, incr, f.hasCas ? f.cas : 0, f.vivify, f.initial, 0, f.keyBinary);
+    switch (outcome) {
+      case DeltaOutcome.Changed:
+      case DeltaOutcome.Created:
+        break;
+      case DeltaOutcome.CreateNoMemory:
         return this.error('SERVER_ERROR Out of memory allocating new item', next);
-      } else {
-        out.bytes(NS);
+      case DeltaOutcome.NonNumeric:
+        return this.error('CLIENT_ERROR cannot increment or decrement non-numeric value', next);
+      case DeltaOutcome.NoMemory:
+        return this.error('SERVER_ERROR out of memory', next);
+      default:
+        out.bytes(outcome === DeltaOutcome.NotFound ? NF : outcome === DeltaOutcome.Exists ? EX : NS);
         this.echoOpaqueAndKey(buf, f);
         out.bytes(CRLF);
         return next;
-      }
     }
-    if (result === 'non_numeric') return this.error('CLIENT_ERROR cannot increment or decrement non-numeric value', next);
-    if (result === 'no_memory') return this.error('SERVER_ERROR out of memory', next);
-    if (result === 'not_found' || result === 'exists') {
-      if (result === 'not_found') {
-        if (incr) counters.incr_misses++;
-        else counters.decr_misses++;
-      }
-      out.bytes(result === 'not_found' ? NF : EX);
-      this.echoOpaqueAndKey(buf, f);
-      out.bytes(CRLF);
-      return next;
-    }
-    if (!created) {
-      if (incr) counters.incr_hits++;
-      else counters.decr_hits++;
-    }
+    const created = outcome === DeltaOutcome.Created;
     const item = store.peek(f.key, f.keyStart, f.keyEnd);
     // As memcached: q hides a successful result (even with v), but not an item it just
     // created; a T still sets the new TTL.
@@ -546,7 +504,7 @@ export class MetaCommands {
       if (f.newTtl && item !== null) store.setExptime(item, f.ttl);
       return next;
     }
-    const digits = result.toString();
+    const digits = deltaResult.value.toString();
     if (f.value) {
       out.bytes(VA);
       out.ascii(String(digits.length));

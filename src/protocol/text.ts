@@ -10,6 +10,13 @@ import { responsesPerBatch } from '../response-limit.js';
 import { LogKind } from '../observe/log-stream.js';
 import { MetaCommands, type MetaHost } from './meta.js';
 import { bytesEqual, startsWith, tokens } from './tokenizer.js';
+import { Wire } from '../commands/wire.js';
+import { refuseUnarrivedValue, storeValue, valueArrived, valueFits } from '../commands/storage.js';
+import { fetchItem } from '../commands/retrieval.js';
+import { applyDelta, DeltaOutcome, deltaResult } from '../commands/arithmetic.js';
+import { deleteItem, flush, FlushOutcome, mayFlush, touchItem } from '../commands/delete-touch.js';
+import { changesRefused } from '../commands/refusal.js';
+import { countAuthentication, resetStats } from '../commands/admin.js';
 
 /**
  * memcached's text protocol (doc/protocol.txt), following proto_text.c closely:
@@ -50,6 +57,11 @@ const DELETE_USAGE = reply('CLIENT_ERROR bad command line format.  Usage: delete
 const TOO_LARGE = reply('SERVER_ERROR object too large for cache');
 const OUT_OF_MEMORY = reply('SERVER_ERROR out of memory storing object');
 const DELTA_OUT_OF_MEMORY = reply('SERVER_ERROR out of memory');
+/** The reply to each StoreOutcome, indexed by it. */
+const STORE_REPLY: readonly Buffer[] = [STORED, NOT_STORED, EXISTS, NOT_FOUND, TOO_LARGE, OUT_OF_MEMORY];
+/** The replies to each DeleteOutcome and TouchOutcome, indexed by it. */
+const DELETE_REPLY: readonly Buffer[] = [DELETED, NOT_FOUND, EXISTS, OUT_OF_MEMORY];
+const TOUCH_REPLY: readonly Buffer[] = [TOUCHED, NOT_FOUND, OUT_OF_MEMORY];
 const FLUSH_NOT_ALLOWED = reply('CLIENT_ERROR flush_all not allowed');
 const SHUTDOWN_NOT_ENABLED = reply('ERROR: shutdown not enabled');
 const BAD_SHUTDOWN_MODE = reply('CLIENT_ERROR invalid shutdown mode');
@@ -406,14 +418,12 @@ export class TextProtocol implements MetaHost {
       out.ascii('CLIENT_ERROR bad authentication token format\r\n');
       return dataEnd + 2;
     }
-    const counters = this.ctx.counters;
-    counters.auth_cmds++;
     const user = buf.toString('utf8', tokens.start[0]!, tokens.end[0]!);
-    if (this.ctx.asciiPasswords!.check(user, buf.subarray(tokens.start[1]!, tokens.end[1]!))) {
-      this.authenticated = true;
+    this.authenticated = this.ctx.asciiPasswords!.check(user, buf.subarray(tokens.start[1]!, tokens.end[1]!));
+    countAuthentication(this.ctx.counters, this.authenticated);
+    if (this.authenticated) {
       out.bytes(STORED);
     } else {
-      counters.auth_errors++;
       out.ascii('CLIENT_ERROR authentication failure\r\n');
     }
     return dataEnd + 2;
@@ -440,7 +450,7 @@ export class TextProtocol implements MetaHost {
       this.out.bytes(ERROR);
       return next;
     }
-    const { store, counters } = this.ctx;
+    const ctx = this.ctx;
     const out = this.out;
     this.isRetrieval = true;
     let keyIndex = 1;
@@ -460,7 +470,7 @@ export class TextProtocol implements MetaHost {
       return next;
     }
     // gat/gats change expiry times: refused like every change while the disk refuses writes.
-    if (withTouch && !store.writable) {
+    if (withTouch && changesRefused(ctx.store)) {
       out.bytes(OUT_OF_MEMORY);
       return next;
     }
@@ -477,18 +487,7 @@ export class TextProtocol implements MetaHost {
           out.endResponse(ks === secondKey && this.afterRetrieval);
           if (!this.takeResponse()) return this.getOutOfMemory(next);
         }
-        const item = withTouch ? store.getAndTouch(buf, ks, ke, exptime) : store.get(buf, ks, ke);
-        if (this.ctx.prefixStats.enabled) this.ctx.prefixStats.recordGet(buf, ks, ke, item !== null);
-        if (this.ctx.logStream.fetchers) this.ctx.logStream.fetched(buf, ks, ke, item, this.connectionId);
-        if (withTouch) {
-          counters.cmd_touch++;
-          if (item === null) counters.touch_misses++;
-          else counters.touch_hits++;
-        } else {
-          counters.cmd_get++;
-          if (item === null) counters.get_misses++;
-          else counters.get_hits++;
-        }
+        const item = fetchItem(ctx, buf, ks, ke, withTouch, exptime, this.connectionId);
         if (item === null) continue;
         out.bytes(VALUE);
         out.slice(buf, ks, ke);
@@ -567,25 +566,17 @@ export class TextProtocol implements MetaHost {
       this.answer(BAD_FORMAT);
       return next;
     }
-    const { store, counters } = this.ctx;
-    if (this.ctx.prefixStats.enabled) this.ctx.prefixStats.recordSet(buf, ks, ke);
-    const log = this.ctx.logStream;
-    if (!store.fits(ke - ks, length, flags)) {
-      if (log.mutations) log.stored(buf, ks, ke, 'too_large', mode, null, 0, this.connectionId, 0);
+    const ctx = this.ctx;
+    if (!valueFits(ctx, Wire.Text, mode, buf, ks, ke, length, flags, this.connectionId)) {
       this.answer(TOO_LARGE);
-      counters.store_too_large++;
-      // A set that cannot be stored must not leave the old value behind.
-      if (mode === 'set') store.delete(buf, ks, ke);
       this.swallowing = length + 2;
       return next;
     }
     const dataEnd = next + length;
     if (dataEnd + 2 > end) {
       if (!this.reserve(length + 2)) {
-        // No room for the value to arrive: refused as memcached refuses a set it cannot allocate for.
-        counters.store_no_memory++;
+        refuseUnarrivedValue(ctx, Wire.Text, mode, buf, ks, ke);
         this.answer(OUT_OF_MEMORY);
-        if (mode === 'set') store.delete(buf, ks, ke);
         this.swallowing = length + 2;
         return next;
       }
@@ -593,40 +584,12 @@ export class TextProtocol implements MetaHost {
       return -1;
     }
     this.release();
-    counters.cmd_set++;
+    valueArrived(ctx);
     if (buf[dataEnd] !== CR || buf[dataEnd + 1] !== LF) {
       this.answer(BAD_DATA_CHUNK);
       return dataEnd + 2;
     }
-    if (log.fetchers) log.fetched(buf, ks, ke, store.peek(buf, ks, ke), this.connectionId);
-    const result = store.store(mode, buf, ks, ke, buf, next, dataEnd, flags, exptime, casUnique);
-    counters.recordStore(result);
-    if (log.mutations) log.stored(buf, ks, ke, result, mode, store.peek(buf, ks, ke), this.ctx.clock.now, this.connectionId, length);
-    switch (result) {
-      case 'stored':
-        if (withCas) counters.cas_hits++;
-        this.answer(STORED);
-        break;
-      case 'not_stored':
-        this.answer(NOT_STORED);
-        break;
-      case 'exists':
-        counters.cas_badval++;
-        this.answer(EXISTS);
-        break;
-      case 'not_found':
-        counters.cas_misses++;
-        this.answer(NOT_FOUND);
-        break;
-      case 'too_large':
-        counters.store_too_large++;
-        this.answer(TOO_LARGE);
-        break;
-      case 'no_memory':
-        counters.store_no_memory++;
-        this.answer(OUT_OF_MEMORY);
-        break;
-    }
+    this.answer(STORE_REPLY[storeValue(ctx, Wire.Text, mode, buf, ks, ke, buf, next, dataEnd, flags, exptime, casUnique, 0, this.connectionId)]!);
     return dataEnd + 2;
   }
 
@@ -647,19 +610,7 @@ export class TextProtocol implements MetaHost {
       this.answer(BAD_EXPTIME);
       return next;
     }
-    const { store, counters } = this.ctx;
-    counters.cmd_touch++;
-    if (!store.writable) {
-      this.answer(OUT_OF_MEMORY);
-      return next;
-    }
-    if (store.getAndTouch(buf, ks, ke, exptime) !== null) {
-      counters.touch_hits++;
-      this.answer(TOUCHED);
-    } else {
-      counters.touch_misses++;
-      this.answer(NOT_FOUND);
-    }
+    this.answer(TOUCH_REPLY[touchItem(this.ctx, buf, ks, ke, exptime)]!);
     return next;
   }
 
@@ -680,21 +631,19 @@ export class TextProtocol implements MetaHost {
       this.answer(BAD_DELTA);
       return next;
     }
-    const { store, counters } = this.ctx;
-    const result = store.applyDelta(buf, ks, ke, delta, incr);
-    if (typeof result === 'bigint') {
-      if (incr) counters.incr_hits++;
-      else counters.decr_hits++;
-      if (this.noreply) this.noreply = false;
-      else this.out.ascii(`${result}\r\n`);
-    } else if (result === 'not_found') {
-      if (incr) counters.incr_misses++;
-      else counters.decr_misses++;
-      this.answer(NOT_FOUND);
-    } else if (result === 'non_numeric') {
-      this.answer(NON_NUMERIC);
-    } else {
-      this.answer(DELTA_OUT_OF_MEMORY);
+    switch (applyDelta(this.ctx, buf, ks, ke, delta, incr, 0, false, 0n, 0, false)) {
+      case DeltaOutcome.Changed:
+        if (this.noreply) this.noreply = false;
+        else this.out.ascii(`${deltaResult.value}\r\n`);
+        break;
+      case DeltaOutcome.NotFound:
+        this.answer(NOT_FOUND);
+        break;
+      case DeltaOutcome.NonNumeric:
+        this.answer(NON_NUMERIC);
+        break;
+      default:
+        this.answer(DELTA_OUT_OF_MEMORY);
     }
     return next;
   }
@@ -721,20 +670,7 @@ export class TextProtocol implements MetaHost {
       this.answer(BAD_FORMAT);
       return next;
     }
-    const { store, counters } = this.ctx;
-    if (this.ctx.prefixStats.enabled) this.ctx.prefixStats.recordDelete(buf, ks, ke);
-    // A delete the disk cannot keep would come back after a restart: refused, as a set is.
-    if (!store.writable) {
-      this.answer(OUT_OF_MEMORY);
-      return next;
-    }
-    if (store.delete(buf, ks, ke)) {
-      counters.delete_hits++;
-      this.answer(DELETED);
-    } else {
-      counters.delete_misses++;
-      this.answer(NOT_FOUND);
-    }
+    this.answer(DELETE_REPLY[deleteItem(this.ctx, Wire.Text, buf, ks, ke, false, 0, false, false, 0)]!);
     return next;
   }
 
@@ -745,8 +681,7 @@ export class TextProtocol implements MetaHost {
       return next;
     }
     this.checkNoreply(buf);
-    this.ctx.counters.cmd_flush++;
-    if (!this.ctx.config.flushEnabled) {
+    if (mayFlush(this.ctx, Wire.Text) === FlushOutcome.NotAllowed) {
       this.answer(FLUSH_NOT_ALLOWED);
       return next;
     }
@@ -758,12 +693,7 @@ export class TextProtocol implements MetaHost {
         return next;
       }
     }
-    if (!this.ctx.store.writable) {
-      this.answer(OUT_OF_MEMORY);
-      return next;
-    }
-    this.ctx.store.flushAll(delay);
-    this.answer(OK);
+    this.answer(flush(this.ctx, Wire.Text, delay) === FlushOutcome.Flushed ? OK : OUT_OF_MEMORY);
     return next;
   }
 
@@ -811,8 +741,7 @@ export class TextProtocol implements MetaHost {
     const s = tokens.start[1]!;
     const e = tokens.end[1]!;
     if (bytesEqual(buf, s, e, RESET_WORD)) {
-      this.ctx.counters.reset();
-      this.ctx.prefixStats.reset();
+      resetStats(this.ctx);
       out.bytes(RESET);
       return next;
     }
