@@ -1,13 +1,13 @@
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { HELP, parseCommandLine } from './cli.js';
-import { ConfigError, type Config } from './config.js';
-import { detach, isDaemonChild, reportToParent } from './daemon.js';
-import { createLogger } from './log.js';
-import { dropPrivileges } from './privileges.js';
-import { MnemoServer, type ListenerAddress } from './server.js';
-import { isLoopback } from './loopback.js';
-import { MNEMO_VERSION } from './version.js';
+import { HELP, parseCommandLine } from './config/cli.js';
+import { ConfigError, type Config } from './config/config.js';
+import { detach, isDaemonChild, reportToParent } from './server/daemon.js';
+import { createLogger } from './base/log.js';
+import { dropPrivileges } from './server/privileges.js';
+import { MnemoServer, type ListenerAddress } from './server/server.js';
+import { isLoopback } from './base/loopback.js';
+import { MNEMO_VERSION } from './base/version.js';
 
 /** Exit code for a bad command line or a server that cannot start. */
 const EXIT_USAGE = 2;

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { OutputBuffer } from '../src/output.js';
+import { OutputBuffer } from '../src/server/output.js';
 
 const text = (pieces: Buffer[]): string => Buffer.concat(pieces).toString('latin1');
 

@@ -1,4 +1,4 @@
-import type { ServerContext } from '../context.js';
+import type { ServerContext } from '../server/context.js';
 import type { Counters } from '../observe/stats.js';
 
 /** Commands around the cache rather than on its items, shared by text and binary. */

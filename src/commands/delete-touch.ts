@@ -1,4 +1,4 @@
-import type { ServerContext } from '../context.js';
+import type { ServerContext } from '../server/context.js';
 import { changesRefused } from './refusal.js';
 import { Wire } from './wire.js';
 

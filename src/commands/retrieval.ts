@@ -1,4 +1,4 @@
-import type { ServerContext } from '../context.js';
+import type { ServerContext } from '../server/context.js';
 import type { Counters } from '../observe/stats.js';
 import type { ItemView } from '../store/store.js';
 

@@ -1,4 +1,4 @@
-import type { ServerContext } from '../context.js';
+import type { ServerContext } from '../server/context.js';
 import type { StoreMode, StoreResult } from '../store/store.js';
 import { Wire } from './wire.js';
 

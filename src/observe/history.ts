@@ -1,4 +1,4 @@
-import type { ServerContext } from '../context.js';
+import type { ServerContext } from '../server/context.js';
 import { BOUNDS, FAMILIES } from './latency.js';
 
 /** 15 minutes at one sample a second. */

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-import type { ServerContext } from '../context.js';
+import type { ServerContext } from '../server/context.js';
 import { DASHBOARD_PAGE } from './dashboard-page.js';
 import { History } from './history.js';
 import { createMetrics, peersOf } from './metrics.js';

@@ -1,5 +1,5 @@
 import type { Metric, Registry } from 'prom-client';
-import type { ServerContext } from '../context.js';
+import type { ServerContext } from '../server/context.js';
 import { statsPairs } from '../protocol/stats-text.js';
 
 /**

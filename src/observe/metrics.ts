@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'prom-client';
-import type { ServerContext } from '../context.js';
+import type { ServerContext } from '../server/context.js';
 import { BOUNDS, FAMILIES } from './latency.js';
 import { registerExporterMetrics } from './memcached-exporter.js';
 

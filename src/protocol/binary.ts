@@ -1,11 +1,11 @@
-import type { ServerContext } from '../context.js';
+import type { ServerContext } from '../server/context.js';
 import { binaryFamily } from '../observe/latency.js';
-import { OUTPUT_SOFT_CAP, type OutputBuffer } from '../output.js';
-import type { ValueReservation } from '../partial-values.js';
+import { OUTPUT_SOFT_CAP, type OutputBuffer } from '../server/output.js';
+import type { ValueReservation } from '../server/partial-values.js';
 import type { ItemView, StoreMode } from '../store/store.js';
 import { statsPairs } from './stats-text.js';
 import { KEY_MAX_LENGTH } from './limits.js';
-import { responsesPerBatch } from '../response-limit.js';
+import { responsesPerBatch } from '../server/response-limit.js';
 import type { Protocol } from './protocol.js';
 import type { SaslAuthenticator } from './sasl.js';
 import { Wire } from '../commands/wire.js';

@@ -1,6 +1,6 @@
-import { parseCasUnique, parseI32, parseU32, parseU64 } from '../c-numbers.js';
-import type { ServerContext } from '../context.js';
-import type { OutputBuffer } from '../output.js';
+import { parseCasUnique, parseI32, parseU32, parseU64 } from '../base/c-numbers.js';
+import type { ServerContext } from '../server/context.js';
+import type { OutputBuffer } from '../server/output.js';
 import { STORE_BINARY_KEY, STORE_INVALIDATE, type ItemView, type StoreMode } from '../store/store.js';
 import { KEY_MAX_LENGTH } from './limits.js';
 import { tokens } from './tokenizer.js';

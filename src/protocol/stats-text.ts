@@ -1,5 +1,5 @@
-import type { ConnectionInfo, ServerContext } from '../context.js';
-import type { OutputBuffer } from '../output.js';
+import type { ConnectionInfo, ServerContext } from '../server/context.js';
+import type { OutputBuffer } from '../server/output.js';
 
 /**
  * The `stats` replies: memcached's field names, in memcached's order, so that

@@ -1,12 +1,12 @@
-import { OUTPUT_SOFT_CAP, type OutputBuffer } from '../output.js';
-import type { ServerContext } from '../context.js';
-import type { ValueReservation } from '../partial-values.js';
+import { OUTPUT_SOFT_CAP, type OutputBuffer } from '../server/output.js';
+import type { ServerContext } from '../server/context.js';
+import type { ValueReservation } from '../server/partial-values.js';
 import type { StoreMode } from '../store/store.js';
-import { parseCasUnique, parseI32, parseU32, parseU64 } from '../c-numbers.js';
+import { parseCasUnique, parseI32, parseU32, parseU64 } from '../base/c-numbers.js';
 import { statsPairs, writeMetadump, writeStats } from './stats-text.js';
 import { textFamily } from '../observe/latency.js';
 import { KEY_MAX_LENGTH } from './limits.js';
-import { responsesPerBatch } from '../response-limit.js';
+import { responsesPerBatch } from '../server/response-limit.js';
 import { LogKind } from '../observe/log-stream.js';
 import { MetaCommands, type MetaHost } from './meta.js';
 import { bytesEqual, startsWith, tokens } from './tokenizer.js';

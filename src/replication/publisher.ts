@@ -1,8 +1,8 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../base/clock.js';
 import type { Persistence } from '../store/persistence.js';
-import { isLoopback } from '../loopback.js';
+import { isLoopback } from '../base/loopback.js';
 import { MAC_BYTES, NONCE_BYTES, nonce, proof, proofMatches } from './auth.js';
 import { onDigest, onKeys, type DigestSource } from './anti-entropy.js';
 import { KIND_FLUSH, KIND_ITEM, KIND_TOMB, KIND_TOUCH, type ChangeLog } from './change-log.js';

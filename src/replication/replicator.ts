@@ -1,8 +1,8 @@
 import { randomInt } from 'node:crypto';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import type { Logger } from 'pino';
-import { MAX_RELATIVE_EXPTIME, type Clock } from '../clock.js';
-import type { Config } from '../config.js';
+import { MAX_RELATIVE_EXPTIME, type Clock } from '../base/clock.js';
+import type { Config } from '../config/config.js';
 import type { Persistence } from '../store/persistence.js';
 import {
   CHANGE_DELETED,

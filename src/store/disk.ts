@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import type { Database, RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
-import { ConfigError, type SyncPolicy } from '../config.js';
+import { ConfigError, type SyncPolicy } from '../config/config.js';
 import { CommitTracker } from './commit-tracker.js';
 import { DiskSpace, PAGE_BYTES } from './disk-space.js';
 import { PendingWrites, REMOVED } from './pending-writes.js';

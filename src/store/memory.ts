@@ -1,6 +1,6 @@
-import type { Clock } from '../clock.js';
+import type { Clock } from '../base/clock.js';
 import type { Counters } from '../observe/stats.js';
-import { parseU64 } from '../c-numbers.js';
+import { parseU64 } from '../base/c-numbers.js';
 import { SizeClasses } from './size-classes.js';
 import {
   CHANGE_DELETED,

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../base/clock.js';
 import { recordBytes, type DiskStore } from './disk.js';
 import type { DiskSpace } from './disk-space.js';
 import type { MemoryStore } from './memory.js';

@@ -2,12 +2,12 @@ import type { Socket } from 'node:net';
 import type { ServerContext } from './context.js';
 import { OUTPUT_HARD_CAP, OUTPUT_SOFT_CAP, OutputBuffer } from './output.js';
 import { ValueReservation } from './partial-values.js';
-import { BinaryProtocol } from './protocol/binary.js';
-import type { Protocol } from './protocol/protocol.js';
-import type { CloseReason } from './observe/log-stream.js';
-import { SaslAuthenticator } from './protocol/sasl.js';
-import { TextProtocol } from './protocol/text.js';
-import { endpointText } from './protocol/stats-text.js';
+import { BinaryProtocol } from '../protocol/binary.js';
+import type { Protocol } from '../protocol/protocol.js';
+import type { CloseReason } from '../observe/log-stream.js';
+import { SaslAuthenticator } from '../protocol/sasl.js';
+import { TextProtocol } from '../protocol/text.js';
+import { endpointText } from '../protocol/stats-text.js';
 
 /** A get line may grow this long before the connection is dropped (memcached lets it grow unbounded). */
 const MAX_PENDING_LINE = 16 * 1024 * 1024;

@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createSecureContext, type TlsOptions, type TLSSocket } from 'node:tls';
-import { ConfigError, type TlsConfig } from './config.js';
+import { ConfigError, type TlsConfig } from '../config/config.js';
 
 /**
  * memcached's ssl_verify_mode, as node:tls options:

@@ -1,15 +1,15 @@
 import type { Logger } from 'pino';
-import type { Clock } from './clock.js';
-import type { Config } from './config.js';
-import type { LatencyRecorder } from './observe/latency.js';
-import type { LogStream } from './observe/log-stream.js';
-import type { PrefixStats } from './observe/prefix-stats.js';
-import type { PasswordFile } from './protocol/sasl.js';
-import type { Counters } from './observe/stats.js';
+import type { Clock } from '../base/clock.js';
+import type { Config } from '../config/config.js';
+import type { LatencyRecorder } from '../observe/latency.js';
+import type { LogStream } from '../observe/log-stream.js';
+import type { PrefixStats } from '../observe/prefix-stats.js';
+import type { PasswordFile } from '../protocol/sasl.js';
+import type { Counters } from '../observe/stats.js';
 import type { PartialValueBudget } from './partial-values.js';
-import type { Durability } from './store/change-feed.js';
-import type { Persistence } from './store/persistence.js';
-import type { Store } from './store/store.js';
+import type { Durability } from '../store/change-feed.js';
+import type { Persistence } from '../store/persistence.js';
+import type { Store } from '../store/store.js';
 
 /** What `stats conns` shows of one connection or listener, addresses in memcached's form. */
 export interface ConnectionInfo {

@@ -1,4 +1,4 @@
-import type { Config } from './config.js';
+import type { Config } from '../config/config.js';
 
 /**
  * memcached's `-o read_buf_mem_limit=<MB>` as a client sees it. memcached splits

@@ -2,9 +2,9 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { ServerContext } from './context.js';
 import { OutputBuffer } from './output.js';
-import { BinaryProtocol } from './protocol/binary.js';
-import { SaslAuthenticator } from './protocol/sasl.js';
-import { TextProtocol } from './protocol/text.js';
+import { BinaryProtocol } from '../protocol/binary.js';
+import { SaslAuthenticator } from '../protocol/sasl.js';
+import { TextProtocol } from '../protocol/text.js';
 
 /** What the UDP socket shows in `stats conns`: the time of its last datagram. */
 interface UdpEntry {

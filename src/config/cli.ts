@@ -2,11 +2,11 @@ import { accessSync, constants } from 'node:fs';
 import { readFileSync as readSecretFile } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { ReplicationPeer } from './config.js';
-import { isLoopback } from './loopback.js';
+import { isLoopback } from '../base/loopback.js';
 import { ConfigError, DEFAULTS, type Config, type TlsConfig } from './config.js';
 import { applyExtendedOption } from './extended-options.js';
-import { lookupUser } from './privileges.js';
-import { checkTlsFiles } from './tls.js';
+import { lookupUser } from '../server/privileges.js';
+import { checkTlsFiles } from '../server/tls.js';
 
 /**
  * memcached's command line, parsed by node:util parseArgs. Short and long names

@@ -1,5 +1,5 @@
 import { chownSync, readFileSync } from 'node:fs';
-import { ConfigError } from './config.js';
+import { ConfigError } from '../config/config.js';
 
 interface Account {
   uid: number;

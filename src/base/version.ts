@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 
 /** Mnemo's own version, from package.json (found the same way from src/ and dist/). */
 export const MNEMO_VERSION: string = (
-  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
 ).version;
 
 /**

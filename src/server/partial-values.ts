@@ -1,4 +1,4 @@
-import type { Config } from './config.js';
+import type { Config } from '../config/config.js';
 
 /**
  * Bounds the memory that values still arriving hold, across all connections.
