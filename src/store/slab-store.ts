@@ -431,9 +431,9 @@ export class SlabStore implements Store, EvictionListener {
     // memcached refuses an empty value before it compares the CAS, other non-numbers after.
     if (length === 0) return 'non_numeric';
     if (casUnique !== 0 && arena.cas(ref) !== casUnique) return 'exists';
-    // A number has at most 20 digits: a longer value is not one, whatever its bytes.
-    if (length > 64) return 'non_numeric';
-    const scratch = this.scratch;
+    // strtoull skips any run of leading spaces and zeros, so a long value may still be a number:
+    // such a value (rare) is read through a buffer of its own.
+    const scratch = length <= this.scratch.length ? this.scratch : Buffer.allocUnsafe(length);
     arena.copyValueTo(ref, scratch, 0);
     const current = parseU64(scratch, 0, length);
     if (current === null) return 'non_numeric';
