@@ -140,6 +140,9 @@ export class SlabStore implements Store, EvictionListener {
   private readonly classStats: ClassStats[] = [];
   private feed: ChangeFeed | null = null;
   private lower: LowerTier | null = null;
+  /** Reclaims (and unfetched ones) in the arena's per-class figures already added to the counters. */
+  private reclaimedCounted = 0;
+  private expiredUnfetchedCounted = 0;
   /** Reused for incr/decr: a counter's bytes and its new digits. */
   private scratch = Buffer.allocUnsafeSlow(64);
 
@@ -612,9 +615,11 @@ export class SlabStore implements Store, EvictionListener {
     const id = arena.classId(ref);
     this.counters.reclaimed++;
     arena.reclaimed[id]!++;
+    this.reclaimedCounted++;
     if (!arena.hasFlag(ref, ITEM_FETCHED)) {
       this.counters.expired_unfetched++;
       arena.expiredUnfetched[id]!++;
+      this.expiredUnfetchedCounted++;
     }
     this.remove(ref);
   }
@@ -639,8 +644,28 @@ export class SlabStore implements Store, EvictionListener {
 
   private onTick(now: number): void {
     this.arena.now = now;
+    this.countArenaReclaims();
     if (this.flushPending && this.oldestLive <= now) this.flushDue();
     this.sweepExpired(now);
+  }
+
+  /**
+   * The arena reclaims dead items at an LRU tail on its own when it needs a chunk
+   * (MemoryStore counted those as it made room): add them to the global counters,
+   * once a tick, from its per-class figures.
+   */
+  private countArenaReclaims(): void {
+    const arena = this.arena;
+    let reclaimed = 0;
+    let expiredUnfetched = 0;
+    for (let id = 1; id <= arena.classes.largest; id++) {
+      reclaimed += arena.reclaimed[id]!;
+      expiredUnfetched += arena.expiredUnfetched[id]!;
+    }
+    this.counters.reclaimed += reclaimed - this.reclaimedCounted;
+    this.counters.expired_unfetched += expiredUnfetched - this.expiredUnfetchedCounted;
+    this.reclaimedCounted = reclaimed;
+    this.expiredUnfetchedCounted = expiredUnfetched;
   }
 
   private dropSweep(): void {
