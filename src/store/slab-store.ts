@@ -16,7 +16,7 @@ import {
 } from './change-feed.js';
 import { itemSize, type MemoryStoreOptions } from './memory.js';
 import { SlabArena, type EvictionListener } from './slabs/arena.js';
-import { ITEM_FETCHED, ITEM_KEY_BINARY, ITEM_STALE, ITEM_TOKEN_SENT, memcachedItemTotal } from './slabs/layout.js';
+import { ITEM_FETCHED, ITEM_KEY_BINARY, ITEM_STALE, ITEM_TOKEN_SENT, KEY_OFFSET, memcachedItemTotal } from './slabs/layout.js';
 import {
   STORE_BINARY_KEY,
   STORE_INVALIDATE,
@@ -37,11 +37,14 @@ const SPACE = 0x20;
 /**
  * The one view a SlabStore hands out: its getters read the arena at `ref`, so
  * it is valid until the next call into the store (store.ts's contract), which
- * may point it at another item. `value` is a copy, made on demand and kept
- * until the view moves: the ItemView interface hands out a Buffer.
+ * may point it at another item. `value` is a copy (the ItemView interface hands
+ * out a Buffer): the last one made is handed out again while no item has
+ * changed since, so a hot item (or a large value asked for by many clients) is
+ * copied once, not per hit; any change in the store drops it.
  */
 class SlabItemView implements ItemView {
   ref = 0;
+  private copiedRef = 0;
   private copied: Buffer | null = null;
 
   constructor(private readonly arena: SlabArena) {}
@@ -49,15 +52,21 @@ class SlabItemView implements ItemView {
   /** Points the view at an item; returns it. */
   at(ref: number): this {
     this.ref = ref;
-    this.copied = null;
     return this;
   }
 
+  /** An item was written, freed or may have been (an allocation can evict): the copy may be stale. */
+  changed(): void {
+    this.copiedRef = 0;
+    this.copied = null;
+  }
+
   get value(): Buffer {
-    if (this.copied !== null) return this.copied;
+    if (this.copiedRef === this.ref && this.copied !== null) return this.copied;
     const value = Buffer.allocUnsafe(this.arena.valueLength(this.ref));
     this.arena.copyValueTo(this.ref, value, 0);
     this.copied = value;
+    this.copiedRef = this.ref;
     return value;
   }
 
@@ -67,10 +76,9 @@ class SlabItemView implements ItemView {
 
   /** The key as a latin1 string: only for the eviction log and the change feed, never on the memory-only path. */
   get key(): string {
-    const length = this.arena.keyLength(this.ref);
-    const bytes = Buffer.allocUnsafe(length);
-    this.arena.copyKeyTo(this.ref, bytes, 0);
-    return bytes.toString('latin1');
+    const pages = this.arena.pages;
+    const start = pages.offsetOf(this.ref) + KEY_OFFSET;
+    return pages.bytes[(this.ref >>> 16) - 1]!.toString('latin1', start, start + this.arena.keyLength(this.ref));
   }
 
   get flags(): number {
@@ -202,6 +210,7 @@ export class SlabStore implements Store, EvictionListener {
     const arena = this.arena;
     arena.now = this.clock.now;
     const key = Buffer.from(name, 'latin1');
+    this.view.changed();
     if (arena.find(key, 0, key.length) !== 0) return false;
     const evictions = arena.evictions;
     arena.evictions = false;
@@ -376,6 +385,7 @@ export class SlabStore implements Store, EvictionListener {
     }
 
     if (existing !== 0 && (mode === 'append' || mode === 'prepend')) {
+      this.view.changed();
       // Appending keeps the old item's flags and expiry, as memcached does.
       const oldFlags = arena.clientFlags(existing);
       const oldLength = arena.valueLength(existing);
@@ -420,6 +430,7 @@ export class SlabStore implements Store, EvictionListener {
     const ref = this.lookup(key, keyStart, keyEnd, true);
     if (ref === 0) return false;
     const name = this.feed === null ? '' : key.toString('latin1', keyStart, keyEnd);
+    this.view.changed();
     this.arena.free(ref);
     if (this.feed !== null) this.feed.emit(CHANGE_DELETED, name, null, 0);
     return true;
@@ -434,6 +445,7 @@ export class SlabStore implements Store, EvictionListener {
     // memcached refuses an empty value before it compares the CAS, other non-numbers after.
     if (length === 0) return 'non_numeric';
     if (casUnique !== 0 && arena.cas(ref) !== casUnique) return 'exists';
+    this.view.changed();
     // strtoull skips any run of leading spaces and zeros, so a long value may still be a number:
     // such a value (rare) is read through a buffer of its own.
     const scratch = length <= this.scratch.length ? this.scratch : Buffer.allocUnsafe(length);
@@ -530,6 +542,7 @@ export class SlabStore implements Store, EvictionListener {
       return 0;
     }
     const arena = this.arena;
+    this.view.changed();
     const ref = arena.allocate(keyEnd - keyStart, record.value.length, record.flags, record.exptime);
     if (ref <= 0) return 0;
     if (record.cas > this.casCounter) this.casCounter = record.cas;
@@ -558,6 +571,7 @@ export class SlabStore implements Store, EvictionListener {
     flags: number, exptime: number, binaryKey: boolean, stale = false, tokenSent = false,
   ): number {
     const arena = this.arena;
+    this.view.changed();
     // The data may be the scratch of applyDelta or a request buffer; neither lives in the arena.
     if (existing !== 0) arena.free(existing);
     const ref = arena.allocate(keyEnd - keyStart, dataEnd - dataStart, flags, exptime);
@@ -627,6 +641,7 @@ export class SlabStore implements Store, EvictionListener {
   /** Frees an item that is gone without a delete (expired, flushed), reporting it. */
   private remove(ref: number): void {
     const name = this.feed === null ? '' : this.view.at(ref).key;
+    this.view.changed();
     this.arena.free(ref);
     if (this.feed !== null) this.feed.emit(CHANGE_REMOVED, name, null, 0);
   }
@@ -634,6 +649,7 @@ export class SlabStore implements Store, EvictionListener {
   /** Frees every item; the caller reports the flush. */
   private clear(): void {
     const arena = this.arena;
+    this.view.changed();
     this.dropSweep();
     for (let ref = arena.nextItem(0); ref !== 0; ) {
       const next = arena.nextItem(ref);
