@@ -89,3 +89,29 @@ describe('slab store: the same sets into -m 64 keep as many items as memcached (
     });
   }
 });
+
+describe('slab store: a value read while its chunk is reused', () => {
+  it('gets return the new item, not a copy of the evicted one, while `watch evictions` reads evicted items', async () => {
+    const mnemo = await startMnemo(['-m', '2'], SLAB);
+    const watcher = await connectClient(mnemo.port);
+    const client = await connectClient(mnemo.port);
+    try {
+      assert.equal(await watcher.request('watch evictions\r\n'), 'OK\r\n');
+      const value = (i: number): string => `value-${i}-`.padEnd(1000, '.');
+      const wrong: string[] = [];
+      // 4000 x 1 KiB into 2 pages' worth of -m: every set past the first ~2000 evicts, and each
+      // get right after a set reads an item whose chunk an evicted item (seen by the watcher) held.
+      for (let i = 0; i < 4000; i++) {
+        const reply = await client.request(`set key:${i} 0 0 1000\r\n${value(i)}\r\nget key:${i}\r\n`, 'END\r\n');
+        if (reply !== `STORED\r\nVALUE key:${i} 0 1000\r\n${value(i)}\r\nEND\r\n`) wrong.push(`key:${i}: ${reply.slice(0, 60)}`);
+      }
+      const stats = await client.request('stats\r\n', 'END\r\n');
+      assert.ok(Number(/STAT evictions (\d+)/.exec(stats)?.[1]) > 1000, 'the sets evicted');
+      assert.deepEqual(wrong.slice(0, 5), []);
+    } finally {
+      watcher.close();
+      client.close();
+      await mnemo.stop();
+    }
+  });
+});

@@ -499,6 +499,8 @@ export class SlabStore implements Store, EvictionListener {
     const view = this.view.at(ref);
     if (this.onEviction !== null) this.onEviction(view);
     if (this.feed !== null) this.feed.emit(CHANGE_EVICTED, view.key, view, 0);
+    // A listener may have copied the value: the chunk is about to be reused, so the copy must go.
+    view.changed();
   }
 
   private flushDue(): void {
