@@ -16,9 +16,10 @@ import { Counters } from '../observe/stats.js';
 import { ChangeFeed, type Durability } from '../store/change-feed.js';
 import { DiskStore } from '../store/disk.js';
 import { MemoryGuard } from './memory-guard.js';
-import { MemoryStore } from '../store/memory.js';
+import { MemoryStore, type MemoryStoreOptions } from '../store/memory.js';
 import { PartialValueBudget, partialValueLimit } from './partial-values.js';
 import { Persistence } from '../store/persistence.js';
+import { SlabStore } from '../store/slab-store.js';
 import { Replicator } from '../replication/replicator.js';
 import type { Store } from '../store/store.js';
 import { peerRejected, tlsServerOptions } from './tls.js';
@@ -58,7 +59,7 @@ export class MnemoServer implements ServerContext {
   readonly durability: Durability | null = null;
   /** --peer/--replication-port: replication with peers, or null. */
   readonly replication: Replicator | null = null;
-  private readonly memoryStore: MemoryStore;
+  private readonly memoryStore: MemoryStore | SlabStore;
   readonly saslPasswords: PasswordFile | null;
   readonly asciiPasswords: PasswordFile | null;
   /** Called when a client sends `shutdown` (with -A); main decides how to stop. */
@@ -77,18 +78,18 @@ export class MnemoServer implements ServerContext {
     readonly config: Config,
     readonly log: Logger,
   ) {
-    const memory = new MemoryStore(
-      {
-        memoryLimit: config.memoryLimit,
-        maxItemSize: config.maxItemSize,
-        evictions: config.evictions,
-        casEnabled: config.casEnabled,
-        slabGrowthFactor: config.slabGrowthFactor,
-        slabMinSize: config.slabMinSize,
-      },
-      this.clock,
-      this.counters,
-    );
+    const storeOptions: MemoryStoreOptions = {
+      memoryLimit: config.memoryLimit,
+      maxItemSize: config.maxItemSize,
+      evictions: config.evictions,
+      casEnabled: config.casEnabled,
+      slabGrowthFactor: config.slabGrowthFactor,
+      slabMinSize: config.slabMinSize,
+    };
+    // MNEMO_STORE=slab: the slab store (issue 15), for tests until it becomes the default.
+    const memory = process.env['MNEMO_STORE'] === 'slab'
+      ? new SlabStore(storeOptions, this.clock, this.counters)
+      : new MemoryStore(storeOptions, this.clock, this.counters);
     this.store = memory;
     this.memoryStore = memory;
     // One change feed, subscribers in a fixed order: the disk, then the peers. Memory

@@ -167,7 +167,7 @@ export class Persistence implements ChangeSubscriber, LowerTier, Durability {
    * counts, rate and time left, so a large data dir does not start in silence.
    * Works in slices so the event loop (and /readyz) keeps answering meanwhile.
    */
-  async load(memory: MemoryStore, log: Logger): Promise<{ loaded: number; onDisk: number; expired: number }> {
+  async load(memory: Pick<MemoryStore, 'restore'>, log: Logger): Promise<{ loaded: number; onDisk: number; expired: number }> {
     const total = this.disk.count;
     const started = Date.now();
     let lastReport = started;

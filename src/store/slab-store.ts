@@ -1,0 +1,723 @@
+import type { Clock } from '../base/clock.js';
+import type { Counters } from '../observe/stats.js';
+import { parseU64 } from '../base/c-numbers.js';
+import {
+  CHANGE_DELETED,
+  CHANGE_EVICTED,
+  CHANGE_FLUSHED,
+  CHANGE_FLUSH_DUE,
+  CHANGE_FLUSH_SCHEDULED,
+  CHANGE_INVALIDATED,
+  CHANGE_REMOVED,
+  CHANGE_STORED,
+  CHANGE_TOUCHED,
+  type ChangeFeed,
+  type LowerTier,
+} from './change-feed.js';
+import { itemSize, type MemoryStoreOptions } from './memory.js';
+import { SlabArena, type EvictionListener } from './slabs/arena.js';
+import { ITEM_FETCHED, ITEM_KEY_BINARY, ITEM_STALE, ITEM_TOKEN_SENT, KEY_OFFSET, memcachedItemTotal } from './slabs/layout.js';
+import {
+  STORE_BINARY_KEY,
+  STORE_INVALIDATE,
+  type ClassStats,
+  type DeltaResult,
+  type ItemDump,
+  type ItemView,
+  type Store,
+  type StoreMode,
+  type StoreResult,
+  type StoredRecord,
+} from './store.js';
+
+/** How many items the background sweep looks at per clock tick (as MemoryStore's). */
+const SWEEP_PER_TICK = 10_000;
+const SPACE = 0x20;
+
+/**
+ * The one view a SlabStore hands out: its getters read the arena at `ref`, so
+ * it is valid until the next call into the store (store.ts's contract), which
+ * may point it at another item. `value` is a copy (the ItemView interface hands
+ * out a Buffer): the last one made is handed out again while no item has
+ * changed since, so a hot item (or a large value asked for by many clients) is
+ * copied once, not per hit; any change in the store drops it.
+ */
+class SlabItemView implements ItemView {
+  ref = 0;
+  private copiedRef = 0;
+  private copied: Buffer | null = null;
+
+  constructor(private readonly arena: SlabArena) {}
+
+  /** Points the view at an item; returns it. */
+  at(ref: number): this {
+    this.ref = ref;
+    return this;
+  }
+
+  /** An item was written, freed or may have been (an allocation can evict): the copy may be stale. */
+  changed(): void {
+    this.copiedRef = 0;
+    this.copied = null;
+  }
+
+  get value(): Buffer {
+    if (this.copiedRef === this.ref && this.copied !== null) return this.copied;
+    const value = Buffer.allocUnsafe(this.arena.valueLength(this.ref));
+    this.arena.copyValueTo(this.ref, value, 0);
+    this.copied = value;
+    this.copiedRef = this.ref;
+    return value;
+  }
+
+  get valueLength(): number {
+    return this.arena.valueLength(this.ref);
+  }
+
+  /** The key as a latin1 string: only for the eviction log and the change feed, never on the memory-only path. */
+  get key(): string {
+    const pages = this.arena.pages;
+    const start = pages.offsetOf(this.ref) + KEY_OFFSET;
+    return pages.bytes[(this.ref >>> 16) - 1]!.toString('latin1', start, start + this.arena.keyLength(this.ref));
+  }
+
+  get flags(): number {
+    return this.arena.clientFlags(this.ref);
+  }
+
+  get exptime(): number {
+    return this.arena.exptime(this.ref);
+  }
+
+  get cas(): number {
+    return this.arena.cas(this.ref);
+  }
+
+  get fetched(): boolean {
+    return this.arena.hasFlag(this.ref, ITEM_FETCHED);
+  }
+
+  get lastAccess(): number {
+    return this.arena.time(this.ref);
+  }
+
+  get stale(): boolean {
+    return this.arena.hasFlag(this.ref, ITEM_STALE);
+  }
+
+  get tokenSent(): boolean {
+    return this.arena.hasFlag(this.ref, ITEM_TOKEN_SENT);
+  }
+
+  get binaryKey(): boolean {
+    return this.arena.hasFlag(this.ref, ITEM_KEY_BINARY);
+  }
+
+  get size(): number {
+    const arena = this.arena;
+    const ref = this.ref;
+    return memcachedItemTotal(arena.keyLength(ref), arena.valueLength(ref), arena.clientFlags(ref), arena.useCas);
+  }
+
+  get sizeClass(): number {
+    return this.arena.classId(this.ref);
+  }
+}
+
+/**
+ * The Store on slab memory (issue 15): items live in a SlabArena's chunks, found
+ * by a hash over their key bytes, with no JS object, string or Buffer per item.
+ * It keeps every rule of MemoryStore (memory.ts) — counters, flush_all with a
+ * delay, expiry, CAS, incr/decr in place, the change feed and the tier below —
+ * and differs where memcached's layout does: -m counts slab pages, and a full
+ * class evicts from its own LRU.
+ *
+ * Keys reach the feed and the tier below as latin1 strings (their interfaces take
+ * strings today); they are built only when a feed or a tier is attached.
+ */
+export class SlabStore implements Store, EvictionListener {
+  readonly arena: SlabArena;
+  private readonly view: SlabItemView;
+  private casCounter = 0;
+  private memoryLimit: number;
+  /** memcached's oldest_live: items last touched at or before it are gone once the clock reaches it. */
+  private oldestLive = 0;
+  private flushPending = false;
+  /** The sweep's place: a pinned item (so its chunk is not reused under the cursor), or 0. */
+  private sweepAt = 0;
+  private readonly classStats: ClassStats[] = [];
+  private feed: ChangeFeed | null = null;
+  private lower: LowerTier | null = null;
+  /** Reclaims (and unfetched ones) in the arena's per-class figures already added to the counters. */
+  private reclaimedCounted = 0;
+  private expiredUnfetchedCounted = 0;
+  /** Reused for incr/decr: a counter's bytes and its new digits. */
+  private scratch = Buffer.allocUnsafeSlow(64);
+
+  /** Told of each item evicted to make room (memcached's `watch evictions`); the item is valid during the call. */
+  onEviction: ((item: ItemView & { readonly key: string }) => void) | null = null;
+
+  constructor(
+    private readonly options: MemoryStoreOptions,
+    private readonly clock: Clock,
+    private readonly counters: Counters,
+  ) {
+    this.memoryLimit = options.memoryLimit;
+    this.arena = new SlabArena({
+      memoryLimit: options.memoryLimit,
+      maxItemSize: options.maxItemSize,
+      growthFactor: options.slabGrowthFactor,
+      minSize: options.slabMinSize,
+      evictions: options.evictions,
+      useCas: options.casEnabled,
+    });
+    this.arena.evictionListener = this;
+    this.arena.now = clock.now;
+    this.view = new SlabItemView(this.arena);
+    const pages = this.arena.pages;
+    for (let id = 0; id <= this.arena.classes.largest; id++) {
+      this.classStats.push({
+        id,
+        chunkSize: id === 0 ? 0 : pages.chunkSize[id]!,
+        perPage: id === 0 ? 0 : pages.perPage[id]!,
+        number: 0,
+        mem_requested: 0,
+        evicted: 0,
+        evicted_time: 0,
+        evicted_unfetched: 0,
+        expired_unfetched: 0,
+        reclaimed: 0,
+        outofmemory: 0,
+      });
+    }
+    clock.onTick((now) => this.onTick(now));
+  }
+
+  reportTo(feed: ChangeFeed): void {
+    this.feed = feed;
+  }
+
+  readFrom(lower: LowerTier): void {
+    this.lower = lower;
+  }
+
+  /**
+   * Puts a record from the tier below into memory without reporting it as a
+   * change, and without evicting what is loaded already. False when it does not fit.
+   */
+  restore(name: string, record: StoredRecord): boolean {
+    if (record.cas > this.casCounter) this.casCounter = record.cas;
+    const arena = this.arena;
+    arena.now = this.clock.now;
+    const key = Buffer.from(name, 'latin1');
+    this.view.changed();
+    if (arena.find(key, 0, key.length) !== 0) return false;
+    const evictions = arena.evictions;
+    arena.evictions = false;
+    const ref = arena.allocate(key.length, record.value.length, record.flags, record.exptime);
+    arena.evictions = evictions;
+    if (ref <= 0) return false;
+    arena.writeKey(ref, key, 0, key.length);
+    arena.writeValue(ref, 0, record.value, 0, record.value.length);
+    arena.setCas(ref, record.cas);
+    if (record.binaryKey) arena.setFlag(ref, ITEM_KEY_BINARY);
+    arena.link(ref);
+    return true;
+  }
+
+  get itemCount(): number {
+    return this.arena.currItems;
+  }
+
+  /** memcached's `bytes`: what the items in the chunks asked for. */
+  get bytesUsed(): number {
+    const requested = this.arena.pages.requested;
+    let sum = 0;
+    for (let id = 1; id <= this.arena.classes.largest; id++) sum += requested[id]!;
+    return sum;
+  }
+
+  get bytesLimit(): number {
+    return this.memoryLimit;
+  }
+
+  /** Pages already given to classes stay theirs; the new limit bounds pages handed out from now on. */
+  setMemoryLimit(bytes: number): void {
+    this.memoryLimit = bytes;
+    this.arena.setMemoryLimit(bytes);
+  }
+
+  fits(keyLength: number, valueLength: number, flags: number): boolean {
+    return this.sizeOf(keyLength, valueLength, flags) <= this.options.maxItemSize;
+  }
+
+  sizeClassStats(): readonly ClassStats[] {
+    const arena = this.arena;
+    for (let id = 1; id < this.classStats.length; id++) {
+      const stats = this.classStats[id]!;
+      stats.number = arena.lru.count[id]!;
+      stats.mem_requested = arena.pages.requested[id]!;
+      stats.evicted = arena.evicted[id]!;
+      stats.evicted_time = arena.evictedTime[id]!;
+      stats.evicted_unfetched = arena.evictedUnfetched[id]!;
+      stats.expired_unfetched = arena.expiredUnfetched[id]!;
+      stats.reclaimed = arena.reclaimed[id]!;
+      stats.outofmemory = arena.outOfMemory[id]!;
+    }
+    return this.classStats;
+  }
+
+  dump(visit: (item: ItemDump) => boolean): void {
+    const arena = this.arena;
+    const now = this.clock.now;
+    const view = this.view;
+    for (let ref = arena.nextItem(0); ref !== 0; ref = arena.nextItem(ref)) {
+      const exptime = arena.exptime(ref);
+      if (exptime !== 0 && exptime <= now) continue;
+      view.at(ref);
+      const more = visit({
+        key: view.key,
+        exptime,
+        lastAccess: arena.time(ref),
+        cas: arena.cas(ref),
+        fetched: arena.hasFlag(ref, ITEM_FETCHED),
+        sizeClass: arena.classId(ref),
+        size: view.size,
+        valueLength: arena.valueLength(ref),
+      });
+      if (!more) return;
+    }
+  }
+
+  private sizeOf(keyLength: number, valueLength: number, flags: number): number {
+    return itemSize(keyLength, valueLength, flags, this.options.casEnabled);
+  }
+
+  get(key: Buffer, keyStart: number, keyEnd: number): ItemView | null {
+    const ref = this.lookup(key, keyStart, keyEnd, true);
+    if (ref === 0) return null;
+    this.access(ref);
+    return this.view.at(ref);
+  }
+
+  peek(key: Buffer, keyStart: number, keyEnd: number): ItemView | null {
+    const ref = this.lookup(key, keyStart, keyEnd, true);
+    return ref === 0 ? null : this.view.at(ref);
+  }
+
+  markAccessed(item: ItemView): void {
+    this.access((item as SlabItemView).ref);
+  }
+
+  setExptime(item: ItemView, exptime: number): void {
+    const view = item as SlabItemView;
+    this.arena.setExptime(view.ref, this.clock.expiryFrom(exptime));
+    if (this.feed !== null) this.feed.emit(CHANGE_TOUCHED, view.key, view, 0);
+  }
+
+  setTokenSent(item: ItemView): void {
+    this.arena.setFlag((item as SlabItemView).ref, ITEM_TOKEN_SENT);
+  }
+
+  invalidate(item: ItemView): void {
+    const view = item as SlabItemView;
+    const arena = this.arena;
+    arena.setFlag(view.ref, ITEM_STALE);
+    arena.clearFlag(view.ref, ITEM_TOKEN_SENT);
+    arena.setCas(view.ref, this.nextCas());
+    if (this.feed !== null) this.feed.emit(CHANGE_INVALIDATED, view.key, view, 0);
+  }
+
+  vivify(key: Buffer, keyStart: number, keyEnd: number, exptime: number, binaryKey: boolean): ItemView | null {
+    const ref = this.put(0, key, keyStart, keyEnd, key, 0, 0, 0, this.clock.expiryFrom(exptime), binaryKey);
+    return ref === 0 ? null : this.view.at(ref);
+  }
+
+  getAndTouch(key: Buffer, keyStart: number, keyEnd: number, exptime: number): ItemView | null {
+    const ref = this.lookup(key, keyStart, keyEnd, true);
+    if (ref === 0) return null;
+    const view = this.view.at(ref);
+    this.arena.setExptime(ref, this.clock.expiryFrom(exptime));
+    if (this.feed !== null) this.feed.emit(CHANGE_TOUCHED, view.key, view, 0);
+    this.access(ref);
+    return view;
+  }
+
+  store(
+    mode: StoreMode,
+    key: Buffer, keyStart: number, keyEnd: number,
+    data: Buffer, dataStart: number, dataEnd: number,
+    flags: number, exptime: number, casUnique: number, options = 0,
+  ): StoreResult {
+    if (!this.writable) return 'no_memory';
+    const arena = this.arena;
+    // A plain set replaces whatever the disk holds: no need to read it first.
+    const existing = this.lookup(key, keyStart, keyEnd, mode !== 'set');
+    const binaryKey = (options & STORE_BINARY_KEY) !== 0;
+    let markStale = false;
+    switch (mode) {
+      case 'add':
+        if (existing !== 0) {
+          // memcached moves the item up the LRU but does not count this as a fetch.
+          arena.bump(existing);
+          return 'not_stored';
+        }
+        break;
+      case 'replace':
+        if (existing === 0) return 'not_stored';
+        break;
+      case 'append':
+      case 'prepend':
+        if (existing === 0) return 'not_stored';
+        if (casUnique !== 0 && arena.cas(existing) !== casUnique) return 'exists';
+        break;
+      case 'cas':
+        if (existing === 0) return 'not_found';
+        if (this.options.casEnabled && arena.cas(existing) === casUnique) break;
+        // Meta I: an older CAS still stores the value, marked stale; under -C nothing matches.
+        if (this.options.casEnabled && (options & STORE_INVALIDATE) !== 0 && casUnique < arena.cas(existing)) {
+          markStale = true;
+          break;
+        }
+        return 'exists';
+      case 'set':
+        break;
+    }
+
+    if (existing !== 0 && (mode === 'append' || mode === 'prepend')) {
+      this.view.changed();
+      // Appending keeps the old item's flags and expiry, as memcached does.
+      const oldFlags = arena.clientFlags(existing);
+      const oldLength = arena.valueLength(existing);
+      const added = dataEnd - dataStart;
+      if (this.sizeOf(keyEnd - keyStart, oldLength + added, oldFlags) > this.options.maxItemSize) return 'not_stored';
+      // Held while the new item is allocated, so that eviction cannot take the bytes being joined.
+      arena.pin(existing);
+      const ref = arena.allocate(keyEnd - keyStart, oldLength + added, oldFlags, arena.exptime(existing));
+      arena.unpin(existing);
+      if (ref <= 0) {
+        this.refused(existing, key, keyStart, keyEnd);
+        return 'no_memory';
+      }
+      arena.writeKey(ref, key, keyStart, keyEnd);
+      this.copyValue(existing, ref, mode === 'append' ? 0 : added);
+      arena.writeValue(ref, mode === 'append' ? oldLength : 0, data, dataStart, dataEnd);
+      return this.linkNew(existing, ref, key, keyStart, keyEnd, binaryKey) !== 0 ? 'stored' : 'no_memory';
+    }
+
+    const size = this.sizeOf(keyEnd - keyStart, dataEnd - dataStart, flags);
+    if (size > this.options.maxItemSize) return 'too_large';
+    if (!markStale) {
+      const ref = this.put(existing, key, keyStart, keyEnd, data, dataStart, dataEnd, flags, this.clock.expiryFrom(exptime), binaryKey);
+      return ref === 0 ? 'no_memory' : 'stored';
+    }
+    // A stale write keeps the TTL and the win-token state of the item it replaces.
+    const keptExptime = arena.exptime(existing);
+    const tokenSent = arena.hasFlag(existing, ITEM_TOKEN_SENT);
+    const ref = this.put(existing, key, keyStart, keyEnd, data, dataStart, dataEnd, flags, keptExptime, binaryKey, true, tokenSent);
+    return ref === 0 ? 'no_memory' : 'stored';
+  }
+
+  get writable(): boolean {
+    return this.lower === null || this.lower.writable;
+  }
+
+  get lastCas(): number {
+    return this.casCounter;
+  }
+
+  delete(key: Buffer, keyStart: number, keyEnd: number): boolean {
+    const ref = this.lookup(key, keyStart, keyEnd, true);
+    if (ref === 0) return false;
+    const name = this.feed === null ? '' : key.toString('latin1', keyStart, keyEnd);
+    this.view.changed();
+    this.arena.free(ref);
+    if (this.feed !== null) this.feed.emit(CHANGE_DELETED, name, null, 0);
+    return true;
+  }
+
+  applyDelta(key: Buffer, keyStart: number, keyEnd: number, delta: bigint, incr: boolean, casUnique = 0): DeltaResult {
+    if (!this.writable) return 'no_memory';
+    const arena = this.arena;
+    const ref = this.lookup(key, keyStart, keyEnd, true);
+    if (ref === 0) return 'not_found';
+    const length = arena.valueLength(ref);
+    // memcached refuses an empty value before it compares the CAS, other non-numbers after.
+    if (length === 0) return 'non_numeric';
+    if (casUnique !== 0 && arena.cas(ref) !== casUnique) return 'exists';
+    this.view.changed();
+    // strtoull skips any run of leading spaces and zeros, so a long value may still be a number:
+    // such a value (rare) is read through a buffer of its own.
+    const scratch = length <= this.scratch.length ? this.scratch : Buffer.allocUnsafe(length);
+    arena.copyValueTo(ref, scratch, 0);
+    const current = parseU64(scratch, 0, length);
+    if (current === null) return 'non_numeric';
+    let next: bigint;
+    if (incr) next = BigInt.asUintN(64, current + delta);
+    else next = current < delta ? 0n : current - delta;
+
+    // memcached rewrites a number that fits in place and pads the rest with spaces,
+    // so a shrinking counter keeps its length ("10" decr 1 -> "9 ").
+    const digits = next.toString();
+    const newLength = Math.max(digits.length, length);
+    scratch.write(digits, 0, 'latin1');
+    scratch.fill(SPACE, digits.length, newLength);
+    if (newLength === length) {
+      // In place, as memcached: the item keeps its fetched, stale and win-token state.
+      arena.writeValue(ref, 0, scratch, 0, newLength);
+      arena.setCas(ref, this.nextCas());
+      if (this.feed !== null) {
+        const view = this.view.at(ref);
+        this.feed.emit(CHANGE_STORED, view.key, view, 0);
+      }
+      return next;
+    }
+    const stored = this.put(ref, key, keyStart, keyEnd, scratch, 0, newLength, arena.clientFlags(ref), arena.exptime(ref), arena.hasFlag(ref, ITEM_KEY_BINARY));
+    return stored !== 0 ? next : 'no_memory';
+  }
+
+  flushAll(delay: number): void {
+    const now = this.clock.now;
+    const oldestLive = delay > 0 ? this.clock.expiryFrom(delay) - 1 : now - 1;
+    this.oldestLive = oldestLive;
+    this.arena.oldestLive = oldestLive;
+    this.flushPending = oldestLive > now;
+    if (delay <= 0) {
+      this.clear();
+      if (this.feed !== null) this.feed.emit(CHANGE_FLUSHED, '', null, 0);
+      return;
+    }
+    if (this.feed !== null) this.feed.emit(CHANGE_FLUSH_SCHEDULED, '', null, this.clock.expiryFrom(delay));
+    if (!this.flushPending) this.flushDue();
+  }
+
+  /** The arena is about to evict an item to make room: count it and tell the log and the feed. */
+  evicting(arena: SlabArena, ref: number): void {
+    this.counters.evictions++;
+    if (!arena.hasFlag(ref, ITEM_FETCHED)) this.counters.evicted_unfetched++;
+    if (this.onEviction === null && this.feed === null) return;
+    const view = this.view.at(ref);
+    if (this.onEviction !== null) this.onEviction(view);
+    if (this.feed !== null) this.feed.emit(CHANGE_EVICTED, view.key, view, 0);
+    // A listener may have copied the value: the chunk is about to be reused, so the copy must go.
+    view.changed();
+  }
+
+  private flushDue(): void {
+    this.flushPending = false;
+    this.clear();
+    if (this.feed !== null) this.feed.emit(CHANGE_FLUSH_DUE, '', null, 0);
+  }
+
+  /** The live item with the key, or 0; an expired or flushed one is removed on the way. */
+  private lookup(key: Buffer, keyStart: number, keyEnd: number, fromBacking: boolean): number {
+    const arena = this.arena;
+    const now = this.clock.now;
+    arena.now = now;
+    let ref = arena.find(key, keyStart, keyEnd);
+    if (ref === 0) {
+      if (!fromBacking || this.lower === null) return 0;
+      return this.fetchFromBacking(key, keyStart, keyEnd);
+    }
+    const oldestLive = this.oldestLive;
+    if (arena.time(ref) <= oldestLive && oldestLive <= now) {
+      this.counters.get_flushed++;
+      this.remove(ref);
+      return 0;
+    }
+    const exptime = arena.exptime(ref);
+    if (exptime !== 0 && exptime <= now) {
+      this.counters.get_expired++;
+      this.reclaim(ref);
+      return 0;
+    }
+    return ref;
+  }
+
+  /** A miss in memory: the tier below may hold the item (evicted earlier, or not loaded). */
+  private fetchFromBacking(key: Buffer, keyStart: number, keyEnd: number): number {
+    const name = key.toString('latin1', keyStart, keyEnd);
+    const record = this.lower!.fetch(name);
+    if (record === null) return 0;
+    if (record.exptime !== 0 && record.exptime <= this.clock.now) {
+      if (this.feed !== null) this.feed.emit(CHANGE_REMOVED, name, null, 0);
+      return 0;
+    }
+    const arena = this.arena;
+    this.view.changed();
+    const ref = arena.allocate(keyEnd - keyStart, record.value.length, record.flags, record.exptime);
+    if (ref <= 0) return 0;
+    if (record.cas > this.casCounter) this.casCounter = record.cas;
+    arena.writeKey(ref, key, keyStart, keyEnd);
+    arena.writeValue(ref, 0, record.value, 0, record.value.length);
+    arena.setCas(ref, record.cas);
+    if (record.binaryKey) arena.setFlag(ref, ITEM_KEY_BINARY);
+    arena.link(ref);
+    this.counters.disk_promotions++;
+    return ref;
+  }
+
+  private nextCas(): number {
+    return this.options.casEnabled ? ++this.casCounter : 0;
+  }
+
+  /**
+   * Stores a new item in place of `existing` (0: none), as MemoryStore's put: the
+   * old item goes first, so its room counts as free. The new ref, or 0 when there
+   * was no room (the old item is then gone too, and the tier below told so).
+   */
+  private put(
+    existing: number,
+    key: Buffer, keyStart: number, keyEnd: number,
+    data: Buffer, dataStart: number, dataEnd: number,
+    flags: number, exptime: number, binaryKey: boolean, stale = false, tokenSent = false,
+  ): number {
+    const arena = this.arena;
+    this.view.changed();
+    // The data may be the scratch of applyDelta or a request buffer; neither lives in the arena.
+    if (existing !== 0) arena.free(existing);
+    const ref = arena.allocate(keyEnd - keyStart, dataEnd - dataStart, flags, exptime);
+    if (ref <= 0) return this.refused(existing === 0 ? 0 : -1, key, keyStart, keyEnd);
+    arena.writeKey(ref, key, keyStart, keyEnd);
+    arena.writeValue(ref, 0, data, dataStart, dataEnd);
+    if (stale) arena.setFlag(ref, ITEM_STALE);
+    if (tokenSent) arena.setFlag(ref, ITEM_TOKEN_SENT);
+    return this.linkNew(0, ref, key, keyStart, keyEnd, binaryKey);
+  }
+
+  /** Links an item written in full (replacing `existing`, if not 0), gives it a CAS and reports it. */
+  private linkNew(existing: number, ref: number, key: Buffer, keyStart: number, keyEnd: number, binaryKey: boolean): number {
+    const arena = this.arena;
+    if (binaryKey) arena.setFlag(ref, ITEM_KEY_BINARY);
+    arena.setCas(ref, this.nextCas());
+    if (existing !== 0) arena.replace(existing, ref);
+    else arena.link(ref);
+    this.counters.total_items++;
+    if (this.feed !== null) this.feed.emit(CHANGE_STORED, key.toString('latin1', keyStart, keyEnd), this.view.at(ref), 0);
+    return ref;
+  }
+
+  /**
+   * No room for a new item: an old one (existing > 0: still linked, freed here;
+   * -1: freed already) is gone from memory and must not come back from the tier below.
+   */
+  private refused(existing: number, key: Buffer, keyStart: number, keyEnd: number): 0 {
+    if (existing > 0) this.arena.free(existing);
+    if (existing !== 0 && this.feed !== null) this.feed.emit(CHANGE_REMOVED, key.toString('latin1', keyStart, keyEnd), null, 0);
+    return 0;
+  }
+
+  /** Copies an item's whole value into another's at byte `at`, a chunk at a time through the scratch buffer. */
+  private copyValue(from: number, to: number, at: number): void {
+    const arena = this.arena;
+    const length = arena.valueLength(from);
+    if (this.scratch.length < Math.min(length, 65536)) this.scratch = Buffer.allocUnsafeSlow(Math.min(length, 65536));
+    const scratch = this.scratch;
+    for (let done = 0; done < length; ) {
+      const n = Math.min(scratch.length, length - done);
+      arena.copyValueTo(from, scratch, 0, done, done + n);
+      arena.writeValue(to, at + done, scratch, 0, n);
+      done += n;
+    }
+  }
+
+  private access(ref: number): void {
+    this.arena.setFlag(ref, ITEM_FETCHED);
+    this.arena.bump(ref);
+  }
+
+  private reclaim(ref: number): void {
+    const arena = this.arena;
+    const id = arena.classId(ref);
+    this.counters.reclaimed++;
+    arena.reclaimed[id]!++;
+    this.reclaimedCounted++;
+    if (!arena.hasFlag(ref, ITEM_FETCHED)) {
+      this.counters.expired_unfetched++;
+      arena.expiredUnfetched[id]!++;
+      this.expiredUnfetchedCounted++;
+    }
+    this.remove(ref);
+  }
+
+  /** Frees an item that is gone without a delete (expired, flushed), reporting it. */
+  private remove(ref: number): void {
+    const name = this.feed === null ? '' : this.view.at(ref).key;
+    this.view.changed();
+    this.arena.free(ref);
+    if (this.feed !== null) this.feed.emit(CHANGE_REMOVED, name, null, 0);
+  }
+
+  /** Frees every item; the caller reports the flush. */
+  private clear(): void {
+    const arena = this.arena;
+    this.view.changed();
+    this.dropSweep();
+    for (let ref = arena.nextItem(0); ref !== 0; ) {
+      const next = arena.nextItem(ref);
+      arena.free(ref);
+      ref = next;
+    }
+  }
+
+  private onTick(now: number): void {
+    this.arena.now = now;
+    this.countArenaReclaims();
+    if (this.flushPending && this.oldestLive <= now) this.flushDue();
+    this.sweepExpired(now);
+  }
+
+  /**
+   * The arena reclaims dead items at an LRU tail on its own when it needs a chunk
+   * (MemoryStore counted those as it made room): add them to the global counters,
+   * once a tick, from its per-class figures.
+   */
+  private countArenaReclaims(): void {
+    const arena = this.arena;
+    let reclaimed = 0;
+    let expiredUnfetched = 0;
+    for (let id = 1; id <= arena.classes.largest; id++) {
+      reclaimed += arena.reclaimed[id]!;
+      expiredUnfetched += arena.expiredUnfetched[id]!;
+    }
+    this.counters.reclaimed += reclaimed - this.reclaimedCounted;
+    this.counters.expired_unfetched += expiredUnfetched - this.expiredUnfetchedCounted;
+    this.reclaimedCounted = reclaimed;
+    this.expiredUnfetchedCounted = expiredUnfetched;
+  }
+
+  private dropSweep(): void {
+    if (this.sweepAt !== 0) this.arena.unpin(this.sweepAt);
+    this.sweepAt = 0;
+  }
+
+  /**
+   * Reclaims expired items a bounded slice at a time, so memory returns without
+   * waiting for a get. The place is kept across ticks as a pinned item: a pin
+   * keeps its chunk from reuse, so the cursor never points into another item.
+   */
+  private sweepExpired(now: number): void {
+    const arena = this.arena;
+    let ref = this.sweepAt;
+    if (ref !== 0) {
+      this.sweepAt = 0;
+      const linked = arena.isLinked(ref);
+      const next = linked ? arena.nextItem(ref) : 0;
+      arena.unpin(ref);
+      if (!linked) return;
+      ref = next;
+    } else {
+      ref = arena.nextItem(0);
+    }
+    for (let seen = 0; seen < SWEEP_PER_TICK && ref !== 0; seen++) {
+      const next = arena.nextItem(ref);
+      const exptime = arena.exptime(ref);
+      if (exptime !== 0 && exptime <= now) this.reclaim(ref);
+      ref = next;
+    }
+    if (ref !== 0) {
+      arena.pin(ref);
+      this.sweepAt = ref;
+    }
+  }
+}
