@@ -4,77 +4,14 @@
  * legitimately differ (CAS values, the version string).
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { connectClient } from './helpers/client.js';
+import { SENTINEL, SENTINEL_REPLY, corpusSessions, normalise, play, type Session } from './helpers/differential.js';
 import { freePort, startMemcached } from './helpers/memcached.js';
 import { startMnemo, type RunningServer } from './helpers/mnemo.js';
 import { framed, udpRequest } from './helpers/udp.js';
 
-/**
- * One scripted session. Deliberate difference: memcached drops the unsent replies
- * of earlier pipelined commands when a get names a key over 250 bytes (it
- * releases every stacked response); Mnemo keeps them, so such sessions send the
- * earlier commands as `setup`, read to completion first.
- */
-interface Session {
-  name: string;
-  /** Sent and answered before the session proper. */
-  setup?: string;
-  send: string;
-  /** The server hangs up during the session: read until it does. */
-  closes?: boolean;
-  /** The session leaves the server waiting for bytes: read for a fixed while. */
-  settle?: boolean;
-}
-
-const corpus = (name: string): Session[] => JSON.parse(readFileSync(new URL(`./corpus/${name}`, import.meta.url), 'utf8')) as Session[];
-const sessions = [...corpus('text-sessions.json'), ...corpus('meta-sessions.json').map((s) => ({ ...s, name: `meta: ${s.name}` }))];
-
-const SENTINEL = 'set __sentinel__ 0 0 4\r\ndone\r\nget __sentinel__\r\n';
-const SENTINEL_REPLY = 'STORED\r\nVALUE __sentinel__ 0 4\r\ndone\r\nEND\r\n';
-
-/** Blanks what may differ: CAS values, times that can tick over mid-session, the version. */
-function normalise(reply: string): string {
-  return reply
-    .replace(/(VALUE \S+ \d+ \d+) \d+\r\n/g, '$1 <cas>\r\n')
-    .replace(/VERSION [^\r]*\r\n/g, 'VERSION <version>\r\n')
-    // l (seconds since the last access) is 0 or 1 depending on whether a second ticked
-    // between the setup's store and the mg: the two servers' clocks tick at different instants.
-    .replace(/^((?:\[\d+\/\d+\])?(?:HD|VA|EX|NF|NS)\b[^\r]*)\r\n/gm, (line) =>
-      line.replace(/ c\d+/g, ' c<cas>').replace(/ t\d+/g, ' t<ttl>').replace(/ l[01](?= |\r)/g, ' l<0|1>'))
-    .replace(/^((?:\[\d+\/\d+\])?ME [^\r]*)\r\n/gm, (line) => line.replace(/exp=-?\d+/, 'exp=<n>').replace(/la=\d+/, 'la=<n>').replace(/cas=\d+/, 'cas=<n>'));
-}
-
-async function play(port: number, session: Session): Promise<string> {
-  const setup = await connectClient(port);
-  assert.equal(await setup.request('flush_all\r\n'), 'OK\r\n');
-  setup.close();
-
-  const client = await connectClient(port);
-  try {
-    if (session.setup !== undefined) {
-      client.send(session.setup + SENTINEL);
-      await client.readUntilEnds(SENTINEL_REPLY);
-    }
-    const bytes = Buffer.from(session.send, 'latin1');
-    if (session.closes) {
-      client.send(bytes);
-      const { data, closed } = await client.readToClose(3000);
-      return `${data}${closed ? '<closed>' : '<open>'}`;
-    }
-    if (session.settle) {
-      client.send(bytes);
-      const { data, closed } = await client.readToClose(300);
-      return `${data}${closed ? '<closed>' : '<open>'}`;
-    }
-    client.send(Buffer.concat([bytes, Buffer.from(SENTINEL, 'latin1')]));
-    const reply = await client.readUntilEnds(SENTINEL_REPLY);
-    return reply.slice(0, reply.length - SENTINEL_REPLY.length);
-  } finally {
-    client.close();
-  }
-}
+const sessions = corpusSessions();
 
 /** Sessions built in code: too big or too repetitive for the corpus file. */
 function generatedSessions(): Session[] {

@@ -87,7 +87,7 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
   -l, --listen=<addr>         interface to listen on (default: 127.0.0.1)
   -b, --listen-backlog=<num>  backlog queue limit (default: 1024)
   -c, --conn-limit=<num>      max simultaneous connections (default: 1024)
-  -m, --memory-limit=<num>    item memory in megabytes, with Node's ~300 bytes per item
+  -m, --memory-limit=<num>    item memory in megabytes, in 1 MB slab pages as memcached
                               (default: 64); values still arriving may hold as much again
   -M, --disable-evictions     return an error when memory is full instead of evicting
   -I, --max-item-size=<num>   largest item, with k/m units (default: 1m, min: 1k; at most half of -m)

@@ -86,10 +86,11 @@ export class MnemoServer implements ServerContext {
       slabGrowthFactor: config.slabGrowthFactor,
       slabMinSize: config.slabMinSize,
     };
-    // MNEMO_STORE=slab: the slab store (issue 15), for tests until it becomes the default.
-    const memory = process.env['MNEMO_STORE'] === 'slab'
-      ? new SlabStore(storeOptions, this.clock, this.counters)
-      : new MemoryStore(storeOptions, this.clock, this.counters);
+    // The slab store serves (issue 15). MNEMO_STORE=heap keeps the heap store it replaces
+    // selectable for comparison until that store is deleted; not a user option.
+    const memory = process.env['MNEMO_STORE'] === 'heap'
+      ? new MemoryStore(storeOptions, this.clock, this.counters)
+      : new SlabStore(storeOptions, this.clock, this.counters);
     this.store = memory;
     this.memoryStore = memory;
     // One change feed, subscribers in a fixed order: the disk, then the peers. Memory

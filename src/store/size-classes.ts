@@ -1,9 +1,9 @@
 /**
  * memcached's slab size classes (slabs_init): chunk sizes growing by -f from a
  * 48-byte header plus -n, aligned to 8, up to half of -I, then one class of that
- * size. Mnemo does not carve memory into slabs; it files items under these
- * classes only so that `stats items`, `stats slabs` and tools built on them
- * (memcdump, memcached-tool) read the same shape as from memcached.
+ * size. The slab arena (slabs/) carves -m into 1 MiB pages of these classes, so
+ * `stats items`, `stats slabs` and tools built on them (memcdump, memcached-tool)
+ * read the same shape as from memcached.
  */
 const ITEM_HEADER = 48;
 const PAGE_SIZE = 1024 * 1024;

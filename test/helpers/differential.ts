@@ -1,7 +1,6 @@
 /**
  * The differential sessions (test/corpus/*.json) and how their replies are played
  * and compared: shared by the tests that hold Mnemo to memcached byte for byte.
- * (test/differential.test.ts keeps its own copy for now; it can import these.)
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -30,8 +29,9 @@ export function corpusSessions(): Session[] {
   return [...corpus('text-sessions.json'), ...corpus('meta-sessions.json').map((s) => ({ ...s, name: `meta: ${s.name}` }))];
 }
 
-const SENTINEL = 'set __sentinel__ 0 0 4\r\ndone\r\nget __sentinel__\r\n';
-const SENTINEL_REPLY = 'STORED\r\nVALUE __sentinel__ 0 4\r\ndone\r\nEND\r\n';
+/** Ends a session's input: its reply marks where the session's replies end. */
+export const SENTINEL = 'set __sentinel__ 0 0 4\r\ndone\r\nget __sentinel__\r\n';
+export const SENTINEL_REPLY = 'STORED\r\nVALUE __sentinel__ 0 4\r\ndone\r\nEND\r\n';
 
 /** Blanks what may differ: CAS values, times that can tick over mid-session, the version. */
 export function normalise(reply: string): string {
