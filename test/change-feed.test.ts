@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { connectClient, type RawClient } from './helpers/client.js';
+import { connectClient, type RawClient, statLines } from './helpers/client.js';
 import { freePort } from './helpers/memcached.js';
 import { startMnemo, type RunningServer } from './helpers/mnemo.js';
 
@@ -26,18 +26,8 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-async function stats(client: RawClient): Promise<Map<string, string>> {
-  const text = await client.request('stats\r\n', 'END\r\n');
-  const map = new Map<string, string>();
-  for (const line of text.split('\r\n')) {
-    const [word, name, value] = line.split(' ');
-    if (word === 'STAT' && name !== undefined && value !== undefined) map.set(name, value);
-  }
-  return map;
-}
-
 async function stat(client: RawClient, name: string): Promise<number> {
-  const value = (await stats(client)).get(name);
+  const value = (await statLines(client)).get(name);
   assert.notEqual(value, undefined, `stats has ${name}`);
   return Number(value);
 }

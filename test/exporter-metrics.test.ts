@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { connectClient, type RawClient } from './helpers/client.js';
+import { connectClient, statLines } from './helpers/client.js';
 import { startMnemo } from './helpers/mnemo.js';
 
 interface Series {
@@ -29,14 +29,6 @@ function parseExposition(text: string): { series: Series[]; types: Map<string, s
     series.push({ name: match[1]!, labels, value: Number(match[3]) });
   }
   return { series, types };
-}
-
-async function stats(client: RawClient, group = ''): Promise<Map<string, string>> {
-  const reply = await client.request(`stats${group === '' ? '' : ` ${group}`}\r\n`, 'END\r\n');
-  return new Map(reply.split('\r\n').filter((l) => l.startsWith('STAT ')).map((l) => {
-    const [, name, ...value] = l.split(' ');
-    return [name!, value.join(' ')];
-  }));
 }
 
 const timeval = (text: string): number => Number(text.split('.')[0]) + Number(text.split('.')[1]) / 1e6;
@@ -106,12 +98,12 @@ describe("memcached_exporter's series on /metrics", () => {
       for (let i = 0; i < 300; i++) batch += `set big${i} 0 0 ${big.length} noreply\r\n${big}\r\n`;
       await client.request(`${batch}mn\r\n`, 'MN\r\n');
 
-      const before = await stats(client);
-      const settings = await stats(client, 'settings');
-      const items = await stats(client, 'items');
-      const slabs = await stats(client, 'slabs');
+      const before = await statLines(client);
+      const settings = await statLines(client, 'settings');
+      const items = await statLines(client, 'items');
+      const slabs = await statLines(client, 'slabs');
       const { series, types } = parseExposition(await (await fetch(`${metricsUrl}/metrics`)).text());
-      const after = await stats(client);
+      const after = await statLines(client);
       const find = (name: string, labels: Record<string, string> = {}): Series[] =>
         series.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
       const one = (name: string, labels: Record<string, string> = {}): number => {

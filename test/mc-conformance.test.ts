@@ -11,19 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parseResponses, request, storeExtras } from './helpers/binary.js';
-import { connectClient, type RawClient } from './helpers/client.js';
+import { connectClient, type RawClient, statLines } from './helpers/client.js';
 import { startMnemo } from './helpers/mnemo.js';
 import { udpRequest } from './helpers/udp.js';
-
-async function statLines(client: RawClient, group = ''): Promise<Map<string, string>> {
-  const text = await client.request(`stats${group ? ` ${group}` : ''}\r\n`, 'END\r\n');
-  const map = new Map<string, string>();
-  for (const line of text.split('\r\n')) {
-    const match = /^STAT (\S+) (.*)$/.exec(line);
-    if (match) map.set(match[1]!, match[2]!);
-  }
-  return map;
-}
 
 /** The client's own connection number: the last entry `stats conns` lists (as watcher_connid.t reads it). */
 async function ownId(client: RawClient): Promise<string> {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, describe, it } from 'node:test';
-import { connectClient, RawClient } from './helpers/client.js';
+import { connectClient, RawClient, statLines } from './helpers/client.js';
 import { freePort } from './helpers/memcached.js';
 import { runMnemo, startMnemo } from './helpers/mnemo.js';
 import { reassemble, udpRequest } from './helpers/udp.js';
@@ -18,16 +18,6 @@ const dir = mkdtempSync(join(tmpdir(), 'mnemo-ops-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function statLines(client: RawClient, group = ''): Promise<Map<string, string>> {
-  const text = await client.request(`stats${group ? ` ${group}` : ''}\r\n`, 'END\r\n');
-  const map = new Map<string, string>();
-  for (const line of text.split('\r\n')) {
-    const match = /^STAT (\S+) (.*)$/.exec(line);
-    if (match) map.set(match[1]!, match[2]!);
-  }
-  return map;
-}
 
 async function withServer(args: string[], body: (client: RawClient, port: number) => Promise<void>): Promise<void> {
   const server = await startMnemo(args);

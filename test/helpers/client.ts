@@ -82,3 +82,14 @@ export async function connectClient(port: number): Promise<RawClient> {
   socket.setNoDelay(true);
   return new RawClient(socket);
 }
+
+/** `stats [group]` as a map of name to value (a value may hold spaces, as `stats settings` ones do). */
+export async function statLines(client: RawClient, group = ''): Promise<Map<string, string>> {
+  const text = await client.request(`stats${group ? ` ${group}` : ''}\r\n`, 'END\r\n');
+  const map = new Map<string, string>();
+  for (const line of text.split('\r\n')) {
+    const match = /^STAT (\S+) (.*)$/.exec(line);
+    if (match) map.set(match[1]!, match[2]!);
+  }
+  return map;
+}
