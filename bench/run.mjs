@@ -242,7 +242,7 @@ async function measureLoad(srv, w, kind, round, probeKey) {
     loadStart,
     loadEnd,
   };
-  log(`  ${LABEL[kind].padEnd(17)} ${fmtOps(m.tps).padStart(7)} ops/s  p50 ${fmtMs(m.p50)}  p99 ${fmtMs(m.p99)} ms` +
+  log(`  ${LABEL[kind].padEnd(26)} ${fmtOps(m.tps).padStart(7)} ops/s  p50 ${fmtMs(m.p50)}  p99 ${fmtMs(m.p99)} ms` +
     `  CPU ${m.cpuPerMop.toFixed(2)} s/Mop  generator ${m.genPct.toFixed(0)}%` +
     (m.otherPct >= 10 ? `  other processes ${m.otherPct.toFixed(0)}% of a core` : '') +
     (m.getMisses ? `  get_misses ${m.getMisses}` : '') + (m.probeErrors ? `  probe misses/errors ${m.probeErrors}` : ''));
@@ -295,7 +295,7 @@ async function runGcPauses(round) {
       fillMaxPauseMs: Math.max(0, ...filling.map(pauseOf)),
       fillGcCount: filling.length,
     });
-    log(`  ${'GC'.padEnd(17)} ${stored} items stored; during the load ${m.gcCount} GCs (${m.scavenges} scavenges), ` +
+    log(`  ${"GC".padEnd(26)} ${stored} items stored; during the load ${m.gcCount} GCs (${m.scavenges} scavenges), ` +
       `longest pause ${m.maxPauseMs.toFixed(2)} ms (${m.maxPauseKind || 'none'}), total ${m.totalPauseMs.toFixed(1)} ms; ` +
       `while loading the items ${m.fillGcCount} GCs, longest ${m.fillMaxPauseMs.toFixed(2)} ms`);
     return m;
@@ -318,7 +318,7 @@ async function runMemory(kind, round) {
     const st = await stats(srv.port);
     const stored = Number(st.curr_items);
     const m = { round, before, after, stored, perItem: (after - before) / memItems, loadSec, errors: res.errors };
-    log(`  ${LABEL[kind].padEnd(17)} RSS ${mib(before)} -> ${mib(after)} MiB, ${stored} items stored, ` +
+    log(`  ${LABEL[kind].padEnd(26)} RSS ${mib(before)} -> ${mib(after)} MiB, ${stored} items stored, ` +
       `${m.perItem.toFixed(0)} B/item, loaded in ${loadSec.toFixed(1)} s` + (res.errors ? `, ${res.errors} error lines: ${res.sample}` : ''));
     return m;
   } finally {
@@ -473,7 +473,7 @@ if (targets.length) {
   L();
   L('The floor is `node-floor.mjs` (../shared/bench): a Node server that parses each request and writes a fixed ' +
     'reply, storing nothing. Ratios are medians of the per-round ratios (ops/s: higher is better for Mnemo; ' +
-    'the rest: lower is better); the GC pause is the largest over rounds.');
+    `the rest: lower is better)${results.g?.mnemo ? '; the GC pause is the largest over rounds, measured as the g table below says' : ''}.`);
   L();
 }
 
@@ -516,8 +516,8 @@ if (ws.length || results.f?.mnemo || results.g?.mnemo) {
     'ops/s: memcaslap TPS (a multi-get of 16 counts 16). p50/p99: a separate probe connection sending one `get` ' +
     'at a time, at most every 2 ms, during the load. Server CPU: utime+stime of the server process over the run ' +
     'divided by operations (memcaslap + probe) — seconds per million ops, i.e. µs per op. Generator CPU: memcaslap ' +
-    'CPU time over wall time; near 100% means the load generator, not the server, set the pace. ' +
-    "The floor's fixed reply names another key, so memcaslap counts its multi-get hits in b as get_misses.");
+    'CPU time over wall time; near 100% means the load generator, not the server, set the pace.' +
+    (results.b?.floor ? " The floor's fixed reply names another key, so memcaslap counts its multi-get hits in b as get_misses." : ''));
   L();
 }
 if (results.d) {
