@@ -120,6 +120,10 @@ if (!existsSync(path.join(repoRoot, 'dist', 'main.js'))) {
   process.exit(1);
 }
 const naiveNote = scenarios.has('e') && !existsSync(naivePath) ? `scenario e skipped: ${naivePath} is absent` : null;
+const floorPath = path.join(path.dirname(naivePath), 'node-floor.mjs');
+const floorNote = ['a', 'b'].some((w) => scenarios.has(w)) && !existsSync(floorPath)
+  ? `the floor was not run: ${floorPath} is absent, so the ratios to it are not measured` : null;
+if (floorNote) log(`bench: ${floorNote}`);
 if (naiveNote) {
   scenarios.delete('e');
   log(`bench: ${naiveNote}`);
@@ -159,9 +163,9 @@ function serversFor(w) {
   const list = [];
   if (w === 'f') return scenarios.has('f') ? ['memcached', 'mnemo', 'mnemo-interval', 'mnemo-always'] : list;
   if (scenarios.has(w)) list.push('memcached', 'mnemo');
-  if ((w === 'a' || w === 'b') && scenarios.has(w)) list.push('floor');
+  if ((w === 'a' || w === 'b') && scenarios.has(w) && !floorNote) list.push('floor');
   if (w === 'a' && scenarios.has('e')) {
-    if (!list.includes('memcached')) list.push('memcached', 'floor');
+    if (!list.includes('memcached')) list.push('memcached', ...(floorNote ? [] : ['floor']));
     list.push('naive');
   }
   return list;
@@ -408,8 +412,8 @@ const med = (runs, key) => (runs ? median(runs.map((r) => r[key])) : NaN);
 
 function gitDescribe() {
   try {
-    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: repoRoot, encoding: 'utf8' }).trim();
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
     return dirty ? `${head} + uncommitted changes in src/` : head;
   } catch {
     return 'unknown';
@@ -552,6 +556,7 @@ if (results.g?.mnemo) {
   L();
 }
 if (naiveNote) L(`Note: ${naiveNote}.`), L();
+if (floorNote) L(`Note: ${floorNote}.`), L();
 if (failures.length) {
   L('## Failures');
   for (const f of failures) L(`- ${f.split('\n')[0]}`);
