@@ -304,6 +304,11 @@ export class SlabStore implements Store, EvictionListener {
     return this.classStats;
   }
 
+  hashTableStats(): { powerLevel: number; bytes: number; expanding: boolean } {
+    const arena = this.arena;
+    return { powerLevel: arena.hashPower, bytes: arena.hashBytes, expanding: arena.isExpanding };
+  }
+
   dump(visit: (item: ItemDump) => boolean): void {
     const arena = this.arena;
     const now = this.clock.now;
