@@ -147,7 +147,7 @@ export class HashTable {
     return [
       scalarField('hash.hashPower', this, 'hashPower'),
       scalarField('hash.count', this, 'count'),
-      scalarField('hash.expandBucket', this as unknown as { expandBucket: number }, 'expandBucket'),
+      { kind: 'scalar', name: 'hash.expandBucket', get: () => this.expandBucket, set: (value) => (this.expandBucket = value) },
       table('hash.primary', () => this.primary, (array) => {
         if (array === null || array.length !== 2 ** this.hashPower) throw new RangeError('hash table: primary table of the wrong size');
         this.primary = array;
