@@ -252,6 +252,9 @@ export function loadMemoryFile(
   log: MemoryFileLog,
 ): MemoryFileLoad {
   const metaPath = metaPathOf(path);
+  // what a save cut short left (never loaded: only renamed files are)
+  rmSync(`${path}.tmp`, { force: true });
+  rmSync(`${metaPath}.tmp`, { force: true });
   let text: string;
   try {
     text = readFileSync(metaPath, 'latin1');
