@@ -1,6 +1,7 @@
 import { accessSync, constants } from 'node:fs';
 import { readFileSync as readSecretFile } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { dirname, resolve } from 'node:path';
 import type { ReplicationPeer } from './config.js';
 import { isLoopback } from '../base/loopback.js';
 import { ConfigError, DEFAULTS, type Config, type TlsConfig } from './config.js';
@@ -144,7 +145,10 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
       --metrics-port=<num>    HTTP: /metrics (Prometheus), /healthz, /readyz and a live
                               dashboard at /, on the -l address; 0 picks a free port
   -u, --user=<user>           switch to <user> after opening listeners (when run as root)
-  -e, --memory-file=<file>    accepted; warm restarts use --data-dir instead
+  -e, --memory-file=<file>    warm restart: a graceful stop (SIGUSR1, SIGTERM or
+                              "shutdown graceful") saves the cache to <file> and
+                              <file>.meta; the next start with the same -m, -I, -f, -n
+                              and -C loads it (not with -H or --peer)
   -v, --verbose               log more: -v debug, -vv trace (default: lifecycle and warnings)
   -o, --extended=<opts>       comma-separated memcached suboptions; applied here:
                               idle_timeout=<s>, track_sizes, ssl_*, read_buf_mem_limit=<MB>
@@ -220,6 +224,30 @@ function readable(name: OptionName, path: string): void {
   } catch {
     throw new ConfigError(`${flagName(name)}: cannot read ${path}`);
   }
+}
+
+/**
+ * -e: the file a graceful stop saves the slab memory to (and <file>.meta beside
+ * it), in a directory that exists and can be written, so a stop does not find
+ * out too late. Not with a data dir (that is the warm restart there: the two
+ * would bring back two different caches) nor with replication (peers know the
+ * items by versions a memory file does not keep).
+ */
+function memoryFile(path: string, config: Config): string {
+  if (path === '') throw new ConfigError(`${flagName('memory-file')}: empty path`);
+  if (config.dataDir !== null) {
+    throw new ConfigError(`${flagName('memory-file')}: not with -H/--data-dir (the data dir is the warm restart there)`);
+  }
+  if (config.replicationPort !== null) {
+    throw new ConfigError(`${flagName('memory-file')}: not with --peer or --replication-port (a replicating node restarts from its peers)`);
+  }
+  const directory = dirname(resolve(path));
+  try {
+    accessSync(directory, constants.W_OK);
+  } catch {
+    throw new ConfigError(`${flagName('memory-file')}: cannot write to the directory ${directory}`);
+  }
+  return path;
 }
 
 /** memcached's -I: bytes, or a number with a k or m unit. */
@@ -499,7 +527,7 @@ export function parseCommandLine(argv: string[]): CliResult {
   config.logFile = values['log-file'] ?? null;
   config.user = values.user ?? null;
   if (config.user !== null) lookupUser(config.user);
-  config.memoryFile = values['memory-file'] ?? null;
+  if (values['memory-file'] !== undefined) config.memoryFile = memoryFile(values['memory-file'], config);
   config.verbosity = Math.min(values.verbose?.length ?? 0, 3);
 
   if (values['max-item-size'] !== undefined) {

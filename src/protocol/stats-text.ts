@@ -78,6 +78,12 @@ function general(ctx: ServerContext): Pairs {
   stat('time_in_listen_disabled_us', 0);
   stat('threads', config.threads);
   stat('conn_yields', c.conn_yields);
+  const hash = store.hashTableStats?.();
+  if (hash !== undefined) {
+    stat('hash_power_level', hash.powerLevel);
+    stat('hash_bytes', hash.bytes);
+    stat('hash_is_expanding', hash.expanding ? 1 : 0);
+  }
   // The log stream (watch): Mnemo writes lines as events happen, so no worker buffer drops any.
   const log = ctx.logStream;
   stat('log_worker_dropped', 0);

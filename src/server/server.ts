@@ -20,6 +20,7 @@ import { MemoryStore, type MemoryStoreOptions } from '../store/memory.js';
 import { PartialValueBudget, partialValueLimit } from './partial-values.js';
 import { Persistence } from '../store/persistence.js';
 import { SlabStore } from '../store/slab-store.js';
+import { WarmRestart } from '../store/warm-restart.js';
 import { Replicator } from '../replication/replicator.js';
 import type { Store } from '../store/store.js';
 import { peerRejected, tlsServerOptions } from './tls.js';
@@ -59,6 +60,8 @@ export class MnemoServer implements ServerContext {
   readonly durability: Durability | null = null;
   /** --peer/--replication-port: replication with peers, or null. */
   readonly replication: Replicator | null = null;
+  /** -e: the memory file a graceful stop saves the cache to and the next start loads, or null. */
+  readonly warmRestart: WarmRestart | null = null;
   private readonly memoryStore: MemoryStore | SlabStore;
   readonly saslPasswords: PasswordFile | null;
   readonly asciiPasswords: PasswordFile | null;
@@ -93,6 +96,10 @@ export class MnemoServer implements ServerContext {
       : new SlabStore(storeOptions, this.clock, this.counters);
     this.store = memory;
     this.memoryStore = memory;
+    if (config.memoryFile !== null) {
+      if (memory instanceof SlabStore) this.warmRestart = new WarmRestart(config.memoryFile, memory, this.clock, config, log);
+      else log.warn({ memoryFile: config.memoryFile }, '-e needs the slab store: MNEMO_STORE=heap neither saves nor loads it');
+    }
     // One change feed, subscribers in a fixed order: the disk, then the peers. Memory
     // alone has no feed at all (each change costs the store one null check).
     if (config.dataDir !== null || config.replicationPort !== null) {
@@ -135,9 +142,29 @@ export class MnemoServer implements ServerContext {
     this.onShutdownRequest(graceful);
   }
 
-  /** Brings back what the data dir holds (before listening: clients see a loaded cache). */
+  /**
+   * Brings back what the data dir holds, or what the memory file saved (-e),
+   * before listening: clients see a loaded cache. Throws MemoryFileCorrupt when
+   * the memory file's metadata is not one (the start must stop).
+   */
   async load(): Promise<void> {
+    this.warmRestart?.load();
     await this.persistence?.load(this.memoryStore, this.log);
+  }
+
+  /** -e: saves the cache to the memory file (after close(): nothing changes it any more). False when it failed (logged). */
+  saveMemoryFile(): boolean {
+    const warm = this.warmRestart;
+    if (warm === null) return false;
+    this.log.info({ memoryFile: warm.path }, 'saving memory file');
+    try {
+      const bytes = warm.save();
+      this.log.info({ memoryFile: warm.path, bytes, items: this.memoryStore.itemCount }, `memory file saved: ${this.memoryStore.itemCount} items, ${bytes} bytes`);
+      return true;
+    } catch (error) {
+      this.log.error({ err: error, memoryFile: warm.path }, `memory file not saved: ${(error as Error).message}`);
+      return false;
+    }
   }
 
   /**

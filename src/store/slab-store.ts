@@ -16,6 +16,7 @@ import {
 } from './change-feed.js';
 import { itemSize, type MemoryStoreOptions } from './memory.js';
 import { SlabArena, type EvictionListener } from './slabs/arena.js';
+import type { StateEntry } from './slabs/state.js';
 import { ITEM_FETCHED, ITEM_KEY_BINARY, ITEM_STALE, ITEM_TOKEN_SENT, KEY_OFFSET, memcachedItemTotal } from './slabs/layout.js';
 import {
   STORE_BINARY_KEY,
@@ -225,6 +226,42 @@ export class SlabStore implements Store, EvictionListener {
     return true;
   }
 
+  /**
+   * The arena's state and the store's own numbers (the CAS counter, a pending
+   * flush_all), by name, for a warm restart (-e, warm-restart.ts).
+   */
+  stateEntries(): StateEntry[] {
+    return [
+      ...this.arena.stateEntries(),
+      { kind: 'scalar', name: 'store.casCounter', get: () => this.casCounter, set: (value) => (this.casCounter = value) },
+      { kind: 'scalar', name: 'store.oldestLive', get: () => this.oldestLive, set: (value) => (this.oldestLive = value) },
+      { kind: 'scalar', name: 'store.flushPending', get: () => Number(this.flushPending), set: (value) => (this.flushPending = value !== 0) },
+    ];
+  }
+
+  /** Before the state is saved: the sweep lets go of the item it holds its place with. */
+  prepareSave(): void {
+    this.dropSweep();
+  }
+
+  /** After the state was loaded: nothing of the old process's readers or copies is left. */
+  stateLoaded(): void {
+    const arena = this.arena;
+    arena.now = this.clock.now;
+    arena.clearHolds();
+    this.sweepAt = 0;
+    this.view.changed();
+    // The per-class reclaim figures came back; the global counters start from 0 as a new process's.
+    let reclaimed = 0;
+    let expiredUnfetched = 0;
+    for (let id = 1; id <= arena.classes.largest; id++) {
+      reclaimed += arena.reclaimed[id]!;
+      expiredUnfetched += arena.expiredUnfetched[id]!;
+    }
+    this.reclaimedCounted = reclaimed;
+    this.expiredUnfetchedCounted = expiredUnfetched;
+  }
+
   get itemCount(): number {
     return this.arena.currItems;
   }
@@ -265,6 +302,11 @@ export class SlabStore implements Store, EvictionListener {
       stats.outofmemory = arena.outOfMemory[id]!;
     }
     return this.classStats;
+  }
+
+  hashTableStats(): { powerLevel: number; bytes: number; expanding: boolean } {
+    const arena = this.arena;
+    return { powerLevel: arena.hashPower, bytes: arena.hashBytes, expanding: arena.isExpanding };
   }
 
   dump(visit: (item: ItemDump) => boolean): void {

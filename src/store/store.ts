@@ -130,6 +130,8 @@ export interface Store {
   setMemoryLimit(bytes: number): void;
   /** Per size class figures, indexed by class id (0 unused). */
   sizeClassStats(): readonly ClassStats[];
+  /** memcached's hash_power_level, hash_bytes, hash_is_expanding (stores with a hash table of their own). */
+  hashTableStats?(): { powerLevel: number; bytes: number; expanding: boolean };
   /** Visits live items until visit returns false. */
   dump(visit: (item: ItemDump) => boolean): void;
   /** Gauges for `stats`: items now, bytes they take, and the limit. */

@@ -27,6 +27,7 @@ import {
 import { ClassLru } from './lru.js';
 import { murmur3 } from './murmur3.js';
 import { CLASS_SLOTS, SlabPages } from './pages.js';
+import { fixedArray, scalarField, type StateEntry } from './state.js';
 
 /** allocate(): the item can never fit (memcached's "object too large for cache"). */
 export const TOO_LARGE = -1;
@@ -538,6 +539,41 @@ export class SlabArena {
 
   setMemoryLimit(bytes: number): void {
     this.pages.setMemoryLimit(bytes);
+  }
+
+  // ---- warm restart (-e) ----
+
+  /**
+   * Every typed array, page and number that makes up the arena's state, by name:
+   * the memory file (memory-file.ts) saves and loads by this list. Whatever is
+   * added to the arena (or its pages, hash table, LRU) must be listed here;
+   * test/warm-restart.test.ts fails on a typed array that is not.
+   */
+  stateEntries(): StateEntry[] {
+    const lru = this.lru;
+    return [
+      ...this.pages.stateEntries(),
+      ...this.hashTable.stateEntries(),
+      fixedArray('lru.head', lru.head),
+      fixedArray('lru.tail', lru.tail),
+      fixedArray('lru.count', lru.count),
+      fixedArray('arena.evicted', this.evicted),
+      fixedArray('arena.evictedUnfetched', this.evictedUnfetched),
+      fixedArray('arena.evictedTime', this.evictedTime),
+      fixedArray('arena.outOfMemory', this.outOfMemory),
+      fixedArray('arena.reclaimed', this.reclaimed),
+      fixedArray('arena.expiredUnfetched', this.expiredUnfetched),
+      scalarField('arena.oldestLive', this, 'oldestLive'),
+      scalarField('arena.totalItems', this, 'totalItems'),
+    ];
+  }
+
+  /** After a load: holds belonged to the old process's readers, so none is left (as memcached's restart_fixup clears refcounts). */
+  clearHolds(): void {
+    for (let ref = this.nextItem(0); ref !== 0; ref = this.nextItem(ref)) {
+      this.setWord(ref, H_HOLDS, 0);
+      this.clearFlag(ref, ITEM_FREE_ON_RELEASE);
+    }
   }
 
   // ---- inside ----

@@ -1,5 +1,6 @@
 import type { SizeClasses } from '../size-classes.js';
 import { MAX_CHUNKS_PER_PAGE, MAX_PAGES } from './layout.js';
+import { fixedArray, type StateEntry } from './state.js';
 
 /** The most classes size-classes.ts makes (memcached's MAX_NUMBER_OF_SLAB_CLASSES - 1), plus the unused 0. */
 export const CLASS_SLOTS = 64;
@@ -101,6 +102,45 @@ export class SlabPages {
 
   freeChunks(id: number): number {
     return this.freeCount[id]! + this.carveLeft[id]!;
+  }
+
+  /** Everything the pages hold, for a warm restart (state.ts). */
+  stateEntries(): StateEntry[] {
+    return [
+      {
+        kind: 'blocks',
+        name: 'pages.pages',
+        blockSize: this.pageSize,
+        blocks: () => this.bytes,
+        allocate: (count) => this.replacePages(count),
+      },
+      fixedArray('pages.pageClass', this.pageClass),
+      fixedArray('pages.pageChunkSize', this.pageChunkSize),
+      fixedArray('pages.chunkSize', this.chunkSize),
+      fixedArray('pages.perPage', this.perPage),
+      fixedArray('pages.totalPages', this.totalPages),
+      fixedArray('pages.freeHead', this.freeHead),
+      fixedArray('pages.freeCount', this.freeCount),
+      fixedArray('pages.carveNext', this.carveNext),
+      fixedArray('pages.carveLeft', this.carveLeft),
+      fixedArray('pages.requested', this.requested),
+    ];
+  }
+
+  /** Drops every page for `count` new zeroed ones (a warm restart fills them). */
+  private replacePages(count: number): Buffer[] {
+    if (count > MAX_PAGES) throw new RangeError(`${count} pages exceed ${MAX_PAGES}`);
+    this.buffers.length = 0;
+    this.bytes.length = 0;
+    this.words.length = 0;
+    for (let page = 0; page < count; page++) {
+      const buffer = new SharedArrayBuffer(this.pageSize);
+      this.buffers.push(buffer);
+      this.bytes.push(Buffer.from(buffer));
+      this.words.push(new Uint32Array(buffer));
+    }
+    this.pageCount = count;
+    return this.bytes;
   }
 
   private newPage(id: number): boolean {
