@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import type { ReplicationPeer } from './config.js';
 import { isLoopback } from '../base/loopback.js';
 import { ConfigError, DEFAULTS, type Config, type TlsConfig } from './config.js';
-import { applyExtendedOption } from './extended-options.js';
+import { applyExtendedOption, checkExtendedOptions } from './extended-options.js';
 import { lookupUser } from '../server/privileges.js';
 import { checkTlsFiles } from '../server/tls.js';
 
@@ -390,7 +390,7 @@ export function parseCommandLine(argv: string[]): CliResult {
   if (values.version) return { kind: 'version' };
   if (values.license) return { kind: 'license' };
 
-  const config: Config = { ...DEFAULTS, extended: new Map() };
+  const config: Config = { ...DEFAULTS, extended: new Map(), lru: { ...DEFAULTS.lru } };
   if (values.port !== undefined) {
     const port = integer('port', values.port, -1, 65535);
     // -p 0: no TCP listener (memcached runs so, e.g. with only -U); -1: a free port.
@@ -518,6 +518,7 @@ export function parseCommandLine(argv: string[]): CliResult {
       applyExtendedOption(config, suboption);
     }
   }
+  checkExtendedOptions(config);
   config.tls = tlsConfig(config, {
     enable: values['enable-ssl'] === true,
     cert: values['tls-cert'],
