@@ -756,8 +756,9 @@ export class SlabArena {
    * WARM: an active item is rescued (HOT to WARM, WARM to its own head), one
    * past the segment's share of totalBytes or idle longer than maxAge goes to
    * COLD. COLD: with LRU_PULL_EVICT it is evicted (unless -M), else an active
-   * one moves to WARM. TEMP: reclaims only. Pinned items are passed by (a reply
-   * holds them; memcached's lrutail_reflocked). The number of items removed or moved.
+   * one moves to WARM. TEMP: reclaims only. Pinned items (held by a reply or the
+   * bump queue; memcached's lrutail_reflocked) may move but are neither
+   * reclaimed nor evicted here. The number of items removed or moved.
    */
   pullTail(classId: number, segment: number, totalBytes: number, flags: number, maxAge: number): number {
     const id = classId | segment;
@@ -769,10 +770,13 @@ export class SlabArena {
       const next = lru.newer(search);
       if (this.getWord(search, H_HOLDS) !== 0) {
         this.lrutailReflocked[classId]!++;
-        search = next;
-        continue;
-      }
-      if (this.isDead(search)) {
+        // A held item may move between segments (a queued COLD hit is held), but is not freed here:
+        // its chunk would not come free until the last hold goes.
+        if (segment === COLD_LRU && (flags & LRU_PULL_EVICT) !== 0) {
+          search = next;
+          continue;
+        }
+      } else if (this.isDead(search)) {
         this.reclaimed[classId]!++;
         if (!this.hasFlag(search, ITEM_FETCHED)) this.expiredUnfetched[classId]!++;
         this.free(search);
