@@ -149,8 +149,11 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
   -o, --extended=<opts>       comma-separated memcached suboptions; applied here:
                               idle_timeout=<s>, track_sizes, ssl_*, read_buf_mem_limit=<MB>
                               (replies a batch may stack, as memcached counts them),
-                              watcher_logbuf_size=<KB> (each watcher's bound); memcached
-                              internals such as modern, hashpower=<n>, no_lru_crawler are accepted
+                              watcher_logbuf_size=<KB> (each watcher's bound), the segmented
+                              LRU's lru_maintainer, no_lru_maintainer, hot_lru_pct=<n>,
+                              warm_lru_pct=<n>, hot_max_factor=<f>, warm_max_factor=<f>,
+                              temporary_ttl=<s>, no_modern; memcached internals such as
+                              hashpower=<n>, no_lru_crawler are accepted
   -W, --disable-watch         refuse the "watch" command (memcached's log stream)
   -f, -n, -k, -L, -r, -N      memcached memory and process tuning: accepted, no effect
       --test-clock            for tests: the command "debugtime <seconds>" moves the clock on

@@ -13,6 +13,14 @@ const SUBOPTIONS: Record<string, Kind> = {
   // Applied by Mnemo.
   idle_timeout: 'int',
   track_sizes: 'bare',
+  // The slab store's segmented LRU (applyLruOption); no_modern below turns it flat.
+  lru_maintainer: 'bare',
+  no_lru_maintainer: 'bare',
+  hot_lru_pct: 'int',
+  warm_lru_pct: 'int',
+  hot_max_factor: 'float',
+  warm_max_factor: 'float',
+  temporary_ttl: 'int',
   // Accepted: memcached internals with no counterpart here.
   maxconns_fast: 'bare',
   no_maxconns_fast: 'bare',
@@ -23,13 +31,6 @@ const SUBOPTIONS: Record<string, Kind> = {
   no_lru_crawler: 'bare',
   lru_crawler_sleep: 'int',
   lru_crawler_tocrawl: 'int',
-  lru_maintainer: 'bare',
-  no_lru_maintainer: 'bare',
-  hot_lru_pct: 'int',
-  warm_lru_pct: 'int',
-  hot_max_factor: 'float',
-  warm_max_factor: 'float',
-  temporary_ttl: 'int',
   read_buf_mem_limit: 'int',
   resp_obj_mem_limit: 'int',
   slab_chunk_max: 'int',
