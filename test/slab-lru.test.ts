@@ -328,6 +328,41 @@ describe('segmented LRU: rescue from COLD and eviction', () => {
   });
 });
 
+describe('the LRU maintainer', () => {
+  it('does a bounded amount of work per run and is due again at once while work remains', () => {
+    const arena = new SlabArena({ memoryLimit: 3 * MiB, lru: segmented() });
+    const value = Buffer.alloc(100);
+    for (let i = 0; i < 3 * PER_PAGE; i++) set(arena, keyOf(i), value);
+    const id = arena.classId(find(arena, 0));
+    const maintainer = new LruMaintainer(arena);
+    let sleep = maintainer.run(1000);
+    assert.ok(arena.itemStats(id).moves_to_cold <= 2000, `one run moved ${arena.itemStats(id).moves_to_cold}`);
+    assert.ok(sleep <= 1000, `due again within a millisecond (${sleep} us)`);
+    let runs = 1;
+    while (arena.itemStats(id).number_hot > Math.floor(3 * PER_PAGE * 0.2) && runs < 100) {
+      sleep = maintainer.run(Math.max(sleep, 1000));
+      runs++;
+    }
+    assert.equal(arena.itemStats(id).number_hot, Math.floor(3 * PER_PAGE * 0.2), `HOT sized within ${runs} runs`);
+    assert.equal(maintainer.juggles, runs);
+    checkSegments(arena);
+  });
+
+  it('backs off while there is nothing to move, up to a second between runs, as memcached', () => {
+    const arena = new SlabArena({ memoryLimit: MiB, lru: segmented() });
+    const maintainer = new LruMaintainer(arena);
+    const sleeps: number[] = [];
+    let sleep = 1000;
+    for (let i = 0; i < 80; i++) {
+      sleep = maintainer.run(sleep);
+      sleeps.push(sleep);
+    }
+    assert.equal(sleeps[0], 1000);
+    for (let i = 1; i < sleeps.length; i++) assert.ok(sleeps[i]! >= sleeps[i - 1]!, 'never shorter while idle');
+    assert.equal(sleeps.at(-1), 1_000_000);
+  });
+});
+
 describe('segmented LRU: a seeded run against a Map', () => {
   for (const seed of [7, 11]) {
     it(`keeps every value right, evicts only what it reports, and keeps the segments consistent (seed ${seed})`, () => {

@@ -186,7 +186,7 @@ function settings(ctx: ServerContext): Pairs {
     ['hashpower_init', option('hashpower', 0)],
     ['slab_reassign', extended.has('no_slab_reassign') ? 'no' : 'yes'],
     ['slab_automove', option('slab_automove', 1)],
-    ['slab_chunk_max', Math.floor(config.maxItemSize / 2)],
+    ['slab_chunk_max', config.slabChunkMax ?? Math.floor(config.maxItemSize / 2)],
     ['lru_crawler', extended.has('no_lru_crawler') ? 'no' : 'yes'],
     ['tail_repair_time', option('tail_repair_time', 0)],
     ['flush_enabled', yesNo(config.flushEnabled)],

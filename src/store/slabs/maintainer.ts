@@ -5,8 +5,14 @@ const MIN_SLEEP_US = 1000;
 const MAX_SLEEP_US = 1_000_000;
 /** Queued COLD hits moved to WARM per run: bounded, so a run is never a pause. */
 const BUMPS_PER_RUN = 4096;
-/** Rounds of pullTail pairs per class per run (memcached's 500 per juggle, bounded the same way). */
+/** Rounds of pullTail pairs per class per run (memcached's 500 per juggle). */
 const ROUNDS_PER_CLASS = 500;
+/**
+ * Rounds over all classes per run: memcached juggles on a thread of its own,
+ * here a run shares the event loop with requests, so it stops after this many
+ * (well under a millisecond) and the classes not reached go first next time.
+ */
+const ROUNDS_PER_RUN = 2000;
 
 /**
  * memcached's lru_maintainer_thread as a unit of work on the event loop: each
@@ -18,15 +24,18 @@ const ROUNDS_PER_CLASS = 500;
 export class LruMaintainer {
   /** memcached's lru_maintainer_juggles: runs so far. */
   juggles = 0;
+  /** Per class: microseconds until its next juggle, and its current backoff (memcached's next_juggles, backoff_juggles). */
   private readonly nextJuggle: Float64Array;
   private readonly backoff: Float64Array;
+  /** The class a run starts at: the first one the last run did not reach. */
+  private startClass = 1;
   private timer: NodeJS.Timeout | null = null;
   private lastSleepUs = MIN_SLEEP_US;
 
   constructor(private readonly arena: SlabArena) {
     const slots = arena.classes.largest + 1;
-    this.nextJuggle = new Float64Array(slots);
-    this.backoff = new Float64Array(slots);
+    this.nextJuggle = new Float64Array(new SharedArrayBuffer(slots * 8));
+    this.backoff = new Float64Array(new SharedArrayBuffer(slots * 8));
   }
 
   get running(): boolean {
@@ -50,14 +59,23 @@ export class LruMaintainer {
     let toSleep = MAX_SLEEP_US;
     const slept = Math.max(lastSleepUs, MIN_SLEEP_US);
     this.juggles++;
-    for (let id = 1; id <= arena.classes.largest; id++) {
+    const largest = arena.classes.largest;
+    let budget = ROUNDS_PER_RUN;
+    for (let n = 0, id = this.startClass; n < largest; n++, id = id === largest ? 1 : id + 1) {
       const next = this.nextJuggle[id]! > slept ? this.nextJuggle[id]! - slept : 0;
       this.nextJuggle[id] = next;
       if (next > 0) {
         if (next < toSleep) toSleep = next;
         continue;
       }
-      const didMoves = arena.juggle(id, ROUNDS_PER_CLASS);
+      if (budget <= 0) {
+        // Out of this run's work: this class goes first in the next run, due at once.
+        this.startClass = id;
+        toSleep = MIN_SLEEP_US;
+        break;
+      }
+      const didMoves = arena.juggle(id, Math.min(ROUNDS_PER_CLASS, budget));
+      budget -= didMoves + 1;
       let backoff = this.backoff[id]!;
       if (didMoves === 0) {
         backoff = backoff !== 0 ? backoff + backoff / 8 : MIN_SLEEP_US;
