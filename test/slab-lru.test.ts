@@ -495,6 +495,48 @@ describe('the lru command, -o options and stats over a socket', () => {
     assert.equal(field('number'), 51);
   });
 
+  it('evicts as memcached 1.6.18 does: the same items survive with and without -o no_modern, TEMP items are kept (lru-maintainer.t)', async () => {
+    // Figures from memcached 1.6.18 with the same commands: -m 8 keeps items 13-19 (13 evictions, values chunked
+    // over half-page chunks), -m 8 -o no_modern keeps 12-19 (12 evictions, whole-page chunks).
+    const big = 'x'.repeat(1024 * 1024 - 250);
+    for (const [args, survivors] of [[['-m', '8'], 13], [['-m', '8', '-o', 'no_modern'], 12]] as const) {
+      const other = await startMnemo([...args]);
+      try {
+        const c = await connectClient(other.port);
+        for (let i = 0; i < 20; i++) assert.equal(await c.request(`set item_${i} 0 0 ${big.length}\r\n${big}\r\n`), 'STORED\r\n');
+        assert.equal((await statLines(c)).get('evictions'), String(survivors), args.join(' '));
+        for (let i = 0; i < 20; i++) {
+          assert.equal(await c.request(`mg item_${i}\r\n`), i >= survivors ? 'HD\r\n' : 'EN\r\n', `item_${i} with ${args.join(' ')}`);
+        }
+        c.close();
+      } finally {
+        await other.stop();
+      }
+    }
+    // lru-maintainer.t's TEMP_LRU case: an unfetched item with a TTL under temporary_ttl outlives 100 sets that evict.
+    const temp = await startMnemo(['-m', '2', '-o', 'lru_maintainer,lru_crawler,temporary_ttl=61']);
+    try {
+      const c = await connectClient(temp.port);
+      assert.equal((await statLines(c, 'settings')).get('temp_lru'), 'yes');
+      const value = 'B'.repeat(66560);
+      assert.equal(await c.request(`set canary 0 30 66560\r\n${value}\r\n`), 'STORED\r\n');
+      let items = await statLines(c, 'items');
+      const id = [...items.keys()].find((name) => name.endsWith(':number_temp'))!.split(':')[1];
+      assert.equal(items.get(`items:${id}:number_hot`), '0');
+      for (let i = 0; i < 100; i++) assert.equal(await c.request(`set key${i} 0 3600 66560\r\n${value}\r\n`), 'STORED\r\n');
+      items = await statLines(c, 'items');
+      assert.notEqual(items.get(`items:${id}:evicted`), '0');
+      assert.equal(items.get(`items:${id}:number_temp`), '1');
+      assert.match(await c.request('get canary\r\n', 'END\r\n'), /^VALUE canary 0 66560\r\n/);
+      // issue_22.t: stats reset zeroes the per-class evictions.
+      assert.equal(await c.request('stats reset\r\n'), 'RESET\r\n');
+      assert.equal((await statLines(c, 'items')).get(`items:${id}:evicted`), '0');
+      c.close();
+    } finally {
+      await temp.stop();
+    }
+  });
+
   it('-o no_lru_maintainer: flat, no segment fields, `lru mode` refused; -o checks as memcached', async () => {
     const flat = await startMnemo(['-o', 'no_lru_maintainer']);
     try {
