@@ -466,6 +466,9 @@ describe('the lru command, -o options and stats over a socket', () => {
     assert.equal(await client.request(`set temp 0 50 100\r\n${value}\r\n`), 'STORED\r\n');
     await client.request('get seg49\r\n', 'END\r\n');
     await client.request('get seg49\r\n', 'END\r\n');
+    // Touches are touch_hits in memcached, not hits on the LRU.
+    assert.equal(await client.request('touch seg49 0\r\n'), 'TOUCHED\r\n');
+    await client.request('gat 0 seg49\r\n', 'END\r\n');
     const general = await statLines(client);
     assert.ok(Number(general.get('lru_maintainer_juggles')) > 0, 'the maintainer has run');
     for (const name of ['evicted_active', 'lrutail_reflocked', 'moves_to_cold', 'moves_to_warm', 'moves_within_lru', 'direct_reclaims', 'lru_bumps_dropped']) {

@@ -387,7 +387,8 @@ export class SlabStore implements Store, EvictionListener {
     const view = this.view.at(ref);
     this.arena.setExptime(ref, this.clock.expiryFrom(exptime));
     if (this.feed !== null) this.feed.emit(CHANGE_TOUCHED, view.key, view, 0);
-    this.access(ref);
+    // A touch marks the item as a fetch does, but memcached counts it in touch_hits, not the LRU's hits.
+    this.arena.bump(ref, false);
     return view;
   }
 

@@ -336,15 +336,16 @@ export class SlabArena {
    * A fetch hit, as memcached's do_item_bump. Segmented: nothing is relinked
    * here; the first hit marks the item fetched, the next one active (and stamps
    * its time), and an active COLD item is queued for processBumps to move to
-   * WARM. Flat: fetched, and do_item_update's once-a-minute relink.
+   * WARM. Flat: fetched, and do_item_update's once-a-minute relink. A fetch
+   * counts in its segment's hits (memcached's lru_hits); a touch does not.
    */
-  bump(ref: number): void {
+  bump(ref: number, countHit = true): void {
     const page = (ref >>> 16) - 1;
     const words = this.pages.words[page]!;
     const field = ((ref & 0xffff) * this.pages.pageChunkSize[page]!) >>> 2;
     const meta = words[field + H_META]!;
     const lruId = (meta >>> 8) & 0xff;
-    this.hits[lruId]!++;
+    if (countHit) this.hits[lruId]!++;
     if (!this.lruSettings.segmented) {
       words[field + H_META] = meta | (ITEM_FETCHED << 16);
       this.update(ref);
