@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { NO_MEMORY, SlabArena, TOO_LARGE, type EvictionListener } from '../src/store/slabs/arena.js';
 import { ITEM_FETCHED, ITEM_STALE, memcachedItemTotal } from '../src/store/slabs/layout.js';
+import { COLD_LRU, LruSettings } from '../src/store/slabs/lru.js';
 import { murmur3 } from '../src/store/slabs/murmur3.js';
 import { Random } from './helpers/random.js';
 
@@ -34,6 +35,11 @@ function set(arena: SlabArena, key: Buffer, value: Buffer, flags = 0, exptime = 
   if (old !== 0) arena.replace(old, ref);
   else arena.link(ref);
   return ref;
+}
+
+/** memcached's compat LRU (-o no_modern): every item in COLD, no maintainer. */
+function flatLru(): LruSettings {
+  return Object.assign(new LruSettings(), { maintainer: false, segmented: false });
 }
 
 function get(arena: SlabArena, key: Buffer): Buffer | null {
@@ -105,8 +111,8 @@ describe('slab classes and capacity', () => {
 describe('per-class LRU and eviction', () => {
   const perPage = 5461; // the 192-byte class in a 1 MiB page
 
-  it('evicts the least recently used first; a bumped item survives', () => {
-    const arena = new SlabArena({ memoryLimit: MiB });
+  it('flat (no_modern): evicts the least recently used first; a hit a minute after the last relinks and survives', () => {
+    const arena = new SlabArena({ memoryLimit: MiB, lru: flatLru() });
     const evictedKeys: string[] = [];
     const listener: EvictionListener = {
       evicting(a, ref) {
@@ -125,8 +131,11 @@ describe('per-class LRU and eviction', () => {
     arena.now = 50;
     const bumped = arena.find(keyOf(1), 0, 10);
     arena.bump(bumped);
-    arena.setFlag(bumped, ITEM_FETCHED);
-    assert.equal(arena.time(bumped), 50);
+    assert.equal(arena.time(bumped), 0, 'within ITEM_UPDATE_INTERVAL: not relinked');
+    arena.now = 100;
+    arena.bump(bumped);
+    assert.ok(arena.hasFlag(bumped, ITEM_FETCHED));
+    assert.equal(arena.time(bumped), 100);
     set(arena, keyOf(perPage), value);
     set(arena, keyOf(perPage + 1), value);
     assert.deepEqual(evictedKeys, [keyOf(0).toString(), keyOf(2).toString()]);
@@ -136,14 +145,16 @@ describe('per-class LRU and eviction', () => {
     const stats = arena.itemStats(id);
     assert.equal(stats.evicted, 2);
     assert.equal(stats.evicted_unfetched, 2);
-    assert.equal(stats.evicted_time, 50);
+    assert.equal(stats.evicted_time, 100);
     assert.equal(stats.number, perPage);
     assert.equal(arena.slabStats(id).total_pages, 1);
     // The LRU from the head: the two newest, then the bumped one
-    assert.equal(arena.lruHead(id), arena.find(keyOf(perPage + 1), 0, 10));
-    assert.equal(arena.older(arena.lruHead(id)), arena.find(keyOf(perPage), 0, 10));
-    assert.equal(arena.older(arena.older(arena.lruHead(id))), bumped);
-    assert.equal(arena.lruTail(id), arena.find(keyOf(3), 0, 10));
+    // Flat mode keeps every item in COLD: from the head, the two newest, then the bumped one
+    const cold = id | COLD_LRU;
+    assert.equal(arena.lruHead(cold), arena.find(keyOf(perPage + 1), 0, 10));
+    assert.equal(arena.older(arena.lruHead(cold)), arena.find(keyOf(perPage), 0, 10));
+    assert.equal(arena.older(arena.older(arena.lruHead(cold))), bumped);
+    assert.equal(arena.lruTail(cold), arena.find(keyOf(3), 0, 10));
   });
 
   it('-M: a full class refuses (outofmemory) and keeps every item', () => {

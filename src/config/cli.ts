@@ -5,7 +5,7 @@ import { dirname, resolve } from 'node:path';
 import type { ReplicationPeer } from './config.js';
 import { isLoopback } from '../base/loopback.js';
 import { ConfigError, DEFAULTS, type Config, type TlsConfig } from './config.js';
-import { applyExtendedOption } from './extended-options.js';
+import { applyExtendedOption, checkExtendedOptions } from './extended-options.js';
 import { lookupUser } from '../server/privileges.js';
 import { checkTlsFiles } from '../server/tls.js';
 
@@ -153,8 +153,11 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
   -o, --extended=<opts>       comma-separated memcached suboptions; applied here:
                               idle_timeout=<s>, track_sizes, ssl_*, read_buf_mem_limit=<MB>
                               (replies a batch may stack, as memcached counts them),
-                              watcher_logbuf_size=<KB> (each watcher's bound); memcached
-                              internals such as modern, hashpower=<n>, no_lru_crawler are accepted
+                              watcher_logbuf_size=<KB> (each watcher's bound), the segmented
+                              LRU's lru_maintainer, no_lru_maintainer, hot_lru_pct=<n>,
+                              warm_lru_pct=<n>, hot_max_factor=<f>, warm_max_factor=<f>,
+                              temporary_ttl=<s>, no_modern; memcached internals such as
+                              hashpower=<n>, no_lru_crawler are accepted
   -W, --disable-watch         refuse the "watch" command (memcached's log stream)
   -f, -n, -k, -L, -r, -N      memcached memory and process tuning: accepted, no effect
       --test-clock            for tests: the command "debugtime <seconds>" moves the clock on
@@ -418,7 +421,7 @@ export function parseCommandLine(argv: string[]): CliResult {
   if (values.version) return { kind: 'version' };
   if (values.license) return { kind: 'license' };
 
-  const config: Config = { ...DEFAULTS, extended: new Map() };
+  const config: Config = { ...DEFAULTS, extended: new Map(), lru: { ...DEFAULTS.lru } };
   if (values.port !== undefined) {
     const port = integer('port', values.port, -1, 65535);
     // -p 0: no TCP listener (memcached runs so, e.g. with only -U); -1: a free port.
@@ -546,6 +549,7 @@ export function parseCommandLine(argv: string[]): CliResult {
       applyExtendedOption(config, suboption);
     }
   }
+  checkExtendedOptions(config);
   config.tls = tlsConfig(config, {
     enable: values['enable-ssl'] === true,
     cert: values['tls-cert'],

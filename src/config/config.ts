@@ -95,6 +95,22 @@ export interface Config {
   testClock: boolean;
   /** Every -o suboption as given, for `stats settings`. */
   extended: Map<string, string>;
+  /** -o lru_maintainer, no_lru_maintainer, hot_lru_pct, ..., temporary_ttl: the segmented LRU at start. */
+  lru: LruConfig;
+  /** -o no_modern: the largest slab chunk is a whole page (null: memcached's default, half a page). */
+  slabChunkMax: number | null;
+}
+
+/** memcached's segmented-LRU settings (its settings.lru_* fields), as -o sets them. */
+export interface LruConfig {
+  maintainer: boolean;
+  segmented: boolean;
+  hotLruPct: number;
+  warmLruPct: number;
+  hotMaxFactor: number;
+  warmMaxFactor: number;
+  tempLru: boolean;
+  temporaryTtl: number;
 }
 
 export const DEFAULTS: Readonly<Config> = {
@@ -148,6 +164,8 @@ export const DEFAULTS: Readonly<Config> = {
   logFormat: 'auto',
   testClock: false,
   extended: new Map(),
+  lru: { maintainer: true, segmented: true, hotLruPct: 20, warmLruPct: 40, hotMaxFactor: 0.2, warmMaxFactor: 2.0, tempLru: false, temporaryTtl: 61 },
+  slabChunkMax: null,
 };
 
 /** memcached's -Z with -o ssl_* (or --tls-*): where TLS is spoken and with which files. */

@@ -13,6 +13,14 @@ const SUBOPTIONS: Record<string, Kind> = {
   // Applied by Mnemo.
   idle_timeout: 'int',
   track_sizes: 'bare',
+  // The slab store's segmented LRU (applyLruOption); no_modern below turns it flat.
+  lru_maintainer: 'bare',
+  no_lru_maintainer: 'bare',
+  hot_lru_pct: 'int',
+  warm_lru_pct: 'int',
+  hot_max_factor: 'float',
+  warm_max_factor: 'float',
+  temporary_ttl: 'int',
   // Accepted: memcached internals with no counterpart here.
   maxconns_fast: 'bare',
   no_maxconns_fast: 'bare',
@@ -23,13 +31,6 @@ const SUBOPTIONS: Record<string, Kind> = {
   no_lru_crawler: 'bare',
   lru_crawler_sleep: 'int',
   lru_crawler_tocrawl: 'int',
-  lru_maintainer: 'bare',
-  no_lru_maintainer: 'bare',
-  hot_lru_pct: 'int',
-  warm_lru_pct: 'int',
-  hot_max_factor: 'float',
-  warm_max_factor: 'float',
-  temporary_ttl: 'int',
   read_buf_mem_limit: 'int',
   resp_obj_mem_limit: 'int',
   slab_chunk_max: 'int',
@@ -100,4 +101,53 @@ export function applyExtendedOption(config: Config, suboption: string): void {
   config.extended.set(name, kind === 'bare' ? 'yes' : kind === 'optional' && value === '' ? '1' : value);
   if (name === 'idle_timeout') config.idleTimeout = Number(value);
   if (name === 'track_sizes') config.trackSizes = true;
+  applyLruOption(config, name, value);
+}
+
+/** memcached's own messages for the segmented LRU's suboptions (memcached.c's -o parsing). */
+function applyLruOption(config: Config, name: string, value: string): void {
+  const lru = config.lru;
+  switch (name) {
+    case 'lru_maintainer':
+      lru.maintainer = true;
+      lru.segmented = true;
+      break;
+    case 'no_lru_maintainer':
+      lru.maintainer = false;
+      lru.segmented = false;
+      break;
+    case 'hot_lru_pct':
+    case 'warm_lru_pct': {
+      const pct = Number(value);
+      if (pct < 1 || pct >= 80) throw new ConfigError(`-o/--extended: ${name} must be > 1 and < 80`);
+      if (name === 'hot_lru_pct') lru.hotLruPct = pct;
+      else lru.warmLruPct = pct;
+      break;
+    }
+    case 'hot_max_factor':
+    case 'warm_max_factor': {
+      const factor = Number(value);
+      if (factor <= 0) throw new ConfigError(`-o/--extended: ${name} must be > 0`);
+      if (name === 'hot_max_factor') lru.hotMaxFactor = factor;
+      else lru.warmMaxFactor = factor;
+      break;
+    }
+    case 'temporary_ttl':
+      lru.tempLru = true;
+      lru.temporaryTtl = Number(value);
+      break;
+    case 'no_modern':
+      // memcached's compat mode: flat LRU, no maintainer, and (unless slab_chunk_max was given) page-sized chunks.
+      lru.maintainer = false;
+      lru.segmented = false;
+      if (!config.extended.has('slab_chunk_max')) config.slabChunkMax = 1024 * 1024;
+      break;
+  }
+}
+
+/** The checks memcached makes once every -o suboption is read. */
+export function checkExtendedOptions(config: Config): void {
+  const lru = config.lru;
+  if (lru.hotLruPct + lru.warmLruPct > 80) throw new ConfigError('-o/--extended: hot_lru_pct + warm_lru_pct cannot be more than 80% combined');
+  if (lru.tempLru && !lru.maintainer) throw new ConfigError('-o/--extended: temporary_ttl requires lru_maintainer to be enabled');
 }

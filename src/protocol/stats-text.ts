@@ -1,5 +1,6 @@
 import type { ConnectionInfo, ServerContext } from '../server/context.js';
 import type { OutputBuffer } from '../server/output.js';
+import type { LruClassStats } from '../store/store.js';
 
 /**
  * The `stats` replies: memcached's field names, in memcached's order, so that
@@ -84,6 +85,7 @@ function general(ctx: ServerContext): Pairs {
     stat('hash_bytes', hash.bytes);
     stat('hash_is_expanding', hash.expanding ? 1 : 0);
   }
+  if (store.lru?.settings.maintainer === true) stat('lru_maintainer_juggles', store.lru.juggles);
   // The log stream (watch): Mnemo writes lines as events happen, so no worker buffer drops any.
   const log = ctx.logStream;
   stat('log_worker_dropped', 0);
@@ -99,8 +101,20 @@ function general(ctx: ServerContext): Pairs {
   stat('total_items', c.total_items);
   stat('expired_unfetched', c.expired_unfetched);
   stat('evicted_unfetched', c.evicted_unfetched);
+  if (store.lru?.settings.maintainer === true) stat('evicted_active', lruTotals(ctx).evicted_active);
   stat('evictions', c.evictions);
   stat('reclaimed', c.reclaimed);
+  if (store.lru !== undefined) {
+    const totals = lruTotals(ctx);
+    stat('lrutail_reflocked', totals.lrutail_reflocked);
+    if (store.lru.settings.maintainer) {
+      stat('moves_to_cold', totals.moves_to_cold);
+      stat('moves_to_warm', totals.moves_to_warm);
+      stat('moves_within_lru', totals.moves_within_lru);
+      stat('direct_reclaims', totals.direct_reclaims);
+      stat('lru_bumps_dropped', store.lru.bumpsDropped);
+    }
+  }
   const persistence = ctx.persistence;
   if (persistence !== null) {
     stat('disk_promotions', c.disk_promotions);
@@ -147,6 +161,7 @@ function settings(ctx: ServerContext): Pairs {
   const config = ctx.config;
   const extended = config.extended;
   const option = (name: string, fallback: string | number): string | number => extended.get(name) ?? fallback;
+  const lru = ctx.store.lru?.settings ?? config.lru;
   return [
     ['maxbytes', ctx.store.bytesLimit],
     ['maxconns', config.connLimit],
@@ -177,15 +192,20 @@ function settings(ctx: ServerContext): Pairs {
     ['hashpower_init', option('hashpower', 0)],
     ['slab_reassign', extended.has('no_slab_reassign') ? 'no' : 'yes'],
     ['slab_automove', option('slab_automove', 1)],
-    ['slab_chunk_max', Math.floor(config.maxItemSize / 2)],
+    ['slab_chunk_max', config.slabChunkMax ?? Math.floor(config.maxItemSize / 2)],
     ['lru_crawler', extended.has('no_lru_crawler') ? 'no' : 'yes'],
     ['tail_repair_time', option('tail_repair_time', 0)],
     ['flush_enabled', yesNo(config.flushEnabled)],
     ['dump_enabled', yesNo(config.dumpingEnabled)],
     ['hash_algorithm', option('hash_algorithm', 'murmur3')],
-    ['lru_maintainer_thread', extended.has('no_lru_maintainer') ? 'no' : 'yes'],
-    ['lru_segmented', extended.has('no_lru_segmented') ? 'no' : 'yes'],
-    ['temporary_ttl', option('temporary_ttl', 61)],
+    ['lru_maintainer_thread', yesNo(lru.maintainer)],
+    ['lru_segmented', yesNo(lru.segmented)],
+    ['hot_lru_pct', lru.hotLruPct],
+    ['warm_lru_pct', lru.warmLruPct],
+    ['hot_max_factor', lru.hotMaxFactor.toFixed(2)],
+    ['warm_max_factor', lru.warmMaxFactor.toFixed(2)],
+    ['temp_lru', yesNo(lru.tempLru)],
+    ['temporary_ttl', lru.temporaryTtl],
     ['idle_timeout', config.idleTimeout],
     ['read_buf_mem_limit', Number(option('read_buf_mem_limit', 0)) * 1024 * 1024],
     ['track_sizes', yesNo(config.trackSizes)],
@@ -201,11 +221,21 @@ function settings(ctx: ServerContext): Pairs {
  */
 function items(ctx: ServerContext): Pairs {
   const text: Pairs = [];
-  for (const cls of ctx.store.sizeClassStats()) {
+  const store = ctx.store;
+  // memcached lists the segments' figures while its LRU maintainer runs.
+  const lru = store.lru !== undefined && store.lru.settings.maintainer ? store.lru : null;
+  for (const cls of store.sizeClassStats()) {
     if (cls.id === 0 || (cls.number === 0 && cls.evicted === 0 && cls.reclaimed === 0)) continue;
     const p = `items:${cls.id}:`;
+    const seg = store.lru?.classStats(cls.id) ?? null;
+    text.push([`${p}number`, cls.number]);
+    if (lru !== null && seg !== null) {
+      text.push([`${p}number_hot`, seg.number_hot], [`${p}number_warm`, seg.number_warm], [`${p}number_cold`, seg.number_cold]);
+      if (lru.settings.tempLru) text.push([`${p}number_temp`, seg.number_temp]);
+      text.push([`${p}age_hot`, seg.age_hot], [`${p}age_warm`, seg.age_warm]);
+    }
+    if (seg !== null) text.push([`${p}age`, seg.age]);
     text.push(...(<Pairs>[
-      [`${p}number`, cls.number],
       [`${p}mem_requested`, cls.mem_requested],
       [`${p}evicted`, cls.evicted],
       [`${p}evicted_time`, cls.evicted_time],
@@ -214,8 +244,42 @@ function items(ctx: ServerContext): Pairs {
       [`${p}expired_unfetched`, cls.expired_unfetched],
       [`${p}evicted_unfetched`, cls.evicted_unfetched],
     ]));
+    if (lru !== null && seg !== null) text.push([`${p}evicted_active`, seg.evicted_active]);
+    if (seg !== null) text.push([`${p}lrutail_reflocked`, seg.lrutail_reflocked]);
+    if (lru !== null && seg !== null) {
+      text.push(...(<Pairs>[
+        [`${p}moves_to_cold`, seg.moves_to_cold],
+        [`${p}moves_to_warm`, seg.moves_to_warm],
+        [`${p}moves_within_lru`, seg.moves_within_lru],
+        [`${p}direct_reclaims`, seg.direct_reclaims],
+        [`${p}hits_to_hot`, seg.hits_to_hot],
+        [`${p}hits_to_warm`, seg.hits_to_warm],
+        [`${p}hits_to_cold`, seg.hits_to_cold],
+        [`${p}hits_to_temp`, seg.hits_to_temp],
+      ]));
+    }
   }
   return text;
+}
+
+type LruTotals = Pick<LruClassStats, 'evicted_active' | 'lrutail_reflocked' | 'moves_to_cold' | 'moves_to_warm' | 'moves_within_lru' | 'direct_reclaims'>;
+
+/** memcached's item_stats_totals over the classes, for the general `stats`. */
+function lruTotals(ctx: ServerContext): LruTotals {
+  const totals: LruTotals = { evicted_active: 0, lrutail_reflocked: 0, moves_to_cold: 0, moves_to_warm: 0, moves_within_lru: 0, direct_reclaims: 0 };
+  const lru = ctx.store.lru;
+  if (lru === undefined) return totals;
+  for (const cls of ctx.store.sizeClassStats()) {
+    if (cls.id === 0) continue;
+    const seg = lru.classStats(cls.id);
+    totals.evicted_active += seg.evicted_active;
+    totals.lrutail_reflocked += seg.lrutail_reflocked;
+    totals.moves_to_cold += seg.moves_to_cold;
+    totals.moves_to_warm += seg.moves_to_warm;
+    totals.moves_within_lru += seg.moves_within_lru;
+    totals.direct_reclaims += seg.direct_reclaims;
+  }
+  return totals;
 }
 
 function slabs(ctx: ServerContext): Pairs {

@@ -118,6 +118,19 @@ const SHUTDOWN = lit('shutdown');
 const GRACEFUL = lit('graceful');
 const CACHE_MEMLIMIT = lit('cache_memlimit');
 const LRU_CRAWLER = lit('lru_crawler');
+const LRU = lit('lru');
+const TUNE = lit('tune');
+const MODE = lit('mode');
+const FLAT = lit('flat');
+const SEGMENTED = lit('segmented');
+const TEMP_TTL = lit('temp_ttl');
+/** memcached's safe_strtod: the whole token is a number (strtod's forms), else NaN. */
+function parseDouble(buf: Buffer, start: number, end: number): number {
+  if (start === end) return NaN;
+  return Number(buf.toString('latin1', start, end));
+}
+const LRU_PCTS_TOO_HIGH = reply('ERROR hot and warm pcts must not exceed 80');
+const LRU_FACTORS_TOO_LOW = reply('ERROR hot/warm age factors must be greater than 0');
 const METADUMP = lit('metadump');
 const CRAWL = lit('crawl');
 const ALL = lit('all');
@@ -373,6 +386,7 @@ export class TextProtocol implements MetaHost {
     }
     if (bytesEqual(buf, s, e, VERBOSITY)) return this.verbosity(buf, next);
     if (bytesEqual(buf, s, e, LRU_CRAWLER)) return this.lruCrawler(buf, next);
+    if (bytesEqual(buf, s, e, LRU)) return this.lru(buf, next);
     // An HTTP request sent to the cache port: hang up, as memcached does.
     const last = tokens.count - 2;
     if (startsWith(buf, tokens.start[last]!, tokens.end[last]!, 'HTTP/')) {
@@ -912,6 +926,61 @@ export class TextProtocol implements MetaHost {
       return next;
     }
     out.bytes(ERROR);
+    return next;
+  }
+
+  /**
+   * `lru tune <hot pct> <warm pct> <hot factor> <warm factor>`, `lru mode
+   * flat|segmented` and `lru temp_ttl <ttl>` (a negative ttl turns TEMP off),
+   * as memcached's process_lru_command; mode and temp_ttl only while the
+   * maintainer runs. The store acts on the new settings from its next item.
+   */
+  private lru(buf: Buffer, next: number): number {
+    const ntokens = tokens.count;
+    this.checkNoreply(buf);
+    const settings = this.ctx.store.lru?.settings ?? null;
+    const maintainer = settings !== null && settings.maintainer;
+    if (settings !== null && ntokens >= 7 && tokens.is(buf, 1, TUNE)) {
+      const hot = parseU32(buf, tokens.start[2]!, tokens.end[2]!);
+      const warm = parseU32(buf, tokens.start[3]!, tokens.end[3]!);
+      const hotFactor = parseDouble(buf, tokens.start[4]!, tokens.end[4]!);
+      const warmFactor = parseDouble(buf, tokens.start[5]!, tokens.end[5]!);
+      if (Number.isNaN(hot) || Number.isNaN(warm) || Number.isNaN(hotFactor) || Number.isNaN(warmFactor)) this.answer(ERROR);
+      else if (hot + warm > 80) this.answer(LRU_PCTS_TOO_HIGH);
+      else if (warmFactor <= 0 || hotFactor <= 0) this.answer(LRU_FACTORS_TOO_LOW);
+      else {
+        settings.hotLruPct = hot;
+        settings.warmLruPct = warm;
+        settings.hotMaxFactor = hotFactor;
+        settings.warmMaxFactor = warmFactor;
+        this.answer(OK);
+      }
+    } else if (maintainer && ntokens >= 4 && tokens.is(buf, 1, MODE)) {
+      if (tokens.is(buf, 2, FLAT)) {
+        settings.segmented = false;
+        this.answer(OK);
+      } else if (tokens.is(buf, 2, SEGMENTED)) {
+        settings.segmented = true;
+        this.answer(OK);
+      } else {
+        this.answer(ERROR);
+      }
+    } else if (maintainer && ntokens >= 4 && tokens.is(buf, 1, TEMP_TTL)) {
+      const ttl = parseI32(buf, tokens.start[2]!, tokens.end[2]!);
+      if (Number.isNaN(ttl)) {
+        this.answer(ERROR);
+      } else {
+        if (ttl < 0) {
+          settings.tempLru = false;
+        } else {
+          settings.tempLru = true;
+          settings.temporaryTtl = ttl;
+        }
+        this.answer(OK);
+      }
+    } else {
+      this.answer(ERROR);
+    }
     return next;
   }
 

@@ -88,6 +88,8 @@ export class MnemoServer implements ServerContext {
       casEnabled: config.casEnabled,
       slabGrowthFactor: config.slabGrowthFactor,
       slabMinSize: config.slabMinSize,
+      slabChunkMax: config.slabChunkMax ?? undefined,
+      lru: { ...config.lru },
     };
     // The slab store serves (issue 15). MNEMO_STORE=heap keeps the heap store it replaces
     // selectable for comparison until that store is deleted; not a user option.
@@ -302,6 +304,7 @@ export class MnemoServer implements ServerContext {
     await this.replication?.close();
     await this.persistence?.close();
     this.clock.stop();
+    if (this.memoryStore instanceof SlabStore) this.memoryStore.stop();
     this.memoryGuard.stop();
   }
 

@@ -22,6 +22,7 @@ import {
   type DeltaResult,
   type ItemDump,
   type ItemView,
+  type LruTuning,
   type Store,
   type StoreMode,
   type StoreResult,
@@ -95,6 +96,10 @@ export interface MemoryStoreOptions {
   /** -f and -n, for filing items under memcached's size classes in stats. */
   slabGrowthFactor: number;
   slabMinSize: number;
+  /** The slab store's largest chunk (-o no_modern: a whole page); its default otherwise. */
+  slabChunkMax?: number;
+  /** The slab store's segmented LRU settings; memcached's defaults otherwise. */
+  lru?: LruTuning;
 }
 
 /**

@@ -17,6 +17,8 @@ import {
 import { itemSize, type MemoryStoreOptions } from './memory.js';
 import { SlabArena, type EvictionListener } from './slabs/arena.js';
 import type { StateEntry } from './slabs/state.js';
+import { LruSettings } from './slabs/lru.js';
+import { LruMaintainer } from './slabs/maintainer.js';
 import { ITEM_FETCHED, ITEM_KEY_BINARY, ITEM_STALE, ITEM_TOKEN_SENT, KEY_OFFSET, memcachedItemTotal } from './slabs/layout.js';
 import {
   STORE_BINARY_KEY,
@@ -25,10 +27,13 @@ import {
   type DeltaResult,
   type ItemDump,
   type ItemView,
+  type LruClassStats,
+  type LruTuning,
   type Store,
   type StoreMode,
   type StoreResult,
   type StoredRecord,
+  type StoreLru,
 } from './store.js';
 
 /** How many items the background sweep looks at per clock tick (as MemoryStore's). */
@@ -125,6 +130,30 @@ class SlabItemView implements ItemView {
   }
 }
 
+/** The store's segmented LRU as `stats` and the `lru` command see it. */
+class SlabLru implements StoreLru {
+  constructor(
+    private readonly arena: SlabArena,
+    private readonly maintainer: LruMaintainer,
+  ) {}
+
+  get settings(): LruTuning {
+    return this.arena.lruSettings;
+  }
+
+  get juggles(): number {
+    return this.maintainer.juggles;
+  }
+
+  get bumpsDropped(): number {
+    return this.arena.bumpsDropped;
+  }
+
+  classStats(id: number): LruClassStats {
+    return this.arena.itemStats(id);
+  }
+}
+
 /**
  * The Store on slab memory (issue 15): items live in a SlabArena's chunks, found
  * by a hash over their key bytes, with no JS object, string or Buffer per item.
@@ -138,6 +167,9 @@ class SlabItemView implements ItemView {
  */
 export class SlabStore implements Store, EvictionListener {
   readonly arena: SlabArena;
+  readonly lru: StoreLru;
+  /** memcached's LRU maintainer: juggles the segments and moves hit COLD items to WARM, a bounded run at a time. */
+  readonly maintainer: LruMaintainer;
   private readonly view: SlabItemView;
   private casCounter = 0;
   private memoryLimit: number;
@@ -171,7 +203,12 @@ export class SlabStore implements Store, EvictionListener {
       minSize: options.slabMinSize,
       evictions: options.evictions,
       useCas: options.casEnabled,
+      slabChunkMax: options.slabChunkMax,
+      lru: Object.assign(new LruSettings(), options.lru),
     });
+    this.maintainer = new LruMaintainer(this.arena);
+    this.lru = new SlabLru(this.arena, this.maintainer);
+    if (this.arena.lruSettings.maintainer) this.maintainer.start();
     this.arena.evictionListener = this;
     this.arena.now = clock.now;
     this.view = new SlabItemView(this.arena);
@@ -192,6 +229,17 @@ export class SlabStore implements Store, EvictionListener {
       });
     }
     clock.onTick((now) => this.onTick(now));
+  }
+
+  /** Stops the maintainer's runs (the server is closing). */
+  stop(): void {
+    this.maintainer.stop();
+  }
+
+  resetItemStats(): void {
+    this.arena.resetItemStats();
+    this.reclaimedCounted = 0;
+    this.expiredUnfetchedCounted = 0;
   }
 
   reportTo(feed: ChangeFeed): void {
@@ -242,6 +290,8 @@ export class SlabStore implements Store, EvictionListener {
   /** Before the state is saved: the sweep lets go of the item it holds its place with. */
   prepareSave(): void {
     this.dropSweep();
+    // Queued COLD hits hold their items: done now, nothing of them is saved.
+    this.arena.processBumps(Number.POSITIVE_INFINITY);
   }
 
   /** After the state was loaded: nothing of the old process's readers or copies is left. */
@@ -292,7 +342,7 @@ export class SlabStore implements Store, EvictionListener {
     const arena = this.arena;
     for (let id = 1; id < this.classStats.length; id++) {
       const stats = this.classStats[id]!;
-      stats.number = arena.lru.count[id]!;
+      stats.number = arena.lru.classCount(id);
       stats.mem_requested = arena.pages.requested[id]!;
       stats.evicted = arena.evicted[id]!;
       stats.evicted_time = arena.evictedTime[id]!;
@@ -381,7 +431,8 @@ export class SlabStore implements Store, EvictionListener {
     const view = this.view.at(ref);
     this.arena.setExptime(ref, this.clock.expiryFrom(exptime));
     if (this.feed !== null) this.feed.emit(CHANGE_TOUCHED, view.key, view, 0);
-    this.access(ref);
+    // A touch marks the item as a fetch does, but memcached counts it in touch_hits, not the LRU's hits.
+    this.arena.bump(ref, false);
     return view;
   }
 
@@ -400,8 +451,8 @@ export class SlabStore implements Store, EvictionListener {
     switch (mode) {
       case 'add':
         if (existing !== 0) {
-          // memcached moves the item up the LRU but does not count this as a fetch.
-          arena.bump(existing);
+          // memcached updates the item's place in the LRU (do_item_update) but does not count this as a fetch.
+          arena.update(existing);
           return 'not_stored';
         }
         break;
@@ -663,8 +714,8 @@ export class SlabStore implements Store, EvictionListener {
     }
   }
 
+  /** A fetch hit: fetched/active marks, no relink (the maintainer moves items; see SlabArena.bump). */
   private access(ref: number): void {
-    this.arena.setFlag(ref, ITEM_FETCHED);
     this.arena.bump(ref);
   }
 

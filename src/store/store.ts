@@ -49,6 +49,52 @@ export interface ClassStats {
   outofmemory: number;
 }
 
+/** The segmented LRU's settings: -o lru_maintainer, hot_lru_pct, ..., changed by the `lru` command. */
+export interface LruTuning {
+  /** memcached's lru_maintainer_thread. */
+  maintainer: boolean;
+  segmented: boolean;
+  hotLruPct: number;
+  warmLruPct: number;
+  hotMaxFactor: number;
+  warmMaxFactor: number;
+  tempLru: boolean;
+  temporaryTtl: number;
+}
+
+/** A class's segmented-LRU figures in `stats items`. */
+export interface LruClassStats {
+  number_hot: number;
+  number_warm: number;
+  number_cold: number;
+  number_temp: number;
+  age_hot: number;
+  age_warm: number;
+  /** Seconds since the last access of COLD's tail item. */
+  age: number;
+  evicted_active: number;
+  lrutail_reflocked: number;
+  moves_to_cold: number;
+  moves_to_warm: number;
+  moves_within_lru: number;
+  direct_reclaims: number;
+  hits_to_hot: number;
+  hits_to_warm: number;
+  hits_to_cold: number;
+  hits_to_temp: number;
+}
+
+/** A store with memcached's segmented LRU (the slab store). */
+export interface StoreLru {
+  /** Live settings: changing them changes what the store does next. */
+  readonly settings: LruTuning;
+  /** memcached's lru_maintainer_juggles. */
+  readonly juggles: number;
+  /** memcached's lru_bumps_dropped. */
+  readonly bumpsDropped: number;
+  classStats(id: number): LruClassStats;
+}
+
 /** One live item as `lru_crawler metadump` and `stats cachedump` list it. */
 export interface ItemDump {
   key: string;
@@ -132,6 +178,10 @@ export interface Store {
   sizeClassStats(): readonly ClassStats[];
   /** memcached's hash_power_level, hash_bytes, hash_is_expanding (stores with a hash table of their own). */
   hashTableStats?(): { powerLevel: number; bytes: number; expanding: boolean };
+  /** The segmented LRU, where the store has one. */
+  readonly lru?: StoreLru;
+  /** `stats reset`: zero the per-class counters of `stats items`, where the store keeps its own. */
+  resetItemStats?(): void;
   /** Visits live items until visit returns false. */
   dump(visit: (item: ItemDump) => boolean): void;
   /** Gauges for `stats`: items now, bytes they take, and the limit. */
