@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import type { ReplicationPeer } from './config.js';
 import { isLoopback } from '../base/loopback.js';
 import { ConfigError, DEFAULTS, type Config, type TlsConfig } from './config.js';
-import { applyExtendedOption } from './extended-options.js';
+import { applyExtendedOption, settleSlabSettings } from './extended-options.js';
 import { lookupUser } from '../server/privileges.js';
 import { checkTlsFiles } from '../server/tls.js';
 
@@ -467,7 +467,7 @@ export function parseCommandLine(argv: string[]): CliResult {
     config.slabGrowthFactor = decimal('slab-growth-factor', values['slab-growth-factor'], 1);
   }
   if (values['slab-min-size'] !== undefined) config.slabMinSize = integer('slab-min-size', values['slab-min-size'], 1, 1 << 20);
-  if (values['napi_ids'] !== undefined) integer('napi_ids', values['napi_ids'], 1, 1024);
+  if (values['napi_ids'] !== undefined) config.napiIds = integer('napi_ids', values['napi_ids'], 1, 1024);
   config.daemon = values.daemon === true;
   config.testClock = values['test-clock'] === true;
   if (values['metrics-port'] !== undefined) config.metricsPort = integer('metrics-port', values['metrics-port'], 0, 65535);
@@ -518,6 +518,7 @@ export function parseCommandLine(argv: string[]): CliResult {
       applyExtendedOption(config, suboption);
     }
   }
+  settleSlabSettings(config, values['enable-largepages'] === true);
   config.tls = tlsConfig(config, {
     enable: values['enable-ssl'] === true,
     cert: values['tls-cert'],

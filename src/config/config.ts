@@ -63,6 +63,14 @@ export interface Config {
   /** -f and -n: memcached's slab sizing, used to report `stats items/slabs` in its classes. */
   slabGrowthFactor: number;
   slabMinSize: number;
+  /** -o slab_chunk_max (bytes): the largest chunk, items past it are chunked; half a page by default, a page under no_modern or no_chunked_items. */
+  slabChunkMax: number;
+  /** -o hashpower: the hash table's starting power of two; 0 for the default (16). */
+  hashPowerInit: number;
+  /** -N: memcached's NAPI id count; accepted with no effect here, shown in `stats settings`. */
+  napiIds: number | null;
+  /** -L: every slab class gets its first page at start (memcached's preallocation); cache_memlimit then cannot move -m. */
+  preallocate: boolean;
   /** --data-dir (memcachedb's -H): items persist on LMDB there; null keeps them in memory only. */
   dataDir: string | null;
   /** --sync: when a write counts as done with --data-dir. */
@@ -131,6 +139,10 @@ export const DEFAULTS: Readonly<Config> = {
   detailEnabled: false,
   trackSizes: false,
   slabGrowthFactor: 1.25,
+  slabChunkMax: 512 * 1024,
+  hashPowerInit: 0,
+  preallocate: false,
+  napiIds: null,
   slabMinSize: 48,
   dataDir: null,
   sync: { kind: 'interval', ms: 1000 },

@@ -19,6 +19,7 @@ import {
   STORE_BINARY_KEY,
   STORE_INVALIDATE,
   type ClassStats,
+  type MemoryStats,
   type DeltaResult,
   type ItemDump,
   type ItemView,
@@ -51,6 +52,11 @@ function emptyClassStats(id: number, classes: SizeClasses): ClassStats {
     expired_unfetched: 0,
     reclaimed: 0,
     outofmemory: 0,
+    evicted_nonzero: 0,
+    age: 0,
+    total_pages: 0,
+    used_chunks: 0,
+    free_chunks: 0,
   };
 }
 
@@ -95,6 +101,16 @@ export interface MemoryStoreOptions {
   /** -f and -n, for filing items under memcached's size classes in stats. */
   slabGrowthFactor: number;
   slabMinSize: number;
+  /** -o slab_chunk_max, in bytes (the slab store; default half a page). */
+  slabChunkMax?: number;
+  /** -o hashpower (the slab store; default 16). */
+  hashPower?: number;
+  /** -o no_slab_reassign turns this off (the slab store: pages are then charged only their chunks). */
+  slabReassign?: boolean;
+  /** -L: a page per class at start (the slab store). */
+  preallocate?: boolean;
+  /** Bytes counted as allocated before the first page: memcached's T_MEMD_INITIAL_MALLOC (the slab store). */
+  initialMalloced?: number;
 }
 
 /**
@@ -183,17 +199,42 @@ export class MemoryStore implements Store {
     return this.memoryLimit;
   }
 
-  setMemoryLimit(bytes: number): void {
+  setMemoryLimit(bytes: number): boolean {
     this.memoryLimit = bytes;
     this.makeRoom(0);
+    return true;
   }
 
   fits(keyLength: number, valueLength: number, flags: number): boolean {
     return this.sizeOf(keyLength, valueLength, flags) <= this.options.maxItemSize;
   }
 
+  /** No pages here: page and chunk figures say how memcached would hold the same items. */
   sizeClassStats(): readonly ClassStats[] {
+    for (const stats of this.classStats) {
+      if (stats.id === 0) continue;
+      stats.total_pages = Math.ceil(stats.number / stats.perPage);
+      stats.used_chunks = stats.number;
+      stats.free_chunks = stats.total_pages * stats.perPage - stats.number;
+    }
     return this.classStats;
+  }
+
+  /** A Map has no buckets to report: memcached's starting table, and the charged bytes as pages. */
+  memoryStats(): MemoryStats {
+    return { hash_power_level: 16, hash_bytes: 65536 * 8, hash_is_expanding: false, total_malloced: this.bytes, malloc_fails: 0 };
+  }
+
+  resetStats(): void {
+    for (const stats of this.classStats) {
+      stats.evicted = 0;
+      stats.evicted_nonzero = 0;
+      stats.evicted_time = 0;
+      stats.evicted_unfetched = 0;
+      stats.expired_unfetched = 0;
+      stats.reclaimed = 0;
+      stats.outofmemory = 0;
+    }
   }
 
   dump(visit: (item: ItemDump) => boolean): void {
@@ -489,6 +530,7 @@ export class MemoryStore implements Store {
       const stats = this.classStats[victim.sizeClass]!;
       this.counters.evictions++;
       stats.evicted++;
+      if (victim.exptime !== 0) stats.evicted_nonzero++;
       stats.evicted_time = this.clock.now - victim.time;
       if (!victim.fetched) {
         this.counters.evicted_unfetched++;

@@ -21,6 +21,7 @@ import {
   STORE_BINARY_KEY,
   STORE_INVALIDATE,
   type ClassStats,
+  type MemoryStats,
   type DeltaResult,
   type ItemDump,
   type ItemView,
@@ -170,6 +171,11 @@ export class SlabStore implements Store, EvictionListener {
       minSize: options.slabMinSize,
       evictions: options.evictions,
       useCas: options.casEnabled,
+      slabChunkMax: options.slabChunkMax,
+      hashPower: options.hashPower,
+      slabReassign: options.slabReassign,
+      preallocate: options.preallocate,
+      initialMalloced: options.initialMalloced,
     });
     this.arena.evictionListener = this;
     this.arena.now = clock.now;
@@ -188,6 +194,11 @@ export class SlabStore implements Store, EvictionListener {
         expired_unfetched: 0,
         reclaimed: 0,
         outofmemory: 0,
+        evicted_nonzero: 0,
+        age: 0,
+        total_pages: 0,
+        used_chunks: 0,
+        free_chunks: 0,
       });
     }
     clock.onTick((now) => this.onTick(now));
@@ -241,10 +252,15 @@ export class SlabStore implements Store, EvictionListener {
     return this.memoryLimit;
   }
 
-  /** Pages already given to classes stay theirs; the new limit bounds pages handed out from now on. */
-  setMemoryLimit(bytes: number): void {
+  /**
+   * Pages already given to classes stay theirs; the new limit bounds pages handed
+   * out from now on. Refused when -L preallocated the pages, as memcached refuses.
+   */
+  setMemoryLimit(bytes: number): boolean {
+    if (this.options.preallocate === true) return false;
     this.memoryLimit = bytes;
     this.arena.setMemoryLimit(bytes);
+    return true;
   }
 
   fits(keyLength: number, valueLength: number, flags: number): boolean {
@@ -263,8 +279,32 @@ export class SlabStore implements Store, EvictionListener {
       stats.expired_unfetched = arena.expiredUnfetched[id]!;
       stats.reclaimed = arena.reclaimed[id]!;
       stats.outofmemory = arena.outOfMemory[id]!;
+      stats.evicted_nonzero = arena.evictedNonzero[id]!;
+      const tail = arena.lruTail(id);
+      stats.age = tail === 0 ? 0 : Math.max(0, this.clock.now - arena.time(tail));
+      stats.total_pages = arena.pages.totalPages[id]!;
+      stats.used_chunks = arena.pages.usedChunks(id);
+      stats.free_chunks = arena.pages.freeChunks(id);
     }
     return this.classStats;
+  }
+
+  memoryStats(): MemoryStats {
+    const arena = this.arena;
+    return {
+      hash_power_level: arena.hashPower,
+      hash_bytes: arena.hashBytes,
+      hash_is_expanding: arena.isExpanding,
+      total_malloced: arena.totalMalloced,
+      malloc_fails: arena.mallocFails,
+    };
+  }
+
+  /** `stats reset`, with the counters: the arena's per-class figures start again from 0. */
+  resetStats(): void {
+    this.arena.resetItemStats();
+    this.reclaimedCounted = 0;
+    this.expiredUnfetchedCounted = 0;
   }
 
   dump(visit: (item: ItemDump) => boolean): void {
@@ -627,6 +667,12 @@ export class SlabStore implements Store, EvictionListener {
   }
 
   private reclaim(ref: number): void {
+    this.countReclaim(ref);
+    this.remove(ref);
+  }
+
+  /** Counts a dead item's memory as reclaimed (memcached's reclaimed, expired_unfetched). */
+  private countReclaim(ref: number): void {
     const arena = this.arena;
     const id = arena.classId(ref);
     this.counters.reclaimed++;
@@ -637,7 +683,6 @@ export class SlabStore implements Store, EvictionListener {
       arena.expiredUnfetched[id]!++;
       this.expiredUnfetchedCounted++;
     }
-    this.remove(ref);
   }
 
   /** Frees an item that is gone without a delete (expired, flushed), reporting it. */
@@ -648,13 +693,18 @@ export class SlabStore implements Store, EvictionListener {
     if (this.feed !== null) this.feed.emit(CHANGE_REMOVED, name, null, 0);
   }
 
-  /** Frees every item; the caller reports the flush. */
+  /**
+   * Frees every item; the caller reports the flush. memcached leaves flushed items
+   * to be reclaimed as it comes upon them; their memory comes back here at once,
+   * and is counted as reclaimed then.
+   */
   private clear(): void {
     const arena = this.arena;
     this.view.changed();
     this.dropSweep();
     for (let ref = arena.nextItem(0); ref !== 0; ) {
       const next = arena.nextItem(ref);
+      this.countReclaim(ref);
       arena.free(ref);
       ref = next;
     }
@@ -663,6 +713,9 @@ export class SlabStore implements Store, EvictionListener {
   private onTick(now: number): void {
     this.arena.now = now;
     this.countArenaReclaims();
+    // cache_memlimit lowered -m below what is charged: pages with no chunk in use go back.
+    const pages = this.arena.pages;
+    if (pages.memoryLimit !== 0 && pages.malloced > pages.memoryLimit) pages.releaseFreePages();
     if (this.flushPending && this.oldestLive <= now) this.flushDue();
     this.sweepExpired(now);
   }

@@ -47,6 +47,26 @@ export interface ClassStats {
   expired_unfetched: number;
   reclaimed: number;
   outofmemory: number;
+  /** Evicted items that had an expiry time. */
+  evicted_nonzero: number;
+  /** Seconds since the last access of the oldest item in the class's LRU (0 when empty). */
+  age: number;
+  /** Pages given to the class, and its chunks in use and free (`stats slabs`). */
+  total_pages: number;
+  used_chunks: number;
+  free_chunks: number;
+}
+
+/** `stats` figures about the store's memory, as memcached names them. */
+export interface MemoryStats {
+  /** The hash table: power of two of its buckets, bytes of bucket tables, whether it is doubling now. */
+  hash_power_level: number;
+  hash_bytes: number;
+  hash_is_expanding: boolean;
+  /** Bytes charged for pages handed to classes (`stats slabs`). */
+  total_malloced: number;
+  /** Pages whose memory could not be had. */
+  malloc_fails: number;
 }
 
 /** One live item as `lru_crawler metadump` and `stats cachedump` list it. */
@@ -126,10 +146,13 @@ export interface Store {
   flushAll(delay: number): void;
   /** True when a value of this length under a key of this length can ever be stored (memcached's -I). */
   fits(keyLength: number, valueLength: number, flags: number): boolean;
-  /** `cache_memlimit`: a new -m, in bytes; evicts at once if the store is over it. */
-  setMemoryLimit(bytes: number): void;
+  /** `cache_memlimit`: a new -m, in bytes; false when -m cannot move (memory preallocated with -L). */
+  setMemoryLimit(bytes: number): boolean;
   /** Per size class figures, indexed by class id (0 unused). */
   sizeClassStats(): readonly ClassStats[];
+  memoryStats(): MemoryStats;
+  /** `stats reset`: the per-class counters (evicted, reclaimed, ...) back to 0. */
+  resetStats(): void;
   /** Visits live items until visit returns false. */
   dump(visit: (item: ItemDump) => boolean): void;
   /** Gauges for `stats`: items now, bytes they take, and the limit. */

@@ -62,6 +62,12 @@ export interface SlabArenaOptions {
   evictions?: boolean;
   /** false under -C: items are charged 8 bytes less, as memcached's. */
   useCas?: boolean;
+  /** memcached's slab_reassign (default on): with it, or with chunked items, every page is charged whole against -m. */
+  slabReassign?: boolean;
+  /** Bytes counted as allocated before the first page (memcached's T_MEMD_INITIAL_MALLOC, for its test suite). */
+  initialMalloced?: number;
+  /** -L: give every class its first page at start, as memcached's slabs_preallocate. */
+  preallocate?: boolean;
 }
 
 /** Told about each item about to be evicted (not about expired ones reclaimed); the item is still readable. */
@@ -124,6 +130,8 @@ export class SlabArena {
 
   readonly evicted = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
   readonly evictedUnfetched = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
+  /** Evicted items that had an expiry time (memcached's evicted_nonzero). */
+  readonly evictedNonzero = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
   readonly evictedTime = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
   readonly outOfMemory = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
   readonly reclaimed = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
@@ -138,13 +146,23 @@ export class SlabArena {
     // classes are memcached's for any -I (memcached's slab_chunk_size_max does not follow -I).
     const slabChunkMax = options.slabChunkMax ?? pageSize / 2;
     this.classes = new SizeClasses(options.growthFactor ?? 1.25, options.minSize ?? 48, 2 * slabChunkMax);
-    this.pages = new SlabPages(this.classes, options.memoryLimit, pageSize);
+    this.pages = new SlabPages(this.classes, options.memoryLimit, pageSize, {
+      initialMalloced: options.initialMalloced,
+      chargeWholePages: (options.slabReassign ?? true) || slabChunkMax !== pageSize,
+    });
     this.hashTable = new HashTable(this.pages, options.hashPower ?? DEFAULT_HASH_POWER);
     this.lru = new ClassLru(this.pages);
     this.maxItemSize = maxItemSize;
     this.useCas = options.useCas ?? true;
     this.evictions = options.evictions ?? true;
     this.chunkMax = this.classes.chunkSizes[this.classes.largest]!;
+    if (options.preallocate === true) {
+      for (let id = 1; id <= this.classes.largest; id++) {
+        if (!this.pages.newPage(id)) {
+          throw new RangeError(`max memory must be at least ${this.classes.largest} megabytes to preallocate a page per slab class`);
+        }
+      }
+    }
   }
 
   // ---- lookup ----
@@ -500,9 +518,25 @@ export class SlabArena {
     return this.hashTable.isExpanding;
   }
 
-  /** memcached's total_malloced: bytes of pages handed to classes. */
+  /** memcached's total_malloced: bytes charged for pages handed to classes. */
   get totalMalloced(): number {
-    return this.pages.pageCount * this.pages.pageSize;
+    return this.pages.malloced;
+  }
+
+  /** Pages whose memory could not be had (memcached's malloc_fails). */
+  get mallocFails(): number {
+    return this.pages.mallocFails;
+  }
+
+  /** `stats reset`: zero the per-class item counters, as memcached's item_stats_reset. */
+  resetItemStats(): void {
+    this.evicted.fill(0);
+    this.evictedUnfetched.fill(0);
+    this.evictedNonzero.fill(0);
+    this.evictedTime.fill(0);
+    this.outOfMemory.fill(0);
+    this.reclaimed.fill(0);
+    this.expiredUnfetched.fill(0);
   }
 
   get totalEvictions(): number {
@@ -577,6 +611,7 @@ export class SlabArena {
       if (this.getWord(ref, H_HOLDS) === 0) {
         this.evicted[id]!++;
         this.evictedTime[id] = this.now - this.getWord(ref, H_TIME);
+        if (this.getWord(ref, H_EXPTIME) !== 0) this.evictedNonzero[id]!++;
         if (!this.hasFlag(ref, ITEM_FETCHED)) this.evictedUnfetched[id]!++;
         if (this.evictionListener !== null) this.evictionListener.evicting(this, ref);
         this.free(ref);
