@@ -149,10 +149,16 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
   -o, --extended=<opts>       comma-separated memcached suboptions; applied here:
                               idle_timeout=<s>, track_sizes, ssl_*, read_buf_mem_limit=<MB>
                               (replies a batch may stack, as memcached counts them),
-                              watcher_logbuf_size=<KB> (each watcher's bound); memcached
-                              internals such as modern, hashpower=<n>, no_lru_crawler are accepted
+                              watcher_logbuf_size=<KB> (each watcher's bound),
+                              slab_chunk_max=<bytes> (largest chunk; larger items are
+                              chunked), no_chunked_items, hashpower=<12..28> (starting
+                              hash table); memcached internals such as modern,
+                              no_lru_crawler are accepted
   -W, --disable-watch         refuse the "watch" command (memcached's log stream)
-  -f, -n, -k, -L, -r, -N      memcached memory and process tuning: accepted, no effect
+  -L, --enable-largepages     give each slab class its first page at start (memcached's
+                              preallocation: -m must hold them; cache_memlimit is refused)
+  -f, -n                      slab classes: growth factor (1.25) and minimum item (48 bytes)
+  -k, -r, -N                  memcached process tuning: accepted, no effect
       --test-clock            for tests: the command "debugtime <seconds>" moves the clock on
       --test-drop-changes=<fraction>  for tests: drop that fraction (0..1) of the changes
                               sent to peers, so that nodes diverge
