@@ -190,7 +190,8 @@ function settings(ctx: ServerContext): Pairs {
     ['tail_repair_time', option('tail_repair_time', 0)],
     ['flush_enabled', yesNo(config.flushEnabled)],
     ['dump_enabled', yesNo(config.dumpingEnabled)],
-    ['hash_algorithm', option('hash_algorithm', 'murmur3')],
+    // Keys are hashed with murmur3 whatever -o hash_algorithm asks (it is accepted for start scripts).
+    ['hash_algorithm', 'murmur3'],
     ['lru_maintainer_thread', extended.has('no_lru_maintainer') ? 'no' : 'yes'],
     ['lru_segmented', extended.has('no_lru_segmented') ? 'no' : 'yes'],
     ['temporary_ttl', option('temporary_ttl', 61)],
