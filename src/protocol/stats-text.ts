@@ -248,11 +248,13 @@ function items(ctx: ServerContext): Pairs {
 /** memcached's slabs_stats: a class is listed once it has a page; total_malloced counts pages charged against -m. */
 function slabs(ctx: ServerContext): Pairs {
   const text: Pairs = [];
+  const slab = ctx.counters.slab;
   let active = 0;
   for (const cls of ctx.store.sizeClassStats()) {
     if (cls.id === 0 || cls.total_pages === 0) continue;
     active++;
-    const p = `${cls.id}:`;
+    const id = cls.id;
+    const p = `${id}:`;
     text.push(
       [`${p}chunk_size`, cls.chunkSize],
       [`${p}chunks_per_page`, cls.perPage],
@@ -262,6 +264,14 @@ function slabs(ctx: ServerContext): Pairs {
       [`${p}free_chunks`, cls.free_chunks],
       // A dead figure in memcached too, shown as 0.
       [`${p}free_chunks_end`, 0],
+      [`${p}get_hits`, slab.get_hits[id]!],
+      [`${p}cmd_set`, slab.cmd_set[id]!],
+      [`${p}delete_hits`, slab.delete_hits[id]!],
+      [`${p}incr_hits`, slab.incr_hits[id]!],
+      [`${p}decr_hits`, slab.decr_hits[id]!],
+      [`${p}cas_hits`, slab.cas_hits[id]!],
+      [`${p}cas_badval`, slab.cas_badval[id]!],
+      [`${p}touch_hits`, slab.touch_hits[id]!],
     );
   }
   text.push(['active_slabs', active], ['total_malloced', ctx.store.memoryStats().total_malloced]);

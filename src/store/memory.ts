@@ -139,6 +139,7 @@ export class MemoryStore implements Store {
   private memoryLimit: number;
   readonly sizeClasses: SizeClasses;
   private readonly classStats: ClassStats[] = [];
+  private lastClassId = 0;
   /** Where every accepted change is reported once (null: memory only, nobody listens). */
   private feed: ChangeFeed | null = null;
   /** The tier below (the disk), asked on a miss. */
@@ -203,6 +204,15 @@ export class MemoryStore implements Store {
     this.memoryLimit = bytes;
     this.makeRoom(0);
     return true;
+  }
+
+  sizeClassOf(keyLength: number, valueLength: number, flags: number): number {
+    const size = this.sizeOf(keyLength, valueLength, flags);
+    return size > this.options.maxItemSize ? 0 : this.sizeClasses.classOf(size);
+  }
+
+  get lastClass(): number {
+    return this.lastClassId;
   }
 
   fits(keyLength: number, valueLength: number, flags: number): boolean {
@@ -337,6 +347,7 @@ export class MemoryStore implements Store {
         break;
       case 'cas':
         if (existing === null) return 'not_found';
+        this.lastClassId = existing.sizeClass;
         if (this.options.casEnabled && existing.cas === casUnique) break;
         // Meta I: an older CAS still stores the value, marked stale; under -C nothing matches.
         if (this.options.casEnabled && (options & STORE_INVALIDATE) !== 0 && casUnique < existing.cas) {
@@ -393,6 +404,7 @@ export class MemoryStore implements Store {
   delete(key: Buffer, keyStart: number, keyEnd: number): boolean {
     const entry = this.lookup(key.toString('latin1', keyStart, keyEnd));
     if (entry === null) return false;
+    this.lastClassId = entry.sizeClass;
     this.unlink(entry);
     this.feed?.emit(CHANGE_DELETED, entry.key, null, 0);
     return true;
@@ -405,6 +417,7 @@ export class MemoryStore implements Store {
     // memcached refuses an empty value before it compares the CAS, other non-numbers after.
     if (entry.value.length === 0) return 'non_numeric';
     if (casUnique !== 0 && entry.cas !== casUnique) return 'exists';
+    this.lastClassId = entry.sizeClass;
     const current = parseU64(entry.value, 0, entry.value.length);
     if (current === null) return 'non_numeric';
     let next: bigint;

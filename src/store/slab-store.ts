@@ -140,6 +140,7 @@ export class SlabStore implements Store, EvictionListener {
   readonly arena: SlabArena;
   private readonly view: SlabItemView;
   private casCounter = 0;
+  private lastClassId = 0;
   private memoryLimit: number;
   /** memcached's oldest_live: items last touched at or before it are gone once the clock reaches it. */
   private oldestLive = 0;
@@ -261,6 +262,15 @@ export class SlabStore implements Store, EvictionListener {
     this.memoryLimit = bytes;
     this.arena.setMemoryLimit(bytes);
     return true;
+  }
+
+  sizeClassOf(keyLength: number, valueLength: number, flags: number): number {
+    const total = memcachedItemTotal(keyLength, valueLength, flags, this.options.casEnabled);
+    return total > this.options.maxItemSize ? 0 : this.arena.classes.classOf(total);
+  }
+
+  get lastClass(): number {
+    return this.lastClassId;
   }
 
   fits(keyLength: number, valueLength: number, flags: number): boolean {
@@ -413,6 +423,7 @@ export class SlabStore implements Store, EvictionListener {
         break;
       case 'cas':
         if (existing === 0) return 'not_found';
+        this.lastClassId = arena.classId(existing);
         if (this.options.casEnabled && arena.cas(existing) === casUnique) break;
         // Meta I: an older CAS still stores the value, marked stale; under -C nothing matches.
         if (this.options.casEnabled && (options & STORE_INVALIDATE) !== 0 && casUnique < arena.cas(existing)) {
@@ -470,6 +481,7 @@ export class SlabStore implements Store, EvictionListener {
     const ref = this.lookup(key, keyStart, keyEnd, true);
     if (ref === 0) return false;
     const name = this.feed === null ? '' : key.toString('latin1', keyStart, keyEnd);
+    this.lastClassId = this.arena.classId(ref);
     this.view.changed();
     this.arena.free(ref);
     if (this.feed !== null) this.feed.emit(CHANGE_DELETED, name, null, 0);
@@ -485,6 +497,7 @@ export class SlabStore implements Store, EvictionListener {
     // memcached refuses an empty value before it compares the CAS, other non-numbers after.
     if (length === 0) return 'non_numeric';
     if (casUnique !== 0 && arena.cas(ref) !== casUnique) return 'exists';
+    this.lastClassId = arena.classId(ref);
     this.view.changed();
     // strtoull skips any run of leading spaces and zeros, so a long value may still be a number:
     // such a value (rare) is read through a buffer of its own.

@@ -144,6 +144,14 @@ export interface Store {
   applyDelta(key: Buffer, keyStart: number, keyEnd: number, delta: bigint, incr: boolean, casUnique?: number): DeltaResult;
   /** Invalidates every item now (delay 0) or at the given protocol exptime. */
   flushAll(delay: number): void;
+  /** The size class an item of these lengths is filed under (memcached's slabs_clsid); 0 when it can never be stored. */
+  sizeClassOf(keyLength: number, valueLength: number, flags: number): number;
+  /**
+   * The size class of the item the last delete(), applyDelta() or 'cas' store()
+   * found (for a 'cas', the item it compared against), for memcached's per-class
+   * counters; valid until the next call.
+   */
+  readonly lastClass: number;
   /** True when a value of this length under a key of this length can ever be stored (memcached's -I). */
   fits(keyLength: number, valueLength: number, flags: number): boolean;
   /** `cache_memlimit`: a new -m, in bytes; false when -m cannot move (memory preallocated with -L). */
