@@ -1,7 +1,8 @@
 /**
  * The slab allocator, hash table and per-class LRU (src/store/slabs/), driven
  * directly: memcached's memory arithmetic, eviction order, -M, chunked items,
- * incremental hash expansion, chunk reuse, reclaiming expired items before
+ * incremental hash expansion, chunk reuse, page accounting (total_malloced,
+ * pages given back under a lowered -m), reclaiming expired items before
  * evicting live ones, pinned items, and a seeded differential against a Map.
  */
 import assert from 'node:assert/strict';
@@ -476,5 +477,69 @@ describe('differential against a Map', () => {
     assert.ok(arena.totalEvictions > 1000, `the run evicted (${arena.totalEvictions})`);
     assert.ok(chunkedStored > 10, `chunked items stored (${chunkedStored})`);
     assert.ok(arena.pages.pageCount <= 3 + arena.classes.largest, 'pages within -m (plus one first page per class)');
+  });
+});
+
+describe('page accounting (memcached mem_malloced)', () => {
+  it('charges a whole page with slab_reassign, and only its chunks without it and with whole-page chunks', () => {
+    const modern = new SlabArena({ memoryLimit: 64 * MiB });
+    const old = new SlabArena({ memoryLimit: 64 * MiB, slabReassign: false, slabChunkMax: MiB });
+    for (const arena of [modern, old]) assert.ok(set(arena, keyOf(1), valueOf(1, 100)) > 0);
+    assert.equal(modern.totalMalloced, MiB);
+    const id = old.classId(old.find(keyOf(1), 0, 10));
+    const slabs = old.slabStats(id);
+    assert.equal(old.totalMalloced, slabs.chunk_size * slabs.chunks_per_page);
+    assert.ok(old.totalMalloced < MiB);
+  });
+
+  it('a class takes its first page past -m, never a second (64bit.t with a faked start)', () => {
+    const arena = new SlabArena({ memoryLimit: 4 * MiB, initialMalloced: 4 * MiB - 32, evictions: false });
+    assert.equal(arena.totalMalloced, 4 * MiB - 32);
+    const big = valueOf(0, 400 * 1024);
+    const results: number[] = [];
+    for (let i = 0; i < 5; i++) results.push(set(arena, keyOf(i), big));
+    assert.ok(results.includes(NO_MEMORY), 'the class is held to its first page');
+    assert.equal(arena.totalMalloced, 5 * MiB - 32);
+    // Another class still gets its first page.
+    assert.ok(set(arena, keyOf(100), valueOf(100, 100)) > 0);
+    assert.equal(arena.totalMalloced, 6 * MiB - 32);
+  });
+
+  it('-L preallocates a page per class', () => {
+    const arena = new SlabArena({ memoryLimit: 64 * MiB, preallocate: true });
+    for (let id = 1; id <= arena.classes.largest; id++) assert.equal(arena.slabStats(id).total_pages, 1);
+    assert.equal(arena.totalMalloced, arena.classes.largest * MiB);
+  });
+
+  it('a lowered -m gives back pages with no item in use, down to it; the pages kept still serve', () => {
+    const arena = new SlabArena({ memoryLimit: 16 * MiB, evictions: false });
+    const value = valueOf(7, 66560);
+    const refs: number[] = [];
+    for (let i = 0; ; i++) {
+      const ref = set(arena, keyOf(i), value);
+      if (ref <= 0) break;
+      refs.push(ref);
+    }
+    const id = arena.classId(refs[0]!);
+    assert.equal(arena.slabStats(id).total_pages, 16);
+    // Keep every 40th item: a few pages keep one item each, the rest empty out.
+    for (let i = 0; i < refs.length; i++) if (i % 40 !== 0) arena.free(refs[i]!);
+    arena.setMemoryLimit(8 * MiB);
+    assert.equal(arena.pages.releaseFreePages(), 8 * MiB);
+    assert.equal(arena.totalMalloced, 8 * MiB);
+    assert.equal(arena.slabStats(id).total_pages, 8);
+    for (let i = 0; i < refs.length; i += 40) assert.deepEqual(get(arena, keyOf(i)), value, `key ${i} kept`);
+    // Every free chunk of the kept pages is handed out once, and no page past -m comes.
+    const again = new Set<number>();
+    for (let i = 0; ; i++) {
+      const ref = set(arena, keyOf(1_000_000 + i), value);
+      if (ref <= 0) break;
+      assert.ok(!again.has(ref));
+      again.add(ref);
+    }
+    assert.equal(arena.slabStats(id).total_pages, 8);
+    assert.equal(arena.slabStats(id).free_chunks, 0);
+    for (let i = 0; i < refs.length; i += 40) assert.deepEqual(get(arena, keyOf(i)), value, `key ${i} still there`);
+    for (const ref of again) assert.equal(arena.valueLength(ref), value.length);
   });
 });

@@ -5,7 +5,7 @@ import { dirname, resolve } from 'node:path';
 import type { ReplicationPeer } from './config.js';
 import { isLoopback } from '../base/loopback.js';
 import { ConfigError, DEFAULTS, type Config, type TlsConfig } from './config.js';
-import { applyExtendedOption, checkExtendedOptions } from './extended-options.js';
+import { applyExtendedOption, checkExtendedOptions, settleSlabSettings } from './extended-options.js';
 import { lookupUser } from '../server/privileges.js';
 import { checkTlsFiles } from '../server/tls.js';
 
@@ -156,10 +156,16 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
                               watcher_logbuf_size=<KB> (each watcher's bound), the segmented
                               LRU's lru_maintainer, no_lru_maintainer, hot_lru_pct=<n>,
                               warm_lru_pct=<n>, hot_max_factor=<f>, warm_max_factor=<f>,
-                              temporary_ttl=<s>, no_modern; memcached internals such as
-                              hashpower=<n>, no_lru_crawler are accepted
+                              temporary_ttl=<s>, no_modern (flat LRU, whole-page chunks),
+                              slab_chunk_max=<bytes> (largest chunk; larger items are
+                              chunked), no_chunked_items, hashpower=<12..28> (starting
+                              hash table); memcached internals such as no_lru_crawler
+                              are accepted
   -W, --disable-watch         refuse the "watch" command (memcached's log stream)
-  -f, -n, -k, -L, -r, -N      memcached memory and process tuning: accepted, no effect
+  -L, --enable-largepages     give each slab class its first page at start (memcached's
+                              preallocation: -m must hold them; cache_memlimit is refused)
+  -f, -n                      slab classes: growth factor (1.25) and minimum item (48 bytes)
+  -k, -r, -N                  memcached process tuning: accepted, no effect
       --test-clock            for tests: the command "debugtime <seconds>" moves the clock on
       --test-drop-changes=<fraction>  for tests: drop that fraction (0..1) of the changes
                               sent to peers, so that nodes diverge
@@ -498,7 +504,7 @@ export function parseCommandLine(argv: string[]): CliResult {
     config.slabGrowthFactor = decimal('slab-growth-factor', values['slab-growth-factor'], 1);
   }
   if (values['slab-min-size'] !== undefined) config.slabMinSize = integer('slab-min-size', values['slab-min-size'], 1, 1 << 20);
-  if (values['napi_ids'] !== undefined) integer('napi_ids', values['napi_ids'], 1, 1024);
+  if (values['napi_ids'] !== undefined) config.napiIds = integer('napi_ids', values['napi_ids'], 1, 1024);
   config.daemon = values.daemon === true;
   config.testClock = values['test-clock'] === true;
   if (values['metrics-port'] !== undefined) config.metricsPort = integer('metrics-port', values['metrics-port'], 0, 65535);
@@ -550,6 +556,7 @@ export function parseCommandLine(argv: string[]): CliResult {
     }
   }
   checkExtendedOptions(config);
+  settleSlabSettings(config, values['enable-largepages'] === true);
   config.tls = tlsConfig(config, {
     enable: values['enable-ssl'] === true,
     cert: values['tls-cert'],

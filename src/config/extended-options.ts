@@ -1,4 +1,9 @@
+import { SizeClasses } from '../store/size-classes.js';
+import { MAX_HASH_POWER } from '../store/slabs/hash-table.js';
 import { ConfigError, type Config } from './config.js';
+
+/** memcached 1.6.18's slab_page_size: fixed (no option sets it). */
+export const SLAB_PAGE_SIZE = 1024 * 1024;
 
 /**
  * memcached's -o suboptions. Those that mean something in Mnemo are applied; the
@@ -21,10 +26,12 @@ const SUBOPTIONS: Record<string, Kind> = {
   hot_max_factor: 'float',
   warm_max_factor: 'float',
   temporary_ttl: 'int',
+  hashpower: 'int',
+  slab_chunk_max: 'int',
+  no_chunked_items: 'bare',
   // Accepted: memcached internals with no counterpart here.
   maxconns_fast: 'bare',
   no_maxconns_fast: 'bare',
-  hashpower: 'int',
   tail_repair_time: 'int',
   hash_algorithm: 'text',
   lru_crawler: 'bare',
@@ -33,7 +40,6 @@ const SUBOPTIONS: Record<string, Kind> = {
   lru_crawler_tocrawl: 'int',
   read_buf_mem_limit: 'int',
   resp_obj_mem_limit: 'int',
-  slab_chunk_max: 'int',
   slab_sizes: 'text',
   slab_reassign: 'bare',
   no_slab_reassign: 'bare',
@@ -47,7 +53,6 @@ const SUBOPTIONS: Record<string, Kind> = {
   no_hashexpand: 'bare',
   modern: 'bare',
   no_modern: 'bare',
-  no_chunked_items: 'bare',
   inline_ascii_resp: 'bare',
   no_inline_ascii_resp: 'bare',
   sock_cookie_id: 'int',
@@ -150,4 +155,60 @@ export function checkExtendedOptions(config: Config): void {
   const lru = config.lru;
   if (lru.hotLruPct + lru.warmLruPct > 80) throw new ConfigError('-o/--extended: hot_lru_pct + warm_lru_pct cannot be more than 80% combined');
   if (lru.tempLru && !lru.maintainer) throw new ConfigError('-o/--extended: temporary_ttl requires lru_maintainer to be enabled');
+}
+
+/**
+ * The slab settings the -o list and -L decide together, checked as memcached's
+ * main() checks them once every option is read: hashpower within 12..32;
+ * slab_chunk_max (bytes) no larger than -I and dividing both -I and the page;
+ * no_modern and no_chunked_items make the largest chunk a whole page; -L
+ * preallocates a page per class, so -m must hold them all. memcached refuses a
+ * -I below 512 KiB unless slab_chunk_max is lowered with it; Mnemo keeps its
+ * larger chunks then (items stay bounded by -I), so only a slab_chunk_max given
+ * is held to -I.
+ */
+export function settleSlabSettings(config: Config, preallocate: boolean): void {
+  const extended = config.extended;
+  const hashpower = extended.get('hashpower');
+  if (hashpower !== undefined) {
+    const power = Number(hashpower);
+    if (power < 12) throw new ConfigError(`-o/--extended: Initial hashtable multiplier of ${power} is too low`);
+    if (power > 32) {
+      throw new ConfigError(
+        `-o/--extended: Initial hashtable multiplier of ${power} is too high (choose a value based on "STAT hash_power_level" from a running instance)`,
+      );
+    }
+    // memcached allows up to 32 (and fails to allocate the table there); Mnemo's table stops doubling at 2^28 buckets.
+    if (power > MAX_HASH_POWER) throw new ConfigError(`-o/--extended: hashpower=${power}: the hash table holds at most 2^${MAX_HASH_POWER} buckets`);
+    config.hashPowerInit = power;
+  }
+  const given = extended.get('slab_chunk_max');
+  let chunkMax = SLAB_PAGE_SIZE / 2;
+  if (given !== undefined) chunkMax = Number(given);
+  else if (extended.has('no_modern')) chunkMax = SLAB_PAGE_SIZE;
+  if (extended.has('no_chunked_items')) chunkMax = SLAB_PAGE_SIZE;
+  if (given !== undefined) {
+    const itemSizeMax = config.maxItemSize;
+    if (chunkMax > itemSizeMax) {
+      throw new ConfigError(`-o/--extended: slab_chunk_max (bytes: ${chunkMax}) cannot be larger than -I (item_size_max ${itemSizeMax})`);
+    }
+    // Below 64 bytes a 1 MiB page would hold more chunks than a chunk reference can name.
+    if (chunkMax < 64) throw new ConfigError(`-o/--extended: slab_chunk_max (bytes: ${chunkMax}) cannot be less than 64`);
+    if (itemSizeMax % chunkMax !== 0) {
+      throw new ConfigError(`-o/--extended: -I (item_size_max: ${itemSizeMax}) must be evenly divisible by slab_chunk_max (bytes: ${chunkMax})`);
+    }
+    if (SLAB_PAGE_SIZE % chunkMax !== 0) {
+      throw new ConfigError(`-o/--extended: slab_chunk_max (bytes: ${chunkMax}) must divide evenly into ${SLAB_PAGE_SIZE} (slab_page_size)`);
+    }
+  }
+  config.slabChunkMax = chunkMax;
+  if (preallocate) {
+    const classes = new SizeClasses(config.slabGrowthFactor, config.slabMinSize, 2 * chunkMax).largest;
+    if (config.memoryLimit < classes * SLAB_PAGE_SIZE) {
+      throw new ConfigError(
+        `-L/--enable-largepages: Error while preallocating slab memory: max memory must be at least ${classes} megabytes`,
+      );
+    }
+    config.preallocate = true;
+  }
 }

@@ -241,7 +241,7 @@ export class MetaCommands {
       created = item !== null;
     }
     if (item === null) {
-      countMetaGet(counters, false, f.newTtl);
+      countMetaGet(counters, null, f.newTtl);
       if (!f.quiet) {
         out.bytes(EN);
         this.echoOpaqueAndKey(buf, f);
@@ -319,7 +319,7 @@ export class MetaCommands {
       out.bytes(CRLF);
     }
     if (!f.noUpdate) store.markAccessed(item);
-    countMetaGet(counters, true, f.newTtl);
+    countMetaGet(counters, item, f.newTtl);
     return next;
   }
 

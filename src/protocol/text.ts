@@ -67,6 +67,7 @@ const SHUTDOWN_NOT_ENABLED = reply('ERROR: shutdown not enabled');
 const BAD_SHUTDOWN_MODE = reply('CLIENT_ERROR invalid shutdown mode');
 const MEMLIMIT_TOO_SMALL = reply('MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m');
 const MEMLIMIT_NOT_BYTES = reply('MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes');
+const MEMLIMIT_FAILED = reply('MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust');
 const DETAIL_USAGE = reply('CLIENT_ERROR usage: stats detail on|off|dump');
 const METADUMP_NOT_ALLOWED = reply('ERROR metadump not allowed');
 const CACHEDUMP_NOT_ALLOWED = reply('CLIENT_ERROR stats cachedump not allowed');
@@ -997,9 +998,10 @@ export class TextProtocol implements MetaHost {
       this.answer(MEMLIMIT_TOO_SMALL);
     } else if (megabytes > 1_000_000_000) {
       this.answer(MEMLIMIT_NOT_BYTES);
-    } else {
-      this.ctx.store.setMemoryLimit(megabytes * 1024 * 1024);
+    } else if (this.ctx.store.setMemoryLimit(megabytes * 1024 * 1024)) {
       this.answer(OK);
+    } else {
+      this.answer(MEMLIMIT_FAILED);
     }
     return next;
   }

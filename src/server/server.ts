@@ -88,7 +88,11 @@ export class MnemoServer implements ServerContext {
       casEnabled: config.casEnabled,
       slabGrowthFactor: config.slabGrowthFactor,
       slabMinSize: config.slabMinSize,
-      slabChunkMax: config.slabChunkMax ?? undefined,
+      slabChunkMax: config.slabChunkMax,
+      hashPower: config.hashPowerInit === 0 ? undefined : config.hashPowerInit,
+      slabReassign: !config.extended.has('no_slab_reassign') && !config.extended.has('no_modern'),
+      preallocate: config.preallocate,
+      initialMalloced: testInitialMalloc(),
       lru: { ...config.lru },
     };
     // The slab store serves (issue 15). MNEMO_STORE=heap keeps the heap store it replaces
@@ -424,4 +428,15 @@ function removeStaleSocket(path: string): void {
   } catch {
     // nothing there
   }
+}
+
+/**
+ * memcached's test suite fakes how much memory is allocated already (64bit.t:
+ * just over 4 GiB) through T_MEMD_INITIAL_MALLOC, read by its slabs_init; the
+ * same variable does the same here, so that test runs against Mnemo. 0 when unset.
+ */
+function testInitialMalloc(): number {
+  const text = process.env['T_MEMD_INITIAL_MALLOC'];
+  if (text === undefined || !/^\d+$/.test(text)) return 0;
+  return Number(text);
 }

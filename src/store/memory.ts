@@ -19,6 +19,7 @@ import {
   STORE_BINARY_KEY,
   STORE_INVALIDATE,
   type ClassStats,
+  type MemoryStats,
   type DeltaResult,
   type ItemDump,
   type ItemView,
@@ -52,6 +53,11 @@ function emptyClassStats(id: number, classes: SizeClasses): ClassStats {
     expired_unfetched: 0,
     reclaimed: 0,
     outofmemory: 0,
+    evicted_nonzero: 0,
+    age: 0,
+    total_pages: 0,
+    used_chunks: 0,
+    free_chunks: 0,
   };
 }
 
@@ -96,10 +102,18 @@ export interface MemoryStoreOptions {
   /** -f and -n, for filing items under memcached's size classes in stats. */
   slabGrowthFactor: number;
   slabMinSize: number;
-  /** The slab store's largest chunk (-o no_modern: a whole page); its default otherwise. */
-  slabChunkMax?: number;
   /** The slab store's segmented LRU settings; memcached's defaults otherwise. */
   lru?: LruTuning;
+  /** -o slab_chunk_max, in bytes (the slab store; default half a page). */
+  slabChunkMax?: number;
+  /** -o hashpower (the slab store; default 16). */
+  hashPower?: number;
+  /** -o no_slab_reassign turns this off (the slab store: pages are then charged only their chunks). */
+  slabReassign?: boolean;
+  /** -L: a page per class at start (the slab store). */
+  preallocate?: boolean;
+  /** Bytes counted as allocated before the first page: memcached's T_MEMD_INITIAL_MALLOC (the slab store). */
+  initialMalloced?: number;
 }
 
 /**
@@ -128,6 +142,7 @@ export class MemoryStore implements Store {
   private memoryLimit: number;
   readonly sizeClasses: SizeClasses;
   private readonly classStats: ClassStats[] = [];
+  private lastClassId = 0;
   /** Where every accepted change is reported once (null: memory only, nobody listens). */
   private feed: ChangeFeed | null = null;
   /** The tier below (the disk), asked on a miss. */
@@ -188,17 +203,51 @@ export class MemoryStore implements Store {
     return this.memoryLimit;
   }
 
-  setMemoryLimit(bytes: number): void {
+  setMemoryLimit(bytes: number): boolean {
     this.memoryLimit = bytes;
     this.makeRoom(0);
+    return true;
+  }
+
+  sizeClassOf(keyLength: number, valueLength: number, flags: number): number {
+    const size = this.sizeOf(keyLength, valueLength, flags);
+    return size > this.options.maxItemSize ? 0 : this.sizeClasses.classOf(size);
+  }
+
+  get lastClass(): number {
+    return this.lastClassId;
   }
 
   fits(keyLength: number, valueLength: number, flags: number): boolean {
     return this.sizeOf(keyLength, valueLength, flags) <= this.options.maxItemSize;
   }
 
+  /** No pages here: page and chunk figures say how memcached would hold the same items. */
   sizeClassStats(): readonly ClassStats[] {
+    for (const stats of this.classStats) {
+      if (stats.id === 0) continue;
+      stats.total_pages = Math.ceil(stats.number / stats.perPage);
+      stats.used_chunks = stats.number;
+      stats.free_chunks = stats.total_pages * stats.perPage - stats.number;
+    }
     return this.classStats;
+  }
+
+  /** A Map has no buckets to report: memcached's starting table, and the charged bytes as pages. */
+  memoryStats(): MemoryStats {
+    return { hash_power_level: 16, hash_bytes: 65536 * 8, hash_is_expanding: false, total_malloced: this.bytes, malloc_fails: 0 };
+  }
+
+  resetStats(): void {
+    for (const stats of this.classStats) {
+      stats.evicted = 0;
+      stats.evicted_nonzero = 0;
+      stats.evicted_time = 0;
+      stats.evicted_unfetched = 0;
+      stats.expired_unfetched = 0;
+      stats.reclaimed = 0;
+      stats.outofmemory = 0;
+    }
   }
 
   dump(visit: (item: ItemDump) => boolean): void {
@@ -301,6 +350,7 @@ export class MemoryStore implements Store {
         break;
       case 'cas':
         if (existing === null) return 'not_found';
+        this.lastClassId = existing.sizeClass;
         if (this.options.casEnabled && existing.cas === casUnique) break;
         // Meta I: an older CAS still stores the value, marked stale; under -C nothing matches.
         if (this.options.casEnabled && (options & STORE_INVALIDATE) !== 0 && casUnique < existing.cas) {
@@ -357,6 +407,7 @@ export class MemoryStore implements Store {
   delete(key: Buffer, keyStart: number, keyEnd: number): boolean {
     const entry = this.lookup(key.toString('latin1', keyStart, keyEnd));
     if (entry === null) return false;
+    this.lastClassId = entry.sizeClass;
     this.unlink(entry);
     this.feed?.emit(CHANGE_DELETED, entry.key, null, 0);
     return true;
@@ -369,6 +420,7 @@ export class MemoryStore implements Store {
     // memcached refuses an empty value before it compares the CAS, other non-numbers after.
     if (entry.value.length === 0) return 'non_numeric';
     if (casUnique !== 0 && entry.cas !== casUnique) return 'exists';
+    this.lastClassId = entry.sizeClass;
     const current = parseU64(entry.value, 0, entry.value.length);
     if (current === null) return 'non_numeric';
     let next: bigint;
@@ -494,6 +546,7 @@ export class MemoryStore implements Store {
       const stats = this.classStats[victim.sizeClass]!;
       this.counters.evictions++;
       stats.evicted++;
+      if (victim.exptime !== 0) stats.evicted_nonzero++;
       stats.evicted_time = this.clock.now - victim.time;
       if (!victim.fetched) {
         this.counters.evicted_unfetched++;

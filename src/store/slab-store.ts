@@ -24,6 +24,7 @@ import {
   STORE_BINARY_KEY,
   STORE_INVALIDATE,
   type ClassStats,
+  type MemoryStats,
   type DeltaResult,
   type ItemDump,
   type ItemView,
@@ -172,6 +173,7 @@ export class SlabStore implements Store, EvictionListener {
   readonly maintainer: LruMaintainer;
   private readonly view: SlabItemView;
   private casCounter = 0;
+  private lastClassId = 0;
   private memoryLimit: number;
   /** memcached's oldest_live: items last touched at or before it are gone once the clock reaches it. */
   private oldestLive = 0;
@@ -205,6 +207,10 @@ export class SlabStore implements Store, EvictionListener {
       useCas: options.casEnabled,
       slabChunkMax: options.slabChunkMax,
       lru: Object.assign(new LruSettings(), options.lru),
+      hashPower: options.hashPower,
+      slabReassign: options.slabReassign,
+      preallocate: options.preallocate,
+      initialMalloced: options.initialMalloced,
     });
     this.maintainer = new LruMaintainer(this.arena);
     this.lru = new SlabLru(this.arena, this.maintainer);
@@ -226,6 +232,11 @@ export class SlabStore implements Store, EvictionListener {
         expired_unfetched: 0,
         reclaimed: 0,
         outofmemory: 0,
+        evicted_nonzero: 0,
+        age: 0,
+        total_pages: 0,
+        used_chunks: 0,
+        free_chunks: 0,
       });
     }
     clock.onTick((now) => this.onTick(now));
@@ -234,12 +245,6 @@ export class SlabStore implements Store, EvictionListener {
   /** Stops the maintainer's runs (the server is closing). */
   stop(): void {
     this.maintainer.stop();
-  }
-
-  resetItemStats(): void {
-    this.arena.resetItemStats();
-    this.reclaimedCounted = 0;
-    this.expiredUnfetchedCounted = 0;
   }
 
   reportTo(feed: ChangeFeed): void {
@@ -298,7 +303,7 @@ export class SlabStore implements Store, EvictionListener {
   stateLoaded(): void {
     const arena = this.arena;
     arena.now = this.clock.now;
-    arena.clearHolds();
+    arena.stateLoaded();
     this.sweepAt = 0;
     this.view.changed();
     // The per-class reclaim figures came back; the global counters start from 0 as a new process's.
@@ -328,10 +333,24 @@ export class SlabStore implements Store, EvictionListener {
     return this.memoryLimit;
   }
 
-  /** Pages already given to classes stay theirs; the new limit bounds pages handed out from now on. */
-  setMemoryLimit(bytes: number): void {
+  /**
+   * Pages already given to classes stay theirs; the new limit bounds pages handed
+   * out from now on. Refused when -L preallocated the pages, as memcached refuses.
+   */
+  setMemoryLimit(bytes: number): boolean {
+    if (this.options.preallocate === true) return false;
     this.memoryLimit = bytes;
     this.arena.setMemoryLimit(bytes);
+    return true;
+  }
+
+  sizeClassOf(keyLength: number, valueLength: number, flags: number): number {
+    const total = memcachedItemTotal(keyLength, valueLength, flags, this.options.casEnabled);
+    return total > this.options.maxItemSize ? 0 : this.arena.classes.classOf(total);
+  }
+
+  get lastClass(): number {
+    return this.lastClassId;
   }
 
   fits(keyLength: number, valueLength: number, flags: number): boolean {
@@ -350,13 +369,32 @@ export class SlabStore implements Store, EvictionListener {
       stats.expired_unfetched = arena.expiredUnfetched[id]!;
       stats.reclaimed = arena.reclaimed[id]!;
       stats.outofmemory = arena.outOfMemory[id]!;
+      stats.evicted_nonzero = arena.evictedNonzero[id]!;
+      const tail = arena.lruTail(id);
+      stats.age = tail === 0 ? 0 : Math.max(0, this.clock.now - arena.time(tail));
+      stats.total_pages = arena.pages.totalPages[id]!;
+      stats.used_chunks = arena.pages.usedChunks(id);
+      stats.free_chunks = arena.pages.freeChunks(id);
     }
     return this.classStats;
   }
 
-  hashTableStats(): { powerLevel: number; bytes: number; expanding: boolean } {
+  memoryStats(): MemoryStats {
     const arena = this.arena;
-    return { powerLevel: arena.hashPower, bytes: arena.hashBytes, expanding: arena.isExpanding };
+    return {
+      hash_power_level: arena.hashPower,
+      hash_bytes: arena.hashBytes,
+      hash_is_expanding: arena.isExpanding,
+      total_malloced: arena.totalMalloced,
+      malloc_fails: arena.mallocFails,
+    };
+  }
+
+  /** `stats reset`, with the counters: the arena's per-class figures start again from 0. */
+  resetStats(): void {
+    this.arena.resetItemStats();
+    this.reclaimedCounted = 0;
+    this.expiredUnfetchedCounted = 0;
   }
 
   dump(visit: (item: ItemDump) => boolean): void {
@@ -466,6 +504,7 @@ export class SlabStore implements Store, EvictionListener {
         break;
       case 'cas':
         if (existing === 0) return 'not_found';
+        this.lastClassId = arena.classId(existing);
         if (this.options.casEnabled && arena.cas(existing) === casUnique) break;
         // Meta I: an older CAS still stores the value, marked stale; under -C nothing matches.
         if (this.options.casEnabled && (options & STORE_INVALIDATE) !== 0 && casUnique < arena.cas(existing)) {
@@ -523,6 +562,7 @@ export class SlabStore implements Store, EvictionListener {
     const ref = this.lookup(key, keyStart, keyEnd, true);
     if (ref === 0) return false;
     const name = this.feed === null ? '' : key.toString('latin1', keyStart, keyEnd);
+    this.lastClassId = this.arena.classId(ref);
     this.view.changed();
     this.arena.free(ref);
     if (this.feed !== null) this.feed.emit(CHANGE_DELETED, name, null, 0);
@@ -538,6 +578,7 @@ export class SlabStore implements Store, EvictionListener {
     // memcached refuses an empty value before it compares the CAS, other non-numbers after.
     if (length === 0) return 'non_numeric';
     if (casUnique !== 0 && arena.cas(ref) !== casUnique) return 'exists';
+    this.lastClassId = arena.classId(ref);
     this.view.changed();
     // strtoull skips any run of leading spaces and zeros, so a long value may still be a number:
     // such a value (rare) is read through a buffer of its own.
@@ -720,6 +761,12 @@ export class SlabStore implements Store, EvictionListener {
   }
 
   private reclaim(ref: number): void {
+    this.countReclaim(ref);
+    this.remove(ref);
+  }
+
+  /** Counts a dead item's memory as reclaimed (memcached's reclaimed, expired_unfetched). */
+  private countReclaim(ref: number): void {
     const arena = this.arena;
     const id = arena.classId(ref);
     this.counters.reclaimed++;
@@ -730,7 +777,6 @@ export class SlabStore implements Store, EvictionListener {
       arena.expiredUnfetched[id]!++;
       this.expiredUnfetchedCounted++;
     }
-    this.remove(ref);
   }
 
   /** Frees an item that is gone without a delete (expired, flushed), reporting it. */
@@ -741,13 +787,18 @@ export class SlabStore implements Store, EvictionListener {
     if (this.feed !== null) this.feed.emit(CHANGE_REMOVED, name, null, 0);
   }
 
-  /** Frees every item; the caller reports the flush. */
+  /**
+   * Frees every item; the caller reports the flush. memcached leaves flushed items
+   * to be reclaimed as it comes upon them; their memory comes back here at once,
+   * and is counted as reclaimed then.
+   */
   private clear(): void {
     const arena = this.arena;
     this.view.changed();
     this.dropSweep();
     for (let ref = arena.nextItem(0); ref !== 0; ) {
       const next = arena.nextItem(ref);
+      this.countReclaim(ref);
       arena.free(ref);
       ref = next;
     }
@@ -756,6 +807,9 @@ export class SlabStore implements Store, EvictionListener {
   private onTick(now: number): void {
     this.arena.now = now;
     this.countArenaReclaims();
+    // cache_memlimit lowered -m below what is charged: pages with no chunk in use go back.
+    const pages = this.arena.pages;
+    if (pages.memoryLimit !== 0 && pages.malloced > pages.memoryLimit) pages.releaseFreePages();
     if (this.flushPending && this.oldestLive <= now) this.flushDue();
     this.sweepExpired(now);
   }

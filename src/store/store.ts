@@ -47,6 +47,26 @@ export interface ClassStats {
   expired_unfetched: number;
   reclaimed: number;
   outofmemory: number;
+  /** Evicted items that had an expiry time. */
+  evicted_nonzero: number;
+  /** Seconds since the last access of the oldest item in the class's LRU (0 when empty). */
+  age: number;
+  /** Pages given to the class, and its chunks in use and free (`stats slabs`). */
+  total_pages: number;
+  used_chunks: number;
+  free_chunks: number;
+}
+
+/** `stats` figures about the store's memory, as memcached names them. */
+export interface MemoryStats {
+  /** The hash table: power of two of its buckets, bytes of bucket tables, whether it is doubling now. */
+  hash_power_level: number;
+  hash_bytes: number;
+  hash_is_expanding: boolean;
+  /** Bytes charged for pages handed to classes (`stats slabs`). */
+  total_malloced: number;
+  /** Pages whose memory could not be had. */
+  malloc_fails: number;
 }
 
 /** The segmented LRU's settings: -o lru_maintainer, hot_lru_pct, ..., changed by the `lru` command. */
@@ -170,18 +190,25 @@ export interface Store {
   applyDelta(key: Buffer, keyStart: number, keyEnd: number, delta: bigint, incr: boolean, casUnique?: number): DeltaResult;
   /** Invalidates every item now (delay 0) or at the given protocol exptime. */
   flushAll(delay: number): void;
+  /** The size class an item of these lengths is filed under (memcached's slabs_clsid); 0 when it can never be stored. */
+  sizeClassOf(keyLength: number, valueLength: number, flags: number): number;
+  /**
+   * The size class of the item the last delete(), applyDelta() or 'cas' store()
+   * found (for a 'cas', the item it compared against), for memcached's per-class
+   * counters; valid until the next call.
+   */
+  readonly lastClass: number;
   /** True when a value of this length under a key of this length can ever be stored (memcached's -I). */
   fits(keyLength: number, valueLength: number, flags: number): boolean;
-  /** `cache_memlimit`: a new -m, in bytes; evicts at once if the store is over it. */
-  setMemoryLimit(bytes: number): void;
+  /** `cache_memlimit`: a new -m, in bytes; false when -m cannot move (memory preallocated with -L). */
+  setMemoryLimit(bytes: number): boolean;
   /** Per size class figures, indexed by class id (0 unused). */
   sizeClassStats(): readonly ClassStats[];
-  /** memcached's hash_power_level, hash_bytes, hash_is_expanding (stores with a hash table of their own). */
-  hashTableStats?(): { powerLevel: number; bytes: number; expanding: boolean };
   /** The segmented LRU, where the store has one. */
   readonly lru?: StoreLru;
-  /** `stats reset`: zero the per-class counters of `stats items`, where the store keeps its own. */
-  resetItemStats?(): void;
+  memoryStats(): MemoryStats;
+  /** `stats reset`: the per-class counters (evicted, reclaimed, ...) back to 0. */
+  resetStats(): void;
   /** Visits live items until visit returns false. */
   dump(visit: (item: ItemDump) => boolean): void;
   /** Gauges for `stats`: items now, bytes they take, and the limit. */

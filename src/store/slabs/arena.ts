@@ -75,6 +75,12 @@ export interface SlabArenaOptions {
   useCas?: boolean;
   /** The segmented LRU's settings (shared with whoever changes them: the `lru` command); memcached's defaults if not given. */
   lru?: LruTuning;
+  /** memcached's slab_reassign (default on): with it, or with chunked items, every page is charged whole against -m. */
+  slabReassign?: boolean;
+  /** Bytes counted as allocated before the first page (memcached's T_MEMD_INITIAL_MALLOC, for its test suite). */
+  initialMalloced?: number;
+  /** -L: give every class its first page at start, as memcached's slabs_preallocate. */
+  preallocate?: boolean;
 }
 
 /** Told about each item about to be evicted (not about expired ones reclaimed); the item is still readable. */
@@ -157,11 +163,12 @@ export class SlabArena {
 
   readonly evicted = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
   readonly evictedUnfetched = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
+  /** Evicted items that had an expiry time (memcached's evicted_nonzero). */
+  readonly evictedNonzero = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
   readonly evictedTime = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
   readonly outOfMemory = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
   readonly reclaimed = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
   readonly expiredUnfetched = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
-  readonly evictedNonzero = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
   readonly evictedActive = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
   readonly lrutailReflocked = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
   readonly movesToCold = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
@@ -189,7 +196,10 @@ export class SlabArena {
     // classes are memcached's for any -I (memcached's slab_chunk_size_max does not follow -I).
     const slabChunkMax = Math.min(options.slabChunkMax ?? pageSize / 2, pageSize);
     this.classes = new SizeClasses(options.growthFactor ?? 1.25, options.minSize ?? 48, 2 * slabChunkMax);
-    this.pages = new SlabPages(this.classes, options.memoryLimit, pageSize);
+    this.pages = new SlabPages(this.classes, options.memoryLimit, pageSize, {
+      initialMalloced: options.initialMalloced,
+      chargeWholePages: (options.slabReassign ?? true) || slabChunkMax !== pageSize,
+    });
     this.hashTable = new HashTable(this.pages, options.hashPower ?? DEFAULT_HASH_POWER);
     this.lru = new SegmentedLru(this.pages);
     this.lruSettings = options.lru ?? new LruSettings();
@@ -197,6 +207,13 @@ export class SlabArena {
     this.useCas = options.useCas ?? true;
     this.evictions = options.evictions ?? true;
     this.chunkMax = this.classes.chunkSizes[this.classes.largest]!;
+    if (options.preallocate === true) {
+      for (let id = 1; id <= this.classes.largest; id++) {
+        if (!this.pages.newPage(id)) {
+          throw new RangeError(`max memory must be at least ${this.classes.largest} megabytes to preallocate a page per slab class`);
+        }
+      }
+    }
   }
 
   // ---- lookup ----
@@ -654,9 +671,14 @@ export class SlabArena {
     return this.hashTable.isExpanding;
   }
 
-  /** memcached's total_malloced: bytes of pages handed to classes. */
+  /** memcached's total_malloced: bytes charged for pages handed to classes. */
   get totalMalloced(): number {
-    return this.pages.pageCount * this.pages.pageSize;
+    return this.pages.malloced;
+  }
+
+  /** Pages whose memory could not be had (memcached's malloc_fails). */
+  get mallocFails(): number {
+    return this.pages.mallocFails;
   }
 
   get totalEvictions(): number {
@@ -765,8 +787,13 @@ export class SlabArena {
     ];
   }
 
-  /** After a load: holds belonged to the old process's readers, so none is left (as memcached's restart_fixup clears refcounts). */
-  clearHolds(): void {
+  /**
+   * After a warm restart's load: released page slots are released again, and
+   * holds belonged to the old process's readers, so none is left (as
+   * memcached's restart_fixup clears refcounts).
+   */
+  stateLoaded(): void {
+    this.pages.stateLoaded();
     for (let ref = this.nextItem(0); ref !== 0; ref = this.nextItem(ref)) {
       this.setWord(ref, H_HOLDS, 0);
       this.clearFlag(ref, ITEM_FREE_ON_RELEASE);

@@ -1,6 +1,11 @@
 import type { SizeClasses } from '../size-classes.js';
 import { MAX_CHUNKS_PER_PAGE, MAX_PAGES } from './layout.js';
-import { fixedArray, type StateEntry } from './state.js';
+import { fixedArray, scalarField, type StateEntry } from './state.js';
+
+/** What a released page's slot holds until newPage fills it again. */
+const RELEASED_PAGE = new SharedArrayBuffer(0);
+const RELEASED_BYTES = Buffer.from(RELEASED_PAGE);
+const RELEASED_WORDS = new Uint32Array(RELEASED_PAGE);
 
 /** The most classes size-classes.ts makes (memcached's MAX_NUMBER_OF_SLAB_CLASSES - 1), plus the unused 0. */
 export const CLASS_SLOTS = 64;
@@ -16,11 +21,37 @@ export const CLASS_SLOTS = 64;
  * thread and -m need not be reserved up front); the tables are typed arrays on
  * SharedArrayBuffers too.
  */
+/** How SlabPages counts and hands out pages beyond -m and the page size. */
+export interface SlabPagesOptions {
+  /**
+   * Bytes counted as allocated before the first page (memcached's
+   * T_MEMD_INITIAL_MALLOC, which its test suite uses to fake a 4 GiB heap).
+   */
+  initialMalloced?: number;
+  /**
+   * False as memcached without slab_reassign and without chunked items: a page
+   * is charged only its chunks (chunk size × chunks per page), not the page size.
+   */
+  chargeWholePages?: boolean;
+}
+
 export class SlabPages {
   readonly pageSize: number;
-  /** Pages `-m` allows; a class with no page may still take one past it, as memcached's do_slabs_newslab allows. */
-  maxPages: number;
+  /** -m in bytes (memcached's mem_limit); 0: none. */
+  memoryLimit: number;
+  /**
+   * Bytes charged for pages handed to classes (memcached's mem_malloced, which
+   * `stats slabs` shows as total_malloced): a class with no page may take one
+   * past -m, as memcached's do_slabs_newslab allows.
+   */
+  malloced: number;
+  /** Pages whose memory could not be had (memcached's malloc_fails). */
+  mallocFails = 0;
+  /** Page slots used so far (released ones included: their slots are reused first). */
   pageCount = 0;
+  /** Slots of pages given back by releaseEmptyClasses, for newPage to fill again. */
+  private readonly releasedSlots: number[] = [];
+  private readonly chargeWholePages: boolean;
   /** Per page: the page as a Buffer (copies by range without allocating), and as u32 words. */
   readonly bytes: Buffer[] = [];
   readonly words: Uint32Array[] = [];
@@ -44,9 +75,12 @@ export class SlabPages {
     readonly classes: SizeClasses,
     memoryLimit: number,
     pageSize: number,
+    options: SlabPagesOptions = {},
   ) {
     this.pageSize = pageSize;
-    this.maxPages = Math.min(MAX_PAGES, Math.floor(memoryLimit / pageSize));
+    this.memoryLimit = memoryLimit;
+    this.malloced = options.initialMalloced ?? 0;
+    this.chargeWholePages = options.chargeWholePages ?? true;
     this.largestClass = classes.largest;
     for (let id = 1; id <= classes.largest; id++) {
       const size = classes.chunkSizes[id]!;
@@ -58,8 +92,14 @@ export class SlabPages {
     }
   }
 
+  /** cache_memlimit: pages already given stay their classes'; the limit bounds pages handed out from now on. */
   setMemoryLimit(memoryLimit: number): void {
-    this.maxPages = Math.min(MAX_PAGES, Math.floor(memoryLimit / this.pageSize));
+    this.memoryLimit = memoryLimit;
+  }
+
+  /** What a new page of the class is charged against -m (memcached's do_slabs_newslab len). */
+  pageCharge(id: number): number {
+    return this.chargeWholePages ? this.pageSize : this.chunkSize[id]! * this.perPage[id]!;
   }
 
   /** A free chunk of the class, or 0 when the class has none and may not take another page. */
@@ -111,7 +151,8 @@ export class SlabPages {
         kind: 'blocks',
         name: 'pages.pages',
         blockSize: this.pageSize,
-        blocks: () => this.bytes,
+        // A released slot is saved as a zeroed page; stateLoaded() releases it again.
+        blocks: () => this.bytes.map((bytes) => (bytes === RELEASED_BYTES ? Buffer.alloc(this.pageSize) : bytes)),
         allocate: (count) => this.replacePages(count),
       },
       fixedArray('pages.pageClass', this.pageClass),
@@ -124,7 +165,20 @@ export class SlabPages {
       fixedArray('pages.carveNext', this.carveNext),
       fixedArray('pages.carveLeft', this.carveLeft),
       fixedArray('pages.requested', this.requested),
+      scalarField('pages.malloced', this, 'malloced'),
     ];
+  }
+
+  /** After a warm restart's load: slots that belong to no class were released pages, and are so again. */
+  stateLoaded(): void {
+    this.releasedSlots.length = 0;
+    for (let page = 0; page < this.pageCount; page++) {
+      if (this.pageClass[page] !== 0) continue;
+      this.buffers[page] = RELEASED_PAGE;
+      this.bytes[page] = RELEASED_BYTES;
+      this.words[page] = RELEASED_WORDS;
+      this.releasedSlots.push(page);
+    }
   }
 
   /** Drops every page for `count` new zeroed ones (a warm restart fills them). */
@@ -133,6 +187,7 @@ export class SlabPages {
     this.buffers.length = 0;
     this.bytes.length = 0;
     this.words.length = 0;
+    this.releasedSlots.length = 0;
     for (let page = 0; page < count; page++) {
       const buffer = new SharedArrayBuffer(this.pageSize);
       this.buffers.push(buffer);
@@ -143,19 +198,82 @@ export class SlabPages {
     return this.bytes;
   }
 
-  private newPage(id: number): boolean {
-    if (this.pageCount >= MAX_PAGES) return false;
-    if (this.pageCount >= this.maxPages && this.totalPages[id]! > 0) return false;
-    const page = this.pageCount++;
-    const buffer = new SharedArrayBuffer(this.pageSize);
-    this.buffers.push(buffer);
-    this.bytes.push(Buffer.from(buffer));
-    this.words.push(new Uint32Array(buffer));
+  /** Gives the class a page, as memcached's do_slabs_newslab; false past -m (unless the class has none yet). */
+  newPage(id: number): boolean {
+    const reuse = this.releasedSlots.length > 0;
+    if (!reuse && this.pageCount >= MAX_PAGES) return false;
+    const charge = this.pageCharge(id);
+    if (this.memoryLimit !== 0 && this.malloced + charge > this.memoryLimit && this.totalPages[id]! > 0) return false;
+    let buffer: SharedArrayBuffer;
+    try {
+      buffer = new SharedArrayBuffer(this.pageSize);
+    } catch {
+      this.mallocFails++;
+      return false;
+    }
+    this.malloced += charge;
+    const page = reuse ? this.releasedSlots.pop()! : this.pageCount++;
+    this.buffers[page] = buffer;
+    this.bytes[page] = Buffer.from(buffer);
+    this.words[page] = new Uint32Array(buffer);
     this.pageClass[page] = id;
     this.pageChunkSize[page] = this.chunkSize[id]!;
     this.totalPages[id]!++;
     this.carveNext[id] = (page + 1) * 65536;
     this.carveLeft[id] = this.perPage[id]!;
     return true;
+  }
+
+  /**
+   * While more is charged than -m allows (cache_memlimit lowered it), gives back
+   * pages with no chunk in use, down to the limit, as memcached's page mover and
+   * memory_release return free pages to the OS (a page still holding an item
+   * stays: moving items out of a page is the rebalancer's). Bytes freed.
+   */
+  releaseFreePages(): number {
+    let freed = 0;
+    for (let id = 1; id <= this.largestClass && this.memoryLimit !== 0 && this.malloced > this.memoryLimit; id++) {
+      if (this.totalPages[id]! === 0) continue;
+      const size = this.chunkSize[id]!;
+      const perPage = this.perPage[id]!;
+      // Free chunks per page: those on the free list, and the uncut rest of the newest page.
+      const freeIn = new Uint32Array(this.pageCount);
+      const freeList: number[] = [];
+      for (let ref = this.freeHead[id]!; ref !== 0; ref = this.words[(ref >>> 16) - 1]![((ref & 0xffff) * size) >>> 2]!) {
+        freeIn[(ref >>> 16) - 1]!++;
+        freeList.push(ref);
+      }
+      const carvePage = this.carveLeft[id]! > 0 ? (this.carveNext[id]! >>> 16) - 1 : -1;
+      if (carvePage >= 0) freeIn[carvePage]! += this.carveLeft[id]!;
+      const charge = this.pageCharge(id);
+      let released = 0;
+      for (let page = 0; page < this.pageCount && this.malloced > this.memoryLimit; page++) {
+        if (this.pageClass[page] !== id || freeIn[page] !== perPage) continue;
+        this.pageClass[page] = 0;
+        this.pageChunkSize[page] = 0;
+        this.buffers[page] = RELEASED_PAGE;
+        this.bytes[page] = RELEASED_BYTES;
+        this.words[page] = RELEASED_WORDS;
+        this.releasedSlots.push(page);
+        this.totalPages[id]!--;
+        this.malloced -= charge;
+        freed += charge;
+        released++;
+        freeIn[page] = 0xffffffff;
+      }
+      if (released === 0) continue;
+      // The free list ran through the released pages: keep only the chunks of pages still there.
+      this.freeHead[id] = 0;
+      this.freeCount[id] = 0;
+      for (let i = freeList.length - 1; i >= 0; i--) {
+        const ref = freeList[i]!;
+        if (freeIn[(ref >>> 16) - 1] !== 0xffffffff) this.free(ref);
+      }
+      if (carvePage >= 0 && freeIn[carvePage] === 0xffffffff) {
+        this.carveNext[id] = 0;
+        this.carveLeft[id] = 0;
+      }
+    }
+    return freed;
   }
 }
