@@ -16,7 +16,6 @@ import { Counters } from '../observe/stats.js';
 import { ChangeFeed, type Durability } from '../store/change-feed.js';
 import { DiskStore } from '../store/disk.js';
 import { MemoryGuard } from './memory-guard.js';
-import { MemoryStore, type MemoryStoreOptions } from '../store/memory.js';
 import { PartialValueBudget, partialValueLimit } from './partial-values.js';
 import { Persistence } from '../store/persistence.js';
 import { SlabStore } from '../store/slab-store.js';
@@ -59,7 +58,7 @@ export class MnemoServer implements ServerContext {
   readonly durability: Durability | null = null;
   /** --peer/--replication-port: replication with peers, or null. */
   readonly replication: Replicator | null = null;
-  private readonly memoryStore: MemoryStore | SlabStore;
+  private readonly memoryStore: SlabStore;
   readonly saslPasswords: PasswordFile | null;
   readonly asciiPasswords: PasswordFile | null;
   /** Called when a client sends `shutdown` (with -A); main decides how to stop. */
@@ -78,19 +77,18 @@ export class MnemoServer implements ServerContext {
     readonly config: Config,
     readonly log: Logger,
   ) {
-    const storeOptions: MemoryStoreOptions = {
-      memoryLimit: config.memoryLimit,
-      maxItemSize: config.maxItemSize,
-      evictions: config.evictions,
-      casEnabled: config.casEnabled,
-      slabGrowthFactor: config.slabGrowthFactor,
-      slabMinSize: config.slabMinSize,
-    };
-    // The slab store serves (issue 15). MNEMO_STORE=heap keeps the heap store it replaces
-    // selectable for comparison until that store is deleted; not a user option.
-    const memory = process.env['MNEMO_STORE'] === 'heap'
-      ? new MemoryStore(storeOptions, this.clock, this.counters)
-      : new SlabStore(storeOptions, this.clock, this.counters);
+    const memory = new SlabStore(
+      {
+        memoryLimit: config.memoryLimit,
+        maxItemSize: config.maxItemSize,
+        evictions: config.evictions,
+        casEnabled: config.casEnabled,
+        slabGrowthFactor: config.slabGrowthFactor,
+        slabMinSize: config.slabMinSize,
+      },
+      this.clock,
+      this.counters,
+    );
     this.store = memory;
     this.memoryStore = memory;
     // One change feed, subscribers in a fixed order: the disk, then the peers. Memory

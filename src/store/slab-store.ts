@@ -14,7 +14,6 @@ import {
   type ChangeFeed,
   type LowerTier,
 } from './change-feed.js';
-import { itemSize, type MemoryStoreOptions } from './memory.js';
 import { SlabArena, type EvictionListener } from './slabs/arena.js';
 import { ITEM_FETCHED, ITEM_KEY_BINARY, ITEM_STALE, ITEM_TOKEN_SENT, KEY_OFFSET, memcachedItemTotal } from './slabs/layout.js';
 import {
@@ -30,9 +29,23 @@ import {
   type StoredRecord,
 } from './store.js';
 
-/** How many items the background sweep looks at per clock tick (as MemoryStore's). */
+/** How many items the background sweep looks at per clock tick. */
 const SWEEP_PER_TICK = 10_000;
 const SPACE = 0x20;
+
+export interface SlabStoreOptions {
+  /** -m, in bytes: slab pages are carved from it. */
+  memoryLimit: number;
+  /** -I, in bytes. */
+  maxItemSize: number;
+  /** -M turns this off: a full cache refuses writes instead of evicting. */
+  evictions: boolean;
+  /** -C turns this off: items carry no CAS (it reads as 0) and cost 8 bytes less. */
+  casEnabled: boolean;
+  /** -f and -n: the size classes. */
+  slabGrowthFactor: number;
+  slabMinSize: number;
+}
 
 /**
  * The one view a SlabStore hands out: its getters read the arena at `ref`, so
@@ -127,10 +140,9 @@ class SlabItemView implements ItemView {
 /**
  * The Store on slab memory (issue 15): items live in a SlabArena's chunks, found
  * by a hash over their key bytes, with no JS object, string or Buffer per item.
- * It keeps every rule of MemoryStore (memory.ts) — counters, flush_all with a
- * delay, expiry, CAS, incr/decr in place, the change feed and the tier below —
- * and differs where memcached's layout does: -m counts slab pages, and a full
- * class evicts from its own LRU.
+ * It keeps memcached's rules — counters, flush_all with a delay, expiry, CAS,
+ * incr/decr in place — and reports to the change feed and reads misses from the
+ * tier below; -m counts slab pages, and a full class evicts from its own LRU.
  *
  * Keys reach the feed and the tier below as latin1 strings (their interfaces take
  * strings today); they are built only when a feed or a tier is attached.
@@ -158,7 +170,7 @@ export class SlabStore implements Store, EvictionListener {
   onEviction: ((item: ItemView & { readonly key: string }) => void) | null = null;
 
   constructor(
-    private readonly options: MemoryStoreOptions,
+    private readonly options: SlabStoreOptions,
     private readonly clock: Clock,
     private readonly counters: Counters,
   ) {
@@ -290,7 +302,7 @@ export class SlabStore implements Store, EvictionListener {
   }
 
   private sizeOf(keyLength: number, valueLength: number, flags: number): number {
-    return itemSize(keyLength, valueLength, flags, this.options.casEnabled);
+    return memcachedItemTotal(keyLength, valueLength, flags, this.options.casEnabled);
   }
 
   get(key: Buffer, keyStart: number, keyEnd: number): ItemView | null {
@@ -562,8 +574,7 @@ export class SlabStore implements Store, EvictionListener {
   }
 
   /**
-   * Stores a new item in place of `existing` (0: none), as MemoryStore's put: the
-   * old item goes first, so its room counts as free. The new ref, or 0 when there
+   * Stores a new item in place of `existing` (0: none): the old item goes first, so its room counts as free. The new ref, or 0 when there
    * was no room (the old item is then gone too, and the tier below told so).
    */
   private put(
@@ -669,7 +680,7 @@ export class SlabStore implements Store, EvictionListener {
 
   /**
    * The arena reclaims dead items at an LRU tail on its own when it needs a chunk
-   * (MemoryStore counted those as it made room): add them to the global counters,
+   * (not through lookup or the sweep): add them to the global counters,
    * once a tick, from its per-class figures.
    */
   private countArenaReclaims(): void {
