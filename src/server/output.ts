@@ -2,8 +2,11 @@
  * Collects the replies produced from one read into as few Buffers as possible,
  * so a whole batch goes out in one socket write.
  *
- * Small pieces are copied into a shared chunk; values of LARGE_VALUE bytes or
- * more are queued by reference (stored values are immutable, so this is safe).
+ * Every byte is copied into a chunk the buffer owns, stored values included:
+ * a reference to an item's memory would be corrupted if the item's chunk were
+ * freed and reused (an overwrite, a delete, an eviction) before the socket
+ * wrote it. A chunk is written front to back and never reused, so the pieces
+ * handed out by take() stay intact until the socket is done with them.
  * Replies held for durability (--sync always) wait in the connection, not here.
  */
 const CHUNK_SIZE = 64 * 1024;
@@ -14,7 +17,15 @@ const CHUNK_SIZE = 64 * 1024;
  */
 export const OUTPUT_SOFT_CAP = 4 * 1024 * 1024;
 export const OUTPUT_HARD_CAP = 256 * 1024 * 1024;
-const LARGE_VALUE = 8 * 1024;
+/** Room left after a value that needed a chunk of its own: for the lines that follow it. */
+const TRAILER_ROOM = 1024;
+
+/** A stored value that copies itself into the output (store.ts's ItemView is one). */
+export interface ValueSource {
+  readonly valueLength: number;
+  /** Copies the value into target at offset; returns the offset after it. */
+  copyValueTo(target: Buffer, offset: number): number;
+}
 
 export class OutputBuffer {
   private chunk: Buffer = Buffer.allocUnsafeSlow(CHUNK_SIZE);
@@ -48,10 +59,16 @@ export class OutputBuffer {
     return this.queuedBytes + this.pos - this.start;
   }
 
-  /** Copies a short literal (a reply line or part of one). */
+  /** Copies src: a reply line or part of one, a stats body. */
   bytes(src: Buffer): void {
     this.ensure(src.length);
     this.pos += src.copy(this.chunk, this.pos);
+  }
+
+  /** Writes one byte (a space between numbers). */
+  byte(value: number): void {
+    this.ensure(1);
+    this.chunk[this.pos++] = value;
   }
 
   /** Copies src[start, end), e.g. a key straight from the request. */
@@ -66,15 +83,44 @@ export class OutputBuffer {
     this.pos += this.chunk.write(text, this.pos, 'latin1');
   }
 
-  /** Writes a stored value, by reference when it is large. */
-  value(src: Buffer): void {
-    if (src.length < LARGE_VALUE) {
-      this.bytes(src);
+  /**
+   * Writes a number as ASCII digits, with a '-' when negative: flags, lengths,
+   * CAS values, TTLs (no string is made for it). Exact for safe integers.
+   */
+  decimal(n: number): void {
+    if (!Number.isSafeInteger(n)) {
+      this.ascii(String(n));
       return;
     }
-    this.cut();
-    this.queue.push(src);
-    this.queuedBytes += src.length;
+    this.ensure(17);
+    const chunk = this.chunk;
+    let pos = this.pos;
+    if (n < 0) {
+      chunk[pos++] = 0x2d;
+      n = -n;
+    }
+    let digits = 1;
+    for (let rest = n; rest >= 10; rest = Math.floor(rest / 10)) digits++;
+    pos += digits;
+    this.pos = pos;
+    do {
+      const quotient = Math.floor(n / 10);
+      chunk[--pos] = 0x30 + (n - quotient * 10);
+      n = quotient;
+    } while (n > 0);
+  }
+
+  /** An unsigned 64-bit number (incr/decr results) as ASCII digits. */
+  decimal64(n: bigint): void {
+    if (n <= 0x1fffffffffffffn) this.decimal(Number(n));
+    else this.ascii(n.toString());
+  }
+
+  /** Copies a stored value in (never by reference: see the top of this file). */
+  storedValue(source: ValueSource): void {
+    const length = source.valueLength;
+    if (this.chunk.length - this.pos < length) this.grow(length + TRAILER_ROOM);
+    this.pos = source.copyValueTo(this.chunk, this.pos);
   }
 
   /** Everything queued, in order; empty when there is nothing. */
@@ -102,7 +148,11 @@ export class OutputBuffer {
   }
 
   private ensure(length: number): void {
-    if (this.chunk.length - this.pos >= length) return;
+    if (this.chunk.length - this.pos < length) this.grow(length);
+  }
+
+  /** Starts a new chunk with room for at least `length` bytes; the old one's pieces stay queued. */
+  private grow(length: number): void {
     this.cut();
     this.chunk = Buffer.allocUnsafeSlow(Math.max(CHUNK_SIZE, length));
     this.start = 0;

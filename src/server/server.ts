@@ -115,7 +115,7 @@ export class MnemoServer implements ServerContext {
       const log = this.logStream;
       if (!log.evictions) return;
       const now = this.clock.now;
-      log.eviction(item.key, item.fetched, item.exptime === 0 ? -1 : item.exptime - now, now - item.lastAccess, item.sizeClass, item.value.length);
+      log.eviction(item.key, item.fetched, item.exptime === 0 ? -1 : item.exptime - now, now - item.lastAccess, item.sizeClass, item.valueLength);
     };
     this.latency = new LatencyRecorder(config.metricsPort !== null);
     this.saslPasswords = config.saslPasswordFile === null ? null : new PasswordFile(config.saslPasswordFile);

@@ -74,8 +74,8 @@ export class Persistence implements ChangeSubscriber, LowerTier, Durability {
   }
 
   private stored(key: string, item: ItemView): void {
-    this.disk.put(key, { value: item.value, flags: item.flags, exptime: item.exptime, cas: item.cas, binaryKey: item.binaryKey });
-    if (this.tier !== null) this.enterTier(key, recordBytes(key, item.value.length));
+    this.disk.put(key, item);
+    if (this.tier !== null) this.enterTier(key, recordBytes(key, item.valueLength));
   }
 
   private removed(key: string): void {
@@ -126,8 +126,8 @@ export class Persistence implements ChangeSubscriber, LowerTier, Durability {
   /** Memory let go of an item: in tiered mode it moves to the disk's recent end (written again if the disk had dropped it). */
   private evicted(key: string, item: ItemView): void {
     if (this.tier === null) return;
-    if (!this.tier.has(key)) this.disk.put(key, { value: item.value, flags: item.flags, exptime: item.exptime, cas: item.cas, binaryKey: item.binaryKey });
-    this.enterTier(key, recordBytes(key, item.value.length));
+    if (!this.tier.has(key)) this.disk.put(key, item);
+    this.enterTier(key, recordBytes(key, item.valueLength));
   }
 
   private enterTier(key: string, bytes: number): void {

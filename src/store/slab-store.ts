@@ -50,15 +50,11 @@ export interface SlabStoreOptions {
 /**
  * The one view a SlabStore hands out: its getters read the arena at `ref`, so
  * it is valid until the next call into the store (store.ts's contract), which
- * may point it at another item. `value` is a copy (the ItemView interface hands
- * out a Buffer): the last one made is handed out again while no item has
- * changed since, so a hot item (or a large value asked for by many clients) is
- * copied once, not per hit; any change in the store drops it.
+ * may point it at another item. The value is only ever copied out of its
+ * chunk(s), never referenced: a chunk is reused as soon as its item goes.
  */
 class SlabItemView implements ItemView {
   ref = 0;
-  private copiedRef = 0;
-  private copied: Buffer | null = null;
 
   constructor(private readonly arena: SlabArena) {}
 
@@ -68,23 +64,18 @@ class SlabItemView implements ItemView {
     return this;
   }
 
-  /** An item was written, freed or may have been (an allocation can evict): the copy may be stale. */
-  changed(): void {
-    this.copiedRef = 0;
-    this.copied = null;
-  }
-
-  get value(): Buffer {
-    if (this.copiedRef === this.ref && this.copied !== null) return this.copied;
-    const value = Buffer.allocUnsafe(this.arena.valueLength(this.ref));
-    this.arena.copyValueTo(this.ref, value, 0);
-    this.copied = value;
-    this.copiedRef = this.ref;
-    return value;
-  }
-
   get valueLength(): number {
     return this.arena.valueLength(this.ref);
+  }
+
+  copyValueTo(target: Buffer, offset: number): number {
+    return this.arena.copyValueTo(this.ref, target, offset);
+  }
+
+  copyValue(): Buffer {
+    const value = Buffer.allocUnsafe(this.arena.valueLength(this.ref));
+    this.arena.copyValueTo(this.ref, value, 0);
+    return value;
   }
 
   /** The key as a latin1 string: only for the eviction log and the change feed, never on the memory-only path. */
@@ -222,7 +213,6 @@ export class SlabStore implements Store, EvictionListener {
     const arena = this.arena;
     arena.now = this.clock.now;
     const key = Buffer.from(name, 'latin1');
-    this.view.changed();
     if (arena.find(key, 0, key.length) !== 0) return false;
     const evictions = arena.evictions;
     arena.evictions = false;
@@ -397,7 +387,6 @@ export class SlabStore implements Store, EvictionListener {
     }
 
     if (existing !== 0 && (mode === 'append' || mode === 'prepend')) {
-      this.view.changed();
       // Appending keeps the old item's flags and expiry, as memcached does.
       const oldFlags = arena.clientFlags(existing);
       const oldLength = arena.valueLength(existing);
@@ -442,7 +431,6 @@ export class SlabStore implements Store, EvictionListener {
     const ref = this.lookup(key, keyStart, keyEnd, true);
     if (ref === 0) return false;
     const name = this.feed === null ? '' : key.toString('latin1', keyStart, keyEnd);
-    this.view.changed();
     this.arena.free(ref);
     if (this.feed !== null) this.feed.emit(CHANGE_DELETED, name, null, 0);
     return true;
@@ -457,7 +445,6 @@ export class SlabStore implements Store, EvictionListener {
     // memcached refuses an empty value before it compares the CAS, other non-numbers after.
     if (length === 0) return 'non_numeric';
     if (casUnique !== 0 && arena.cas(ref) !== casUnique) return 'exists';
-    this.view.changed();
     // strtoull skips any run of leading spaces and zeros, so a long value may still be a number:
     // such a value (rare) is read through a buffer of its own.
     const scratch = length <= this.scratch.length ? this.scratch : Buffer.allocUnsafe(length);
@@ -511,8 +498,6 @@ export class SlabStore implements Store, EvictionListener {
     const view = this.view.at(ref);
     if (this.onEviction !== null) this.onEviction(view);
     if (this.feed !== null) this.feed.emit(CHANGE_EVICTED, view.key, view, 0);
-    // A listener may have copied the value: the chunk is about to be reused, so the copy must go.
-    view.changed();
   }
 
   private flushDue(): void {
@@ -556,7 +541,6 @@ export class SlabStore implements Store, EvictionListener {
       return 0;
     }
     const arena = this.arena;
-    this.view.changed();
     const ref = arena.allocate(keyEnd - keyStart, record.value.length, record.flags, record.exptime);
     if (ref <= 0) return 0;
     if (record.cas > this.casCounter) this.casCounter = record.cas;
@@ -584,7 +568,6 @@ export class SlabStore implements Store, EvictionListener {
     flags: number, exptime: number, binaryKey: boolean, stale = false, tokenSent = false,
   ): number {
     const arena = this.arena;
-    this.view.changed();
     // The data may be the scratch of applyDelta or a request buffer; neither lives in the arena.
     if (existing !== 0) arena.free(existing);
     const ref = arena.allocate(keyEnd - keyStart, dataEnd - dataStart, flags, exptime);
@@ -654,7 +637,6 @@ export class SlabStore implements Store, EvictionListener {
   /** Frees an item that is gone without a delete (expired, flushed), reporting it. */
   private remove(ref: number): void {
     const name = this.feed === null ? '' : this.view.at(ref).key;
-    this.view.changed();
     this.arena.free(ref);
     if (this.feed !== null) this.feed.emit(CHANGE_REMOVED, name, null, 0);
   }
@@ -662,7 +644,6 @@ export class SlabStore implements Store, EvictionListener {
   /** Frees every item; the caller reports the flush. */
   private clear(): void {
     const arena = this.arena;
-    this.view.changed();
     this.dropSweep();
     for (let ref = arena.nextItem(0); ref !== 0; ) {
       const next = arena.nextItem(ref);

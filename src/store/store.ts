@@ -6,9 +6,19 @@
  * separately so the connection can hold the reply, never the command.
  */
 
-/** What a read sees of a stored item. Valid until the next call into the store. */
+/**
+ * What a read sees of a stored item. Valid until the next call into the store.
+ * The value is not handed out as a Buffer: a reply copies it from the item's
+ * memory straight into its output chunk (copyValueTo), so a hit allocates
+ * nothing; a holder that keeps the bytes past the call (the change log, a
+ * replication frame) takes a copy of its own (copyValue).
+ */
 export interface ItemView {
-  readonly value: Buffer;
+  readonly valueLength: number;
+  /** Copies the value into target at offset (target has room); returns the offset after it. */
+  copyValueTo(target: Buffer, offset: number): number;
+  /** A new Buffer holding the value: for holders off the request path, never for a reply. */
+  copyValue(): Buffer;
   readonly flags: number;
   /** Absolute unix seconds, 0 for never. */
   readonly exptime: number;
