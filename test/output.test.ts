@@ -20,11 +20,15 @@ describe('OutputBuffer', () => {
     assert.ok(out.isEmpty);
   });
 
-  it('copies stored values, large ones too: a later change to their memory does not reach the reply', () => {
+  it('copies stored values, or queues a copy of a large one: a later change to their memory does not reach the reply', () => {
     for (const length of [10, 100_000]) {
       const out = new OutputBuffer();
       const memory = Buffer.alloc(length, 0x61);
-      const item = { valueLength: length, copyValueTo: (target: Buffer, offset: number) => offset + memory.copy(target, offset) };
+      const item = {
+        valueLength: length,
+        copyValueTo: (target: Buffer, offset: number) => offset + memory.copy(target, offset),
+        copyValue: () => Buffer.from(memory),
+      };
       out.ascii(`VALUE k 0 ${length}\r\n`);
       out.storedValue(item);
       out.ascii('\r\nEND\r\n');

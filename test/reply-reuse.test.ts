@@ -99,7 +99,7 @@ describe('a reply stays intact when its item is overwritten, deleted or evicted 
   // (Checked: with the output queuing references to the item's chunk, all nine fail.)
   const sizes: Array<[string, number, string[], number, number]> = [
     ['100-byte values', 100, ['-m', '2'], 30_000, 2400],
-    ['20 KiB values (past the 8 KiB a reply once queued by reference)', 20_000, ['-m', '2'], 300, 16],
+    ['20 KiB values (past 8 KiB: queued as a copy of their own)', 20_000, ['-m', '2'], 300, 16],
     ['700 KiB chunked values (-I 2m)', 700_000, ['-m', '8', '-I', '2m'], 24, 1],
   ];
   for (const [name, length, flags, others, gets] of sizes) {

@@ -2,11 +2,13 @@
  * Collects the replies produced from one read into as few Buffers as possible,
  * so a whole batch goes out in one socket write.
  *
- * Every byte is copied into a chunk the buffer owns, stored values included:
- * a reference to an item's memory would be corrupted if the item's chunk were
- * freed and reused (an overwrite, a delete, an eviction) before the socket
- * wrote it. A chunk is written front to back and never reused, so the pieces
- * handed out by take() stay intact until the socket is done with them.
+ * Small pieces, stored values under SHARED_VALUE bytes included, are copied
+ * into a chunk the buffer owns; larger values are queued as the store's copy of
+ * the value (ItemView.copyValue: a Buffer of its own, which many replies of an
+ * unchanged item share). Never a reference to an item's memory: it would be
+ * corrupted if the item's chunk were freed and reused (an overwrite, a delete,
+ * an eviction) before the socket wrote it. A chunk is written front to back
+ * and never reused, so the pieces handed out by take() stay intact.
  * Replies held for durability (--sync always) wait in the connection, not here.
  */
 const CHUNK_SIZE = 64 * 1024;
@@ -17,14 +19,20 @@ const CHUNK_SIZE = 64 * 1024;
  */
 export const OUTPUT_SOFT_CAP = 4 * 1024 * 1024;
 export const OUTPUT_HARD_CAP = 256 * 1024 * 1024;
-/** Room left after a value that needed a chunk of its own: for the lines that follow it. */
-const TRAILER_ROOM = 1024;
+/**
+ * Values from this size on are queued as a copy the store may share between
+ * replies (1,000 slow clients asking for one 256 KiB value hold one copy, not
+ * 1,000), rather than copied into the chunk.
+ */
+const SHARED_VALUE = 8 * 1024;
 
 /** A stored value that copies itself into the output (store.ts's ItemView is one). */
 export interface ValueSource {
   readonly valueLength: number;
   /** Copies the value into target at offset; returns the offset after it. */
   copyValueTo(target: Buffer, offset: number): number;
+  /** A copy of the value nobody writes to, so that it may be queued. */
+  copyValue(): Buffer;
 }
 
 export class OutputBuffer {
@@ -116,10 +124,16 @@ export class OutputBuffer {
     else this.ascii(n.toString());
   }
 
-  /** Copies a stored value in (never by reference: see the top of this file). */
+  /** Writes a stored value: copied into the chunk, or a large one queued as the store's copy (see the top of this file). */
   storedValue(source: ValueSource): void {
     const length = source.valueLength;
-    if (this.chunk.length - this.pos < length) this.grow(length + TRAILER_ROOM);
+    if (length >= SHARED_VALUE) {
+      this.cut();
+      this.queue.push(source.copyValue());
+      this.queuedBytes += length;
+      return;
+    }
+    this.ensure(length);
     this.pos = source.copyValueTo(this.chunk, this.pos);
   }
 

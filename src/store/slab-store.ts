@@ -55,6 +55,10 @@ export interface SlabStoreOptions {
  */
 class SlabItemView implements ItemView {
   ref = 0;
+  /** The last copyValue(), of the item at sharedRef with CAS sharedCas. */
+  private shared: Buffer | null = null;
+  private sharedRef = 0;
+  private sharedCas = 0;
 
   constructor(private readonly arena: SlabArena) {}
 
@@ -72,9 +76,24 @@ class SlabItemView implements ItemView {
     return this.arena.copyValueTo(this.ref, target, offset);
   }
 
+  /**
+   * The last copy is handed out again while its item is unchanged, so a large
+   * value asked for by many clients (replies queue it) is copied once. Every
+   * change of a value gives its item a new CAS, and so does every new item in a
+   * chunk; under -C every CAS is 0, and each call makes a copy of its own.
+   */
   copyValue(): Buffer {
-    const value = Buffer.allocUnsafe(this.arena.valueLength(this.ref));
-    this.arena.copyValueTo(this.ref, value, 0);
+    const arena = this.arena;
+    const ref = this.ref;
+    const cas = arena.cas(ref);
+    if (cas !== 0 && ref === this.sharedRef && cas === this.sharedCas && this.shared !== null) return this.shared;
+    const value = Buffer.allocUnsafe(arena.valueLength(ref));
+    arena.copyValueTo(ref, value, 0);
+    if (cas !== 0) {
+      this.shared = value;
+      this.sharedRef = ref;
+      this.sharedCas = cas;
+    }
     return value;
   }
 
