@@ -100,6 +100,8 @@ describe('a reply stays intact when its item is overwritten, deleted or evicted 
   const sizes: Array<[string, number, string[], number, number]> = [
     ['100-byte values', 100, ['-m', '2'], 30_000, 2400],
     ['20 KiB values (past 8 KiB: queued as a copy of their own)', 20_000, ['-m', '2'], 300, 16],
+    // Under -C items have no CAS, by which the store knows an item it copied is unchanged.
+    ['20 KiB values without CAS (-C)', 20_000, ['-m', '2', '-C'], 300, 16],
     ['700 KiB chunked values (-I 2m)', 700_000, ['-m', '8', '-I', '2m'], 24, 1],
   ];
   for (const [name, length, flags, others, gets] of sizes) {
