@@ -48,6 +48,7 @@ const END = reply('END');
 const RESET = reply('RESET');
 const CRLF = Buffer.from('\r\n', 'latin1');
 const VALUE = Buffer.from('VALUE ', 'latin1');
+const SPACE = 0x20;
 const BAD_FORMAT = reply('CLIENT_ERROR bad command line format');
 const BAD_DATA_CHUNK = reply('CLIENT_ERROR bad data chunk');
 const BAD_EXPTIME = reply('CLIENT_ERROR invalid exptime argument');
@@ -506,8 +507,16 @@ export class TextProtocol implements MetaHost {
         if (item === null) continue;
         out.bytes(VALUE);
         out.slice(buf, ks, ke);
-        out.ascii(withCas ? ` ${item.flags} ${item.value.length} ${item.cas}\r\n` : ` ${item.flags} ${item.value.length}\r\n`);
-        out.value(item.value);
+        out.byte(SPACE);
+        out.decimal(item.flags);
+        out.byte(SPACE);
+        out.decimal(item.valueLength);
+        if (withCas) {
+          out.byte(SPACE);
+          out.decimal(item.cas);
+        }
+        out.bytes(CRLF);
+        out.storedValue(item);
         out.bytes(CRLF);
       }
       if (tokens.rest < 0) break;
@@ -649,7 +658,10 @@ export class TextProtocol implements MetaHost {
     switch (applyDelta(this.ctx, buf, ks, ke, delta, incr, 0, false, 0n, 0, false)) {
       case DeltaOutcome.Changed:
         if (this.noreply) this.noreply = false;
-        else this.out.ascii(`${deltaResult.value}\r\n`);
+        else {
+          this.out.decimal64(deltaResult.value);
+          this.out.bytes(CRLF);
+        }
         break;
       case DeltaOutcome.NotFound:
         this.answer(NOT_FOUND);

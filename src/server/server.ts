@@ -16,10 +16,9 @@ import { Counters } from '../observe/stats.js';
 import { ChangeFeed, type Durability } from '../store/change-feed.js';
 import { DiskStore } from '../store/disk.js';
 import { MemoryGuard } from './memory-guard.js';
-import { MemoryStore, type MemoryStoreOptions } from '../store/memory.js';
 import { PartialValueBudget, partialValueLimit } from './partial-values.js';
 import { Persistence } from '../store/persistence.js';
-import { SlabStore } from '../store/slab-store.js';
+import { SlabStore, type SlabStoreOptions } from '../store/slab-store.js';
 import { WarmRestart } from '../store/warm-restart.js';
 import { Replicator } from '../replication/replicator.js';
 import type { Store } from '../store/store.js';
@@ -62,7 +61,7 @@ export class MnemoServer implements ServerContext {
   readonly replication: Replicator | null = null;
   /** -e: the memory file a graceful stop saves the cache to and the next start loads, or null. */
   readonly warmRestart: WarmRestart | null = null;
-  private readonly memoryStore: MemoryStore | SlabStore;
+  private readonly memoryStore: SlabStore;
   readonly saslPasswords: PasswordFile | null;
   readonly asciiPasswords: PasswordFile | null;
   /** Called when a client sends `shutdown` (with -A); main decides how to stop. */
@@ -81,7 +80,7 @@ export class MnemoServer implements ServerContext {
     readonly config: Config,
     readonly log: Logger,
   ) {
-    const storeOptions: MemoryStoreOptions = {
+    const storeOptions: SlabStoreOptions = {
       memoryLimit: config.memoryLimit,
       maxItemSize: config.maxItemSize,
       evictions: config.evictions,
@@ -95,17 +94,10 @@ export class MnemoServer implements ServerContext {
       initialMalloced: testInitialMalloc(),
       lru: { ...config.lru },
     };
-    // The slab store serves (issue 15). MNEMO_STORE=heap keeps the heap store it replaces
-    // selectable for comparison until that store is deleted; not a user option.
-    const memory = process.env['MNEMO_STORE'] === 'heap'
-      ? new MemoryStore(storeOptions, this.clock, this.counters)
-      : new SlabStore(storeOptions, this.clock, this.counters);
+    const memory = new SlabStore(storeOptions, this.clock, this.counters);
     this.store = memory;
     this.memoryStore = memory;
-    if (config.memoryFile !== null) {
-      if (memory instanceof SlabStore) this.warmRestart = new WarmRestart(config.memoryFile, memory, this.clock, config, log);
-      else log.warn({ memoryFile: config.memoryFile }, '-e needs the slab store: MNEMO_STORE=heap neither saves nor loads it');
-    }
+    if (config.memoryFile !== null) this.warmRestart = new WarmRestart(config.memoryFile, memory, this.clock, config, log);
     // One change feed, subscribers in a fixed order: the disk, then the peers. Memory
     // alone has no feed at all (each change costs the store one null check).
     if (config.dataDir !== null || config.replicationPort !== null) {
@@ -130,7 +122,7 @@ export class MnemoServer implements ServerContext {
       const log = this.logStream;
       if (!log.evictions) return;
       const now = this.clock.now;
-      log.eviction(item.key, item.fetched, item.exptime === 0 ? -1 : item.exptime - now, now - item.lastAccess, item.sizeClass, item.value.length);
+      log.eviction(item.key, item.fetched, item.exptime === 0 ? -1 : item.exptime - now, now - item.lastAccess, item.sizeClass, item.valueLength);
     };
     this.latency = new LatencyRecorder(config.metricsPort !== null);
     this.saslPasswords = config.saslPasswordFile === null ? null : new PasswordFile(config.saslPasswordFile);

@@ -14,7 +14,6 @@ import {
   type ChangeFeed,
   type LowerTier,
 } from './change-feed.js';
-import { itemSize, type MemoryStoreOptions } from './memory.js';
 import { SlabArena, type EvictionListener } from './slabs/arena.js';
 import type { StateEntry } from './slabs/state.js';
 import { LruSettings } from './slabs/lru.js';
@@ -37,22 +36,48 @@ import {
   type StoreLru,
 } from './store.js';
 
-/** How many items the background sweep looks at per clock tick (as MemoryStore's). */
+/** How many items the background sweep looks at per clock tick. */
 const SWEEP_PER_TICK = 10_000;
 const SPACE = 0x20;
+
+export interface SlabStoreOptions {
+  /** -m, in bytes: slab pages are carved from it. */
+  memoryLimit: number;
+  /** -I, in bytes. */
+  maxItemSize: number;
+  /** -M turns this off: a full cache refuses writes instead of evicting. */
+  evictions: boolean;
+  /** -C turns this off: items carry no CAS (it reads as 0) and cost 8 bytes less. */
+  casEnabled: boolean;
+  /** -f and -n: the size classes. */
+  slabGrowthFactor: number;
+  slabMinSize: number;
+  /** The segmented LRU's settings (-o lru_maintainer, hot_lru_pct, ...); memcached's defaults otherwise. */
+  lru?: LruTuning;
+  /** -o slab_chunk_max, in bytes (default half a page). */
+  slabChunkMax?: number;
+  /** -o hashpower (default 16). */
+  hashPower?: number;
+  /** -o no_slab_reassign turns this off: pages are then charged only their chunks. */
+  slabReassign?: boolean;
+  /** -L: a page per class at start. */
+  preallocate?: boolean;
+  /** Bytes counted as allocated before the first page: memcached's T_MEMD_INITIAL_MALLOC. */
+  initialMalloced?: number;
+}
 
 /**
  * The one view a SlabStore hands out: its getters read the arena at `ref`, so
  * it is valid until the next call into the store (store.ts's contract), which
- * may point it at another item. `value` is a copy (the ItemView interface hands
- * out a Buffer): the last one made is handed out again while no item has
- * changed since, so a hot item (or a large value asked for by many clients) is
- * copied once, not per hit; any change in the store drops it.
+ * may point it at another item. The value is only ever copied out of its
+ * chunk(s), never referenced: a chunk is reused as soon as its item goes.
  */
 class SlabItemView implements ItemView {
   ref = 0;
-  private copiedRef = 0;
-  private copied: Buffer | null = null;
+  /** The last copyValue(), of the item at sharedRef with CAS sharedCas. */
+  private shared: Buffer | null = null;
+  private sharedRef = 0;
+  private sharedCas = 0;
 
   constructor(private readonly arena: SlabArena) {}
 
@@ -62,23 +87,33 @@ class SlabItemView implements ItemView {
     return this;
   }
 
-  /** An item was written, freed or may have been (an allocation can evict): the copy may be stale. */
-  changed(): void {
-    this.copiedRef = 0;
-    this.copied = null;
-  }
-
-  get value(): Buffer {
-    if (this.copiedRef === this.ref && this.copied !== null) return this.copied;
-    const value = Buffer.allocUnsafe(this.arena.valueLength(this.ref));
-    this.arena.copyValueTo(this.ref, value, 0);
-    this.copied = value;
-    this.copiedRef = this.ref;
-    return value;
-  }
-
   get valueLength(): number {
     return this.arena.valueLength(this.ref);
+  }
+
+  copyValueTo(target: Buffer, offset: number): number {
+    return this.arena.copyValueTo(this.ref, target, offset);
+  }
+
+  /**
+   * The last copy is handed out again while its item is unchanged, so a large
+   * value asked for by many clients (replies queue it) is copied once. Every
+   * change of a value gives its item a new CAS, and so does every new item in a
+   * chunk; under -C every CAS is 0, and each call makes a copy of its own.
+   */
+  copyValue(): Buffer {
+    const arena = this.arena;
+    const ref = this.ref;
+    const cas = arena.cas(ref);
+    if (cas !== 0 && ref === this.sharedRef && cas === this.sharedCas && this.shared !== null) return this.shared;
+    const value = Buffer.allocUnsafe(arena.valueLength(ref));
+    arena.copyValueTo(ref, value, 0);
+    if (cas !== 0) {
+      this.shared = value;
+      this.sharedRef = ref;
+      this.sharedCas = cas;
+    }
+    return value;
   }
 
   /** The key as a latin1 string: only for the eviction log and the change feed, never on the memory-only path. */
@@ -158,10 +193,9 @@ class SlabLru implements StoreLru {
 /**
  * The Store on slab memory (issue 15): items live in a SlabArena's chunks, found
  * by a hash over their key bytes, with no JS object, string or Buffer per item.
- * It keeps every rule of MemoryStore (memory.ts) — counters, flush_all with a
- * delay, expiry, CAS, incr/decr in place, the change feed and the tier below —
- * and differs where memcached's layout does: -m counts slab pages, and a full
- * class evicts from its own LRU.
+ * It keeps memcached's rules — counters, flush_all with a delay, expiry, CAS,
+ * incr/decr in place — and reports to the change feed and reads misses from the
+ * tier below; -m counts slab pages, and a full class evicts from its own LRU.
  *
  * Keys reach the feed and the tier below as latin1 strings (their interfaces take
  * strings today); they are built only when a feed or a tier is attached.
@@ -193,7 +227,7 @@ export class SlabStore implements Store, EvictionListener {
   onEviction: ((item: ItemView & { readonly key: string }) => void) | null = null;
 
   constructor(
-    private readonly options: MemoryStoreOptions,
+    private readonly options: SlabStoreOptions,
     private readonly clock: Clock,
     private readonly counters: Counters,
   ) {
@@ -264,7 +298,6 @@ export class SlabStore implements Store, EvictionListener {
     const arena = this.arena;
     arena.now = this.clock.now;
     const key = Buffer.from(name, 'latin1');
-    this.view.changed();
     if (arena.find(key, 0, key.length) !== 0) return false;
     const evictions = arena.evictions;
     arena.evictions = false;
@@ -305,7 +338,6 @@ export class SlabStore implements Store, EvictionListener {
     arena.now = this.clock.now;
     arena.stateLoaded();
     this.sweepAt = 0;
-    this.view.changed();
     // The per-class reclaim figures came back; the global counters start from 0 as a new process's.
     let reclaimed = 0;
     let expiredUnfetched = 0;
@@ -420,7 +452,7 @@ export class SlabStore implements Store, EvictionListener {
   }
 
   private sizeOf(keyLength: number, valueLength: number, flags: number): number {
-    return itemSize(keyLength, valueLength, flags, this.options.casEnabled);
+    return memcachedItemTotal(keyLength, valueLength, flags, this.options.casEnabled);
   }
 
   get(key: Buffer, keyStart: number, keyEnd: number): ItemView | null {
@@ -517,7 +549,6 @@ export class SlabStore implements Store, EvictionListener {
     }
 
     if (existing !== 0 && (mode === 'append' || mode === 'prepend')) {
-      this.view.changed();
       // Appending keeps the old item's flags and expiry, as memcached does.
       const oldFlags = arena.clientFlags(existing);
       const oldLength = arena.valueLength(existing);
@@ -563,7 +594,6 @@ export class SlabStore implements Store, EvictionListener {
     if (ref === 0) return false;
     const name = this.feed === null ? '' : key.toString('latin1', keyStart, keyEnd);
     this.lastClassId = this.arena.classId(ref);
-    this.view.changed();
     this.arena.free(ref);
     if (this.feed !== null) this.feed.emit(CHANGE_DELETED, name, null, 0);
     return true;
@@ -579,7 +609,6 @@ export class SlabStore implements Store, EvictionListener {
     if (length === 0) return 'non_numeric';
     if (casUnique !== 0 && arena.cas(ref) !== casUnique) return 'exists';
     this.lastClassId = arena.classId(ref);
-    this.view.changed();
     // strtoull skips any run of leading spaces and zeros, so a long value may still be a number:
     // such a value (rare) is read through a buffer of its own.
     const scratch = length <= this.scratch.length ? this.scratch : Buffer.allocUnsafe(length);
@@ -633,8 +662,6 @@ export class SlabStore implements Store, EvictionListener {
     const view = this.view.at(ref);
     if (this.onEviction !== null) this.onEviction(view);
     if (this.feed !== null) this.feed.emit(CHANGE_EVICTED, view.key, view, 0);
-    // A listener may have copied the value: the chunk is about to be reused, so the copy must go.
-    view.changed();
   }
 
   private flushDue(): void {
@@ -678,7 +705,6 @@ export class SlabStore implements Store, EvictionListener {
       return 0;
     }
     const arena = this.arena;
-    this.view.changed();
     const ref = arena.allocate(keyEnd - keyStart, record.value.length, record.flags, record.exptime);
     if (ref <= 0) return 0;
     if (record.cas > this.casCounter) this.casCounter = record.cas;
@@ -696,8 +722,7 @@ export class SlabStore implements Store, EvictionListener {
   }
 
   /**
-   * Stores a new item in place of `existing` (0: none), as MemoryStore's put: the
-   * old item goes first, so its room counts as free. The new ref, or 0 when there
+   * Stores a new item in place of `existing` (0: none): the old item goes first, so its room counts as free. The new ref, or 0 when there
    * was no room (the old item is then gone too, and the tier below told so).
    */
   private put(
@@ -707,7 +732,6 @@ export class SlabStore implements Store, EvictionListener {
     flags: number, exptime: number, binaryKey: boolean, stale = false, tokenSent = false,
   ): number {
     const arena = this.arena;
-    this.view.changed();
     // The data may be the scratch of applyDelta or a request buffer; neither lives in the arena.
     if (existing !== 0) arena.free(existing);
     const ref = arena.allocate(keyEnd - keyStart, dataEnd - dataStart, flags, exptime);
@@ -782,7 +806,6 @@ export class SlabStore implements Store, EvictionListener {
   /** Frees an item that is gone without a delete (expired, flushed), reporting it. */
   private remove(ref: number): void {
     const name = this.feed === null ? '' : this.view.at(ref).key;
-    this.view.changed();
     this.arena.free(ref);
     if (this.feed !== null) this.feed.emit(CHANGE_REMOVED, name, null, 0);
   }
@@ -794,7 +817,6 @@ export class SlabStore implements Store, EvictionListener {
    */
   private clear(): void {
     const arena = this.arena;
-    this.view.changed();
     this.dropSweep();
     for (let ref = arena.nextItem(0); ref !== 0; ) {
       const next = arena.nextItem(ref);
@@ -816,7 +838,7 @@ export class SlabStore implements Store, EvictionListener {
 
   /**
    * The arena reclaims dead items at an LRU tail on its own when it needs a chunk
-   * (MemoryStore counted those as it made room): add them to the global counters,
+   * (not through lookup or the sweep): add them to the global counters,
    * once a tick, from its per-class figures.
    */
   private countArenaReclaims(): void {

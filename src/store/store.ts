@@ -6,9 +6,24 @@
  * separately so the connection can hold the reply, never the command.
  */
 
-/** What a read sees of a stored item. Valid until the next call into the store. */
+/**
+ * What a read sees of a stored item. Valid until the next call into the store.
+ * The value is not handed out as a reference to the item's memory, which is
+ * reused once the item goes: a reply copies a small value straight into its
+ * output chunk (copyValueTo), so a hit allocates nothing; a holder that keeps
+ * the bytes past the call (a reply's large value, the change log, a replication
+ * frame) takes a copy (copyValue).
+ */
 export interface ItemView {
-  readonly value: Buffer;
+  readonly valueLength: number;
+  /** Copies the value into target at offset (target has room); returns the offset after it. */
+  copyValueTo(target: Buffer, offset: number): number;
+  /**
+   * A Buffer holding a copy of the value, never the item's memory. The same Buffer
+   * may be handed out again for the same version of the item, so holders may keep
+   * it but must not write to it.
+   */
+  copyValue(): Buffer;
   readonly flags: number;
   /** Absolute unix seconds, 0 for never. */
   readonly exptime: number;
