@@ -93,6 +93,14 @@ export interface Config {
   logFormat: 'auto' | 'json' | 'pretty';
   /** --test-clock: allow `debugtime <seconds>` to move the clock (tests only). */
   testClock: boolean;
+  /** -o lru_crawler / no_lru_crawler (no_modern too): the LRU crawler starts on (memcached 1.6's default). */
+  lruCrawler: boolean;
+  /** -o lru_crawler_sleep: microseconds the crawler pauses per 1000 items. */
+  lruCrawlerSleep: number;
+  /** -o lru_crawler_tocrawl: items a crawl looks at per class, 0 for all. */
+  lruCrawlerToCrawl: number;
+  /** -o lru_maintainer / no_lru_maintainer (no_modern too): memcached's start_lru_maintainer; the crawler's background walk runs with it. */
+  lruMaintainer: boolean;
   /** Every -o suboption as given, for `stats settings`. */
   extended: Map<string, string>;
 }
@@ -147,6 +155,10 @@ export const DEFAULTS: Readonly<Config> = {
   testDropChanges: 0,
   logFormat: 'auto',
   testClock: false,
+  lruCrawler: true,
+  lruCrawlerSleep: 100,
+  lruCrawlerToCrawl: 0,
+  lruMaintainer: true,
   extended: new Map(),
 };
 

@@ -13,16 +13,16 @@ const SUBOPTIONS: Record<string, Kind> = {
   // Applied by Mnemo.
   idle_timeout: 'int',
   track_sizes: 'bare',
+  lru_crawler: 'bare',
+  no_lru_crawler: 'bare',
+  lru_crawler_sleep: 'int',
+  lru_crawler_tocrawl: 'int',
   // Accepted: memcached internals with no counterpart here.
   maxconns_fast: 'bare',
   no_maxconns_fast: 'bare',
   hashpower: 'int',
   tail_repair_time: 'int',
   hash_algorithm: 'text',
-  lru_crawler: 'bare',
-  no_lru_crawler: 'bare',
-  lru_crawler_sleep: 'int',
-  lru_crawler_tocrawl: 'int',
   lru_maintainer: 'bare',
   no_lru_maintainer: 'bare',
   hot_lru_pct: 'int',
@@ -97,7 +97,26 @@ export function applyExtendedOption(config: Config, suboption: string): void {
   }
   if (kind === 'float' && !Number.isFinite(Number(value))) throw new ConfigError(`-o/--extended: ${name}=${value} is not a number`);
 
+  // memcached's checks of the crawler's values.
+  if (name === 'lru_crawler_sleep' && Number(value) > 1_000_000) {
+    throw new ConfigError(`-o/--extended: lru_crawler_sleep=${value}: LRU crawler sleep must be between 0 and 1 second`);
+  }
+  if (name === 'lru_crawler_tocrawl' && Number(value) > 0xffffffff) {
+    throw new ConfigError(`-o/--extended: lru_crawler_tocrawl=${value}: lru_crawler_tocrawl takes a numeric 32bit value`);
+  }
+
   config.extended.set(name, kind === 'bare' ? 'yes' : kind === 'optional' && value === '' ? '1' : value);
   if (name === 'idle_timeout') config.idleTimeout = Number(value);
   if (name === 'track_sizes') config.trackSizes = true;
+  // In the order given, as memcached applies them: `no_modern,lru_crawler` starts the crawler, `lru_crawler,no_modern` does not.
+  if (name === 'lru_crawler') config.lruCrawler = true;
+  if (name === 'no_lru_crawler') config.lruCrawler = false;
+  if (name === 'lru_crawler_sleep') config.lruCrawlerSleep = Number(value);
+  if (name === 'lru_crawler_tocrawl') config.lruCrawlerToCrawl = Number(value);
+  if (name === 'lru_maintainer') config.lruMaintainer = true;
+  if (name === 'no_lru_maintainer') config.lruMaintainer = false;
+  if (name === 'no_modern') {
+    config.lruCrawler = false;
+    config.lruMaintainer = false;
+  }
 }

@@ -1,5 +1,6 @@
 import type { ConnectionInfo, ServerContext } from '../server/context.js';
 import type { OutputBuffer } from '../server/output.js';
+import type { ItemDump } from '../store/store.js';
 
 /**
  * The `stats` replies: memcached's field names, in memcached's order, so that
@@ -78,6 +79,11 @@ function general(ctx: ServerContext): Pairs {
   stat('time_in_listen_disabled_us', 0);
   stat('threads', config.threads);
   stat('conn_yields', c.conn_yields);
+  const crawler = store.crawler;
+  if (crawler !== undefined && crawler.enabled) {
+    stat('lru_crawler_running', crawler.running ? 1 : 0);
+    stat('lru_crawler_starts', crawler.starts);
+  }
   // The log stream (watch): Mnemo writes lines as events happen, so no worker buffer drops any.
   const log = ctx.logStream;
   stat('log_worker_dropped', 0);
@@ -95,6 +101,16 @@ function general(ctx: ServerContext): Pairs {
   stat('evicted_unfetched', c.evicted_unfetched);
   stat('evictions', c.evictions);
   stat('reclaimed', c.reclaimed);
+  if (crawler !== undefined) {
+    let reclaimed = 0;
+    let checked = 0;
+    for (const cls of store.sizeClassStats()) {
+      reclaimed += crawler.reclaimedIn(cls.id);
+      checked += crawler.checkedIn(cls.id);
+    }
+    stat('crawler_reclaimed', reclaimed);
+    stat('crawler_items_checked', checked);
+  }
   const persistence = ctx.persistence;
   if (persistence !== null) {
     stat('disk_promotions', c.disk_promotions);
@@ -172,7 +188,9 @@ function settings(ctx: ServerContext): Pairs {
     ['slab_reassign', extended.has('no_slab_reassign') ? 'no' : 'yes'],
     ['slab_automove', option('slab_automove', 1)],
     ['slab_chunk_max', Math.floor(config.maxItemSize / 2)],
-    ['lru_crawler', extended.has('no_lru_crawler') ? 'no' : 'yes'],
+    ['lru_crawler', yesNo(ctx.store.crawler?.enabled ?? config.lruCrawler)],
+    ['lru_crawler_sleep', ctx.store.crawler?.sleep ?? config.lruCrawlerSleep],
+    ['lru_crawler_tocrawl', ctx.store.crawler?.tocrawl ?? config.lruCrawlerToCrawl],
     ['tail_repair_time', option('tail_repair_time', 0)],
     ['flush_enabled', yesNo(config.flushEnabled)],
     ['dump_enabled', yesNo(config.dumpingEnabled)],
@@ -207,6 +225,8 @@ function items(ctx: ServerContext): Pairs {
       [`${p}reclaimed`, cls.reclaimed],
       [`${p}expired_unfetched`, cls.expired_unfetched],
       [`${p}evicted_unfetched`, cls.evicted_unfetched],
+      [`${p}crawler_reclaimed`, ctx.store.crawler?.reclaimedIn(cls.id) ?? 0],
+      [`${p}crawler_items_checked`, ctx.store.crawler?.checkedIn(cls.id) ?? 0],
     ]));
   }
   return text;
@@ -215,23 +235,28 @@ function items(ctx: ServerContext): Pairs {
 function slabs(ctx: ServerContext): Pairs {
   const text: Pairs = [];
   let active = 0;
-  for (const cls of ctx.store.sizeClassStats()) {
-    if (cls.id === 0 || cls.number === 0) continue;
+  const store = ctx.store;
+  for (const cls of store.sizeClassStats()) {
+    if (cls.id === 0) continue;
+    // The slab store's pages as they are; otherwise how memcached would hold the same items.
+    const real = store.slabStats?.(cls.id);
+    if (real !== undefined ? real.total_pages === 0 : cls.number === 0) continue;
     active++;
-    const pages = Math.ceil(cls.number / cls.perPage);
+    const pages = real?.total_pages ?? Math.ceil(cls.number / cls.perPage);
+    const used = real?.used_chunks ?? cls.number;
     const p = `${cls.id}:`;
     text.push(...(<Pairs>[
       [`${p}chunk_size`, cls.chunkSize],
       [`${p}chunks_per_page`, cls.perPage],
       [`${p}total_pages`, pages],
       [`${p}total_chunks`, pages * cls.perPage],
-      [`${p}used_chunks`, cls.number],
-      [`${p}free_chunks`, pages * cls.perPage - cls.number],
+      [`${p}used_chunks`, used],
+      [`${p}free_chunks`, pages * cls.perPage - used],
       [`${p}free_chunks_end`, 0],
       [`${p}mem_requested`, cls.mem_requested],
     ]));
   }
-  text.push(['active_slabs', active], ['total_malloced', ctx.store.bytesUsed]);
+  text.push(['active_slabs', active], ['total_malloced', store.bytesUsed]);
   return text;
 }
 
@@ -276,19 +301,44 @@ export function endpointText(transport: 'tcp' | 'udp' | 'unix', host: string | u
 }
 
 /**
- * `lru_crawler metadump all|<class>`: one line per live item, key URL-encoded,
- * times as unix seconds, as memcached prints them (memcdump reads this).
+ * `lru_crawler metadump all|<class>` at once (where no crawler streams it): one
+ * line per live item, as metadumpLine writes it.
  */
 export function writeMetadump(ctx: ServerContext, out: OutputBuffer, sizeClass: number): void {
   ctx.store.dump((item) => {
-    if (sizeClass !== 0 && item.sizeClass !== sizeClass) return true;
-    const exp = item.exptime === 0 ? -1 : item.exptime;
-    out.ascii(
-      `key=${encodeURIComponent(item.key)} exp=${exp} la=${item.lastAccess} cas=${item.cas} ` +
-        `fetch=${item.fetched ? 'yes' : 'no'} cls=${item.sizeClass} size=${item.size}\n`,
-    );
+    if (sizeClass === 0 || item.sizeClass === sizeClass) writeMetadumpLine(out, item);
     return true;
   });
+}
+
+/**
+ * One metadump line as memcached's crawler_metadump_eval prints it (memcdump
+ * reads it): key URL-encoded byte by byte, times as unix seconds, exp -1 for never.
+ */
+export function writeMetadumpLine(out: OutputBuffer, item: ItemDump): void {
+  out.ascii(
+    `key=${uriencode(item.key)} exp=${item.exptime === 0 ? -1 : item.exptime} la=${item.lastAccess} cas=${item.cas} ` +
+      `fetch=${item.fetched ? 'yes' : 'no'} cls=${item.sizeClass} size=${item.size}\n`,
+  );
+}
+
+/** memcached's uriencode: every byte but letters, digits and -._~ as %XX (a key's latin1 string is its bytes). */
+function uriencode(key: string): string {
+  let plain = true;
+  for (let i = 0; i < key.length && plain; i++) plain = URI_PLAIN[key.charCodeAt(i)] === 1;
+  if (plain) return key;
+  let encoded = '';
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    encoded += URI_PLAIN[c] === 1 ? key[i] : `%${c < 16 ? '0' : ''}${c.toString(16).toUpperCase()}`;
+  }
+  return encoded;
+}
+
+const URI_PLAIN = new Uint8Array(256);
+for (let c = 0; c < 256; c++) {
+  const ch = String.fromCharCode(c);
+  if (/[A-Za-z0-9\-._~]/.test(ch)) URI_PLAIN[c] = 1;
 }
 
 function seconds(micros: number): string {

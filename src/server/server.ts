@@ -85,6 +85,7 @@ export class MnemoServer implements ServerContext {
       casEnabled: config.casEnabled,
       slabGrowthFactor: config.slabGrowthFactor,
       slabMinSize: config.slabMinSize,
+      crawler: { enabled: config.lruCrawler, sleep: config.lruCrawlerSleep, tocrawl: config.lruCrawlerToCrawl, background: config.lruMaintainer },
     };
     // The slab store serves (issue 15). MNEMO_STORE=heap keeps the heap store it replaces
     // selectable for comparison until that store is deleted; not a user option.

@@ -26,6 +26,7 @@ import {
   type StoreMode,
   type StoreResult,
   type StoredRecord,
+  type CrawlerSettings,
 } from './store.js';
 
 /**
@@ -95,6 +96,8 @@ export interface MemoryStoreOptions {
   /** -f and -n, for filing items under memcached's size classes in stats. */
   slabGrowthFactor: number;
   slabMinSize: number;
+  /** The LRU crawler's settings (the slab store's; memcached's defaults when absent). */
+  crawler?: CrawlerSettings;
 }
 
 /**

@@ -15,7 +15,8 @@ import {
   type LowerTier,
 } from './change-feed.js';
 import { itemSize, type MemoryStoreOptions } from './memory.js';
-import { SlabArena, type EvictionListener } from './slabs/arena.js';
+import { SlabArena, type EvictionListener, type SlabClassStats } from './slabs/arena.js';
+import { LruCrawler, type CrawlerOwner } from './slabs/crawler.js';
 import { ITEM_FETCHED, ITEM_KEY_BINARY, ITEM_STALE, ITEM_TOKEN_SENT, KEY_OFFSET, memcachedItemTotal } from './slabs/layout.js';
 import {
   STORE_BINARY_KEY,
@@ -30,8 +31,6 @@ import {
   type StoredRecord,
 } from './store.js';
 
-/** How many items the background sweep looks at per clock tick (as MemoryStore's). */
-const SWEEP_PER_TICK = 10_000;
 const SPACE = 0x20;
 
 /**
@@ -135,16 +134,16 @@ class SlabItemView implements ItemView {
  * Keys reach the feed and the tier below as latin1 strings (their interfaces take
  * strings today); they are built only when a feed or a tier is attached.
  */
-export class SlabStore implements Store, EvictionListener {
+export class SlabStore implements Store, EvictionListener, CrawlerOwner {
   readonly arena: SlabArena;
+  /** memcached's LRU crawler; its background walk is what reclaims expired items without a get. */
+  readonly crawler: LruCrawler;
   private readonly view: SlabItemView;
   private casCounter = 0;
   private memoryLimit: number;
   /** memcached's oldest_live: items last touched at or before it are gone once the clock reaches it. */
   private oldestLive = 0;
   private flushPending = false;
-  /** The sweep's place: a pinned item (so its chunk is not reused under the cursor), or 0. */
-  private sweepAt = 0;
   private readonly classStats: ClassStats[] = [];
   private feed: ChangeFeed | null = null;
   private lower: LowerTier | null = null;
@@ -174,6 +173,7 @@ export class SlabStore implements Store, EvictionListener {
     this.arena.evictionListener = this;
     this.arena.now = clock.now;
     this.view = new SlabItemView(this.arena);
+    this.crawler = new LruCrawler(this.arena, this, options.crawler ?? { enabled: true, sleep: 100, tocrawl: 0, background: true });
     const pages = this.arena.pages;
     for (let id = 0; id <= this.arena.classes.largest; id++) {
       this.classStats.push({
@@ -265,6 +265,10 @@ export class SlabStore implements Store, EvictionListener {
       stats.outofmemory = arena.outOfMemory[id]!;
     }
     return this.classStats;
+  }
+
+  slabStats(id: number): SlabClassStats {
+    return this.arena.slabStats(id);
   }
 
   dump(visit: (item: ItemDump) => boolean): void {
@@ -652,7 +656,6 @@ export class SlabStore implements Store, EvictionListener {
   private clear(): void {
     const arena = this.arena;
     this.view.changed();
-    this.dropSweep();
     for (let ref = arena.nextItem(0); ref !== 0; ) {
       const next = arena.nextItem(ref);
       arena.free(ref);
@@ -664,7 +667,16 @@ export class SlabStore implements Store, EvictionListener {
     this.arena.now = now;
     this.countArenaReclaims();
     if (this.flushPending && this.oldestLive <= now) this.flushDue();
-    this.sweepExpired(now);
+    this.crawler.tick();
+  }
+
+  /** The crawler found a dead item: free it and report it, its expired_unfetched in the counters now. */
+  reclaimCrawled(ref: number, unfetched: boolean): void {
+    if (unfetched) {
+      this.counters.expired_unfetched++;
+      this.expiredUnfetchedCounted++;
+    }
+    this.remove(ref);
   }
 
   /**
@@ -684,40 +696,5 @@ export class SlabStore implements Store, EvictionListener {
     this.counters.expired_unfetched += expiredUnfetched - this.expiredUnfetchedCounted;
     this.reclaimedCounted = reclaimed;
     this.expiredUnfetchedCounted = expiredUnfetched;
-  }
-
-  private dropSweep(): void {
-    if (this.sweepAt !== 0) this.arena.unpin(this.sweepAt);
-    this.sweepAt = 0;
-  }
-
-  /**
-   * Reclaims expired items a bounded slice at a time, so memory returns without
-   * waiting for a get. The place is kept across ticks as a pinned item: a pin
-   * keeps its chunk from reuse, so the cursor never points into another item.
-   */
-  private sweepExpired(now: number): void {
-    const arena = this.arena;
-    let ref = this.sweepAt;
-    if (ref !== 0) {
-      this.sweepAt = 0;
-      const linked = arena.isLinked(ref);
-      const next = linked ? arena.nextItem(ref) : 0;
-      arena.unpin(ref);
-      if (!linked) return;
-      ref = next;
-    } else {
-      ref = arena.nextItem(0);
-    }
-    for (let seen = 0; seen < SWEEP_PER_TICK && ref !== 0; seen++) {
-      const next = arena.nextItem(ref);
-      const exptime = arena.exptime(ref);
-      if (exptime !== 0 && exptime <= now) this.reclaim(ref);
-      ref = next;
-    }
-    if (ref !== 0) {
-      arena.pin(ref);
-      this.sweepAt = ref;
-    }
   }
 }
