@@ -260,7 +260,7 @@ export class Connection {
     const resume = this.dumpResume;
     if (resume !== null) {
       this.dumpResume = null;
-      if (!this.closed) resume();
+      resume();
       return;
     }
     if (!this.waiting || this.closed) return;
@@ -346,6 +346,10 @@ export class Connection {
 
   private onClose(): void {
     this.closed = true;
+    // A metadump waiting for this client to read hears that it has gone, and stops.
+    const resume = this.dumpResume;
+    this.dumpResume = null;
+    if (resume !== null) resume();
     this.reservation.release();
     this.ctx.counters.curr_connections--;
     const log = this.ctx.logStream;
