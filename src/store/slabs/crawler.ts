@@ -5,6 +5,7 @@ import {
   H_CAS_LOW,
   H_CLIENT_FLAGS,
   H_EXPTIME,
+  H_HASH,
   H_HOLDS,
   H_META,
   H_TIME,
@@ -264,6 +265,7 @@ export class LruCrawler implements ItemCrawler {
         if (walk.classes[id] !== 1) continue;
         if (walk.limit !== 0 && walk.seen[id]! >= walk.limit) continue;
         const ref = ((page + 1) << 16) | chunk;
+        if (!this.isIndexed(ref, field, meta & 0xff, page)) continue;
         looked++;
         if (mode === EXPIRE) {
           // A held item is busy (memcached's refcount check): passed by, not counted.
@@ -287,6 +289,19 @@ export class LruCrawler implements ItemCrawler {
       walk.chunk = 0;
     }
     return true;
+  }
+
+  /**
+   * The hash table finds this chunk under its key: the chunk holds a linked
+   * item, not bytes that only look like one (a data chunk, or a page reused by
+   * another class that was not cleared). Freeing anything else would corrupt
+   * the table and the LRU, so a crawl pays one bucket lookup per item for it.
+   */
+  private isIndexed(ref: number, field: number, keyLength: number, page: number): boolean {
+    const bytes = this.arena.pages.bytes[page]!;
+    const keyStart = (field << 2) + KEY_OFFSET;
+    if (keyLength === 0 || keyStart + keyLength > bytes.length) return false;
+    return this.arena.hashTable.find(bytes, keyStart, keyStart + keyLength, this.arena.pages.words[page]![field + H_HASH]!) === ref;
   }
 
   private isFlushed(ref: number): boolean {
