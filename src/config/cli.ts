@@ -149,8 +149,10 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
   -o, --extended=<opts>       comma-separated memcached suboptions; applied here:
                               idle_timeout=<s>, track_sizes, ssl_*, read_buf_mem_limit=<MB>
                               (replies a batch may stack, as memcached counts them),
-                              watcher_logbuf_size=<KB> (each watcher's bound); memcached
-                              internals such as modern, hashpower=<n>, no_lru_crawler are accepted
+                              watcher_logbuf_size=<KB> (each watcher's bound), lru_crawler,
+                              no_lru_crawler, lru_crawler_sleep=<us>, lru_crawler_tocrawl=<n>
+                              (the LRU crawler: on by default, off with no_modern); memcached
+                              internals such as modern, hashpower=<n> are accepted
   -W, --disable-watch         refuse the "watch" command (memcached's log stream)
   -f, -n, -k, -L, -r, -N      memcached memory and process tuning: accepted, no effect
       --test-clock            for tests: the command "debugtime <seconds>" moves the clock on

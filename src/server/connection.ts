@@ -120,8 +120,8 @@ export class Connection {
 
   /** Nothing buffered and nothing being written: what idle_timeout may close. */
   get isIdle(): boolean {
-    // A watcher sends nothing by design: it belongs to the log stream, not to idle_timeout.
-    return this.buffered === 0 && this.socket.writableLength === 0 && !this.watching;
+    // A watcher sends nothing by design: it belongs to the log stream, not to idle_timeout; a metadump is a reply under way.
+    return this.buffered === 0 && this.socket.writableLength === 0 && !this.watching && !(this.text?.dumping ?? false);
   }
 
   /** memcached's connection state names, for `stats conns`. */
