@@ -68,7 +68,10 @@ class Walk {
  * chunk by chunk: a position is just (page, chunk), valid across batches
  * whatever is freed, bumped or stored meanwhile, so no item is pinned between
  * batches. Free chunks (ITEM_SLABBED), chunks not linked (being written, a
- * chunked item's data chunks) and not yet carved ones are passed by.
+ * chunked item's data chunks) and not yet carved ones are passed by. As with
+ * memcached's LRU walk, a key stored again during a walk may be met twice or
+ * not at all (its new chunk may lie behind or ahead of the walk). `metadump
+ * hash` (memcached walks the hash table) walks every page: the same items.
  *
  * A requested crawl or metadump runs ITEMS_PER_BATCH items per event-loop turn,
  * pausing lru_crawler_sleep µs per batch as memcached sleeps per
