@@ -99,7 +99,7 @@ export interface Config {
   lruCrawlerSleep: number;
   /** -o lru_crawler_tocrawl: items a crawl looks at per class, 0 for all. */
   lruCrawlerToCrawl: number;
-  /** -o lru_maintainer / no_lru_maintainer (no_modern too): memcached's start_lru_maintainer; the crawler's background walk runs with it. */
+  /** -o lru_maintainer / no_lru_maintainer (no_modern too): memcached's start_lru_maintainer; the crawler's autocrawl runs with it. */
   lruMaintainer: boolean;
   /** Every -o suboption as given, for `stats settings`. */
   extended: Map<string, string>;

@@ -136,7 +136,7 @@ class SlabItemView implements ItemView {
  */
 export class SlabStore implements Store, EvictionListener, CrawlerOwner {
   readonly arena: SlabArena;
-  /** memcached's LRU crawler; its background walk is what reclaims expired items without a get. */
+  /** memcached's LRU crawler; its autocrawls reclaim expired items nobody asks for. */
   readonly crawler: LruCrawler;
   private readonly view: SlabItemView;
   private casCounter = 0;

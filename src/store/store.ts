@@ -158,7 +158,7 @@ export interface ItemCrawler {
   tocrawl: number;
   /** A crawl or a metadump is under way (memcached's lru_crawler_running). */
   readonly running: boolean;
-  /** Crawls started, by request and by the background walk (memcached's lru_crawler_starts). */
+  /** Crawls started, by request and by the autocrawl (memcached's lru_crawler_starts). */
   readonly starts: number;
   /** False when it was on already (memcached: "ERROR failed to start lru crawler thread"). */
   enable(): boolean;
@@ -180,7 +180,7 @@ export interface CrawlerSettings {
   sleep: number;
   /** -o lru_crawler_tocrawl, 0 for no limit. */
   tocrawl: number;
-  /** The LRU maintainer runs (memcached crawls in the background only from its thread). */
+  /** The LRU maintainer runs (memcached's autocrawl is scheduled from its thread). */
   background: boolean;
 }
 

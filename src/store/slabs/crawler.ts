@@ -22,14 +22,18 @@ import { CLASS_SLOTS } from './pages.js';
 const ITEMS_PER_BATCH = 1000;
 /** Chunks looked at per batch at most (free ones cost a look too), so a sparse page never makes a long batch. */
 const CHUNKS_PER_BATCH = 16 * 1024;
-/** Items the background walk looks at per clock tick (what SlabStore's expiry sweep looked at). */
-const BACKGROUND_ITEMS_PER_TICK = 10_000;
+/** memcached's MAX_MAINTCRAWL_WAIT: every class is crawled at least once an hour. */
+const MAX_AUTOCRAWL_WAIT = 60 * 60;
+/** Per class, remaining TTLs of the items an autocrawl saw, in minutes 0..60 (memcached's crawlerstats histo). */
+const HISTOGRAM_BUCKETS = 61;
 const TWO_32 = 4294967296;
 /** The class bits of an LRU id (memcached's CLEAR_LRU: segments are the top two bits). */
 const CLASS_MASK = CLASS_SLOTS - 1;
 
 const EXPIRE = 0;
 const METADUMP = 1;
+/** memcached's CRAWLER_AUTOEXPIRE: an expire crawl the maintainer scheduled, which keeps crawlerstats. */
+const AUTOEXPIRE = 2;
 
 /** Told of each dead item the crawler is about to free; the store frees it (and reports it). */
 export interface CrawlerOwner {
@@ -73,14 +77,12 @@ class Walk {
  * not at all (its new chunk may lie behind or ahead of the walk). `metadump
  * hash` (memcached walks the hash table) walks every page: the same items.
  *
- * A requested crawl or metadump runs ITEMS_PER_BATCH items per event-loop turn,
- * pausing lru_crawler_sleep µs per batch as memcached sleeps per
- * crawls_persleep items (sleeps under 1 ms add up until they make one). The
- * background walk stands in for the maintainer's autocrawl
- * (lru_maintainer_crawler_check, which schedules whole crawls per class from a
- * histogram of TTLs): it looks at a bounded slice of pages every clock tick,
- * so expired items go soon at a fixed cost per second, and it never holds the
- * crawler busy: a requested crawl pauses it.
+ * A crawl or metadump runs ITEMS_PER_BATCH items per event-loop turn, pausing
+ * lru_crawler_sleep µs per batch as memcached sleeps per crawls_persleep items
+ * (sleeps under 1 ms add up until they make one). With the LRU maintainer on,
+ * the clock's tick schedules autocrawls as memcached's maintainer does
+ * (tick()), and they are crawls like the others: running, counted in
+ * lru_crawler_starts, and a request meanwhile is answered BUSY.
  */
 export class LruCrawler implements ItemCrawler {
   enabled: boolean;
@@ -95,8 +97,16 @@ export class LruCrawler implements ItemCrawler {
   private mode = EXPIRE;
   private client: CrawlerClient | null = null;
   private readonly jobWalk = new Walk();
-  private readonly backgroundWalk = new Walk();
-  private backgroundStarted = false;
+  /** memcached's lru_maintainer_crawler_check state, per class: when to crawl next, and how long to wait. */
+  private readonly nextCrawl = new Float64Array(CLASS_SLOTS);
+  private readonly nextCrawlWait = new Float64Array(CLASS_SLOTS);
+  /** memcached's crawlerstats of the last autocrawl, per class. */
+  private readonly autoSeen = new Float64Array(CLASS_SLOTS);
+  private readonly autoNoExpiry = new Float64Array(CLASS_SLOTS);
+  private readonly autoHistogram = new Float64Array(CLASS_SLOTS * HISTOGRAM_BUCKETS);
+  private readonly runComplete = new Uint8Array(CLASS_SLOTS);
+  /** No autocrawl before this time (a crawl request was refused, as memcached's block_ae_until). */
+  private blockAutoUntil = 0;
   /** Microseconds of sleep owed, paid once they make a whole millisecond. */
   private sleepOwed = 0;
   private readonly dump: ItemDump = {
@@ -145,18 +155,54 @@ export class LruCrawler implements ItemCrawler {
     return this.start(classes, METADUMP, client);
   }
 
-  /** The clock ticked: the background walk takes its slice, unless a requested walk runs. */
+  /**
+   * The clock ticked: memcached's lru_maintainer_crawler_check. A class whose
+   * last autocrawl finished gets its next one scheduled from what it saw
+   * (sooner when over 1% of its items with a TTL expire within the coming
+   * minutes, a minute later each time there was nothing to reclaim, at most an
+   * hour apart); due classes are crawled together.
+   */
   tick(): void {
-    if (!this.enabled || !this.background || this.job !== null) return;
-    const walk = this.backgroundWalk;
-    if (!this.backgroundStarted) {
-      walk.reset(this.tocrawl);
-      walk.classes.fill(1, 1);
-      walk.allPages = true;
-      this.backgroundStarted = true;
-      this.starts++;
+    if (!this.enabled || !this.background) return;
+    const now = this.arena.now;
+    let due = false;
+    const largest = this.arena.classes.largest;
+    for (let id = 1; id <= largest; id++) {
+      if (this.runComplete[id] === 1) {
+        this.runComplete[id] = 0;
+        const possible = this.autoSeen[id]! - this.autoNoExpiry[id]!;
+        const lowWatermark = Math.floor(possible / 100) + 1;
+        let available = 0;
+        for (let minute = 0; minute < 60; minute++) {
+          available += this.autoHistogram[id * HISTOGRAM_BUCKETS + minute]!;
+          if (available > lowWatermark) {
+            if (this.nextCrawlWait[id]! < minute * 60) this.nextCrawlWait[id]! += 60;
+            else if (this.nextCrawlWait[id]! >= 60) this.nextCrawlWait[id]! -= 60;
+            break;
+          }
+        }
+        if (available === 0) this.nextCrawlWait[id]! += 60;
+        if (this.nextCrawlWait[id]! > MAX_AUTOCRAWL_WAIT) this.nextCrawlWait[id] = MAX_AUTOCRAWL_WAIT;
+        this.nextCrawl[id] = now + this.nextCrawlWait[id]! + 5;
+      }
+      if (now > this.nextCrawl[id]!) due = true;
     }
-    if (this.step(walk, EXPIRE, BACKGROUND_ITEMS_PER_TICK, BACKGROUND_ITEMS_PER_TICK * 4)) this.backgroundStarted = false;
+    if (!due || this.job !== null || this.blockAutoUntil > now) return;
+    const walk = this.jobWalk;
+    walk.reset(this.tocrawl);
+    for (let id = 1; id <= largest; id++) {
+      if (now <= this.nextCrawl[id]!) continue;
+      walk.classes[id] = 1;
+      // The minimum retry wait, as memcached's.
+      this.nextCrawl[id] = now + 5;
+    }
+    walk.allPages = walk.classes[largest] === 1;
+    // As memcached's crawler_expired_init: every class's figures start again.
+    this.autoSeen.fill(0);
+    this.autoNoExpiry.fill(0);
+    this.autoHistogram.fill(0);
+    this.runComplete.fill(0);
+    this.begin(walk, AUTOEXPIRE, null);
   }
 
   /** memcached's lru_crawler_crawl: which classes, then lru_crawler_start. */
@@ -178,7 +224,11 @@ export class LruCrawler implements ItemCrawler {
         chosen[id] = 1;
       }
     }
-    if (this.job !== null) return 'busy';
+    if (this.job !== null) {
+      // memcached holds the autocrawler back for a minute after refusing a request.
+      this.blockAutoUntil = this.arena.now + 60;
+      return 'busy';
+    }
     // memcached walks the hash table only for a metadump.
     if (hash && mode !== METADUMP) return 'error';
     if (!hash && chosen.indexOf(1) === -1) return 'notstarted';
@@ -192,13 +242,20 @@ export class LruCrawler implements ItemCrawler {
       // Chunked items age in the largest class, their header chunks in smaller classes' pages.
       walk.allPages = chosen[this.arena.classes.largest] === 1;
     }
+    this.begin(walk, mode, client);
+    return 'ok';
+  }
+
+  private begin(walk: Walk, mode: number, client: CrawlerClient | null): void {
     this.job = walk;
     this.mode = mode;
     this.client = client;
     this.starts++;
     this.sleepOwed = 0;
-    setImmediate(this.runBatch);
-    return 'ok';
+    // An autocrawl takes its first batch within the tick: a small cache is crawled before any
+    // request can find the crawler busy. A request's crawl starts after its reply is sent.
+    if (mode === AUTOEXPIRE) this.batch();
+    else setImmediate(this.runBatch);
   }
 
   private batch(): void {
@@ -226,6 +283,10 @@ export class LruCrawler implements ItemCrawler {
 
   private finish(): void {
     const client = this.client;
+    if (this.mode === AUTOEXPIRE) {
+      const classes = this.jobWalk.classes;
+      for (let id = 1; id < CLASS_SLOTS; id++) if (classes[id] === 1) this.runComplete[id] = 1;
+    }
     this.job = null;
     this.client = null;
     if (client !== null) client.end();
@@ -270,7 +331,7 @@ export class LruCrawler implements ItemCrawler {
         const ref = ((page + 1) << 16) | chunk;
         if (!this.isIndexed(ref, field, meta & 0xff, page)) continue;
         looked++;
-        if (mode === EXPIRE) {
+        if (mode !== METADUMP) {
           // A held item is busy (memcached's refcount check): passed by, not counted.
           if (words[field + H_HOLDS] !== 0) continue;
           walk.seen[id]!++;
@@ -281,6 +342,8 @@ export class LruCrawler implements ItemCrawler {
             const unfetched = (flags & ITEM_FETCHED) === 0 && !this.isFlushed(ref);
             if (unfetched) arena.expiredUnfetched[id]!++;
             this.owner.reclaimCrawled(ref, unfetched);
+          } else if (mode === AUTOEXPIRE) {
+            this.countTtl(id, words[field + H_EXPTIME]!);
           }
         } else {
           walk.seen[id]!++;
@@ -305,6 +368,19 @@ export class LruCrawler implements ItemCrawler {
     const keyStart = (field << 2) + KEY_OFFSET;
     if (keyLength === 0 || keyStart + keyLength > bytes.length) return false;
     return this.arena.hashTable.find(bytes, keyStart, keyStart + keyLength, this.arena.pages.words[page]![field + H_HASH]!) === ref;
+  }
+
+  /** memcached's crawler_expired_eval for a live item: its remaining TTL in the class's histogram. */
+  private countTtl(id: number, exptime: number): void {
+    this.autoSeen[id]!++;
+    if (exptime === 0) {
+      this.autoNoExpiry[id]!++;
+      return;
+    }
+    const remaining = exptime - this.arena.now;
+    if (remaining > 3599) return;
+    const bucket = Math.floor(remaining / 60);
+    if (bucket <= 60) this.autoHistogram[id * HISTOGRAM_BUCKETS + bucket]!++;
   }
 
   private isFlushed(ref: number): boolean {
