@@ -191,6 +191,8 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner {
       });
     }
     clock.onTick((now) => this.onTick(now));
+    // memcached's maintainer crawls every class once as it starts.
+    this.crawler.tick();
   }
 
   reportTo(feed: ChangeFeed): void {

@@ -336,7 +336,7 @@ export class LruCrawler implements ItemCrawler {
           if (words[field + H_HOLDS] !== 0) continue;
           walk.seen[id]!++;
           this.checked[id]!++;
-          if (arena.isDead(ref)) {
+          if (this.isGone(ref)) {
             this.reclaimed[id]!++;
             // As memcached's crawler_expired_eval: a flushed item does not count as expired unfetched.
             const unfetched = (flags & ITEM_FETCHED) === 0 && !this.isFlushed(ref);
@@ -348,7 +348,7 @@ export class LruCrawler implements ItemCrawler {
         } else {
           walk.seen[id]!++;
           if (walk.counted) this.checked[id]!++;
-          if (!arena.isDead(ref)) this.list(words, field, page, id);
+          if (!this.isGone(ref)) this.list(words, field, page, id);
         }
       }
       walk.page++;
@@ -381,6 +381,16 @@ export class LruCrawler implements ItemCrawler {
     if (remaining > 3599) return;
     const bucket = Math.floor(remaining / 60);
     if (bucket <= 60) this.autoHistogram[id * HISTOGRAM_BUCKETS + bucket]!++;
+  }
+
+  /**
+   * Expired or flushed, as crawler.c decides it: expired once its exptime is
+   * past (a get already misses it in its last second; memcached's crawler and
+   * metadump let that second go by).
+   */
+  private isGone(ref: number): boolean {
+    const exptime = this.arena.exptime(ref);
+    return (exptime !== 0 && exptime < this.arena.now) || this.isFlushed(ref);
   }
 
   private isFlushed(ref: number): boolean {
