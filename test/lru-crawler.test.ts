@@ -223,14 +223,17 @@ describe('the autocrawl', () => {
       const before = await statLines(client);
       // That crawl found nothing to reclaim: the next one is a minute and 5 seconds away.
       await client.request('debugtime 6\r\n');
-      assert.equal((await crawlDone(client)).get('curr_items'), '35');
+      assert.equal((await crawlDone(client)).get('lru_crawler_starts'), before.get('lru_crawler_starts'), 'no autocrawl yet');
       await client.request('debugtime 70\r\n');
       const after = await crawlDone(client);
       assert.equal(after.get('curr_items'), '5');
-      assert.equal(Number(after.get('crawler_reclaimed')) - Number(before.get('crawler_reclaimed')), 30);
-      assert.equal(Number(after.get('expired_unfetched')) - Number(before.get('expired_unfetched')), 30);
-      assert.equal(Number(after.get('lru_crawler_starts')) - Number(before.get('lru_crawler_starts')), 1);
-      assert.equal((await statLines(client, 'items')).get('items:1:crawler_reclaimed'), '30');
+      const delta = (name: string): number => Number(after.get(name)) - Number(before.get(name));
+      // The autocrawl ran and looked at the live ones; the expired ones went to it, or to the
+      // segmented LRU's maintainer where it met them first at a segment's tail (memcached's too).
+      assert.equal(delta('lru_crawler_starts'), 1);
+      assert.ok(delta('crawler_items_checked') >= 5, `${delta('crawler_items_checked')} checked`);
+      assert.equal(delta('crawler_reclaimed') + delta('reclaimed'), 30);
+      assert.equal(delta('expired_unfetched'), 30);
     } finally {
       client.close();
       await server.stop();
