@@ -159,8 +159,9 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
                               temporary_ttl=<s>, no_modern (flat LRU, whole-page chunks),
                               slab_chunk_max=<bytes> (largest chunk; larger items are
                               chunked), no_chunked_items, hashpower=<12..28> (starting
-                              hash table); memcached internals such as no_lru_crawler
-                              are accepted
+                              hash table), lru_crawler, no_lru_crawler,
+                              lru_crawler_sleep=<us>, lru_crawler_tocrawl=<n> (the LRU
+                              crawler: on by default, off with no_modern)
   -W, --disable-watch         refuse the "watch" command (memcached's log stream)
   -L, --enable-largepages     give each slab class its first page at start (memcached's
                               preallocation: -m must hold them; cache_memlimit is refused)

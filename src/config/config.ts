@@ -101,6 +101,12 @@ export interface Config {
   logFormat: 'auto' | 'json' | 'pretty';
   /** --test-clock: allow `debugtime <seconds>` to move the clock (tests only). */
   testClock: boolean;
+  /** -o lru_crawler / no_lru_crawler (no_modern too): the LRU crawler starts on (memcached 1.6's default). */
+  lruCrawler: boolean;
+  /** -o lru_crawler_sleep: microseconds the crawler pauses per 1000 items. */
+  lruCrawlerSleep: number;
+  /** -o lru_crawler_tocrawl: items a crawl looks at per class, 0 for all. */
+  lruCrawlerToCrawl: number;
   /** Every -o suboption as given, for `stats settings`. */
   extended: Map<string, string>;
   /** -o lru_maintainer, no_lru_maintainer, hot_lru_pct, ..., temporary_ttl: the segmented LRU at start. */
@@ -173,6 +179,9 @@ export const DEFAULTS: Readonly<Config> = {
   testDropChanges: 0,
   logFormat: 'auto',
   testClock: false,
+  lruCrawler: true,
+  lruCrawlerSleep: 100,
+  lruCrawlerToCrawl: 0,
   extended: new Map(),
   lru: { maintainer: true, segmented: true, hotLruPct: 20, warmLruPct: 40, hotMaxFactor: 0.2, warmMaxFactor: 2.0, tempLru: false, temporaryTtl: 61 },
 };

@@ -18,6 +18,10 @@ const SUBOPTIONS: Record<string, Kind> = {
   // Applied by Mnemo.
   idle_timeout: 'int',
   track_sizes: 'bare',
+  lru_crawler: 'bare',
+  no_lru_crawler: 'bare',
+  lru_crawler_sleep: 'int',
+  lru_crawler_tocrawl: 'int',
   // The slab store's segmented LRU (applyLruOption); no_modern below turns it flat.
   lru_maintainer: 'bare',
   no_lru_maintainer: 'bare',
@@ -34,10 +38,6 @@ const SUBOPTIONS: Record<string, Kind> = {
   no_maxconns_fast: 'bare',
   tail_repair_time: 'int',
   hash_algorithm: 'text',
-  lru_crawler: 'bare',
-  no_lru_crawler: 'bare',
-  lru_crawler_sleep: 'int',
-  lru_crawler_tocrawl: 'int',
   read_buf_mem_limit: 'int',
   resp_obj_mem_limit: 'int',
   slab_sizes: 'text',
@@ -103,9 +103,23 @@ export function applyExtendedOption(config: Config, suboption: string): void {
   }
   if (kind === 'float' && !Number.isFinite(Number(value))) throw new ConfigError(`-o/--extended: ${name}=${value} is not a number`);
 
+  // memcached's checks of the crawler's values.
+  if (name === 'lru_crawler_sleep' && Number(value) > 1_000_000) {
+    throw new ConfigError(`-o/--extended: lru_crawler_sleep=${value}: LRU crawler sleep must be between 0 and 1 second`);
+  }
+  if (name === 'lru_crawler_tocrawl' && Number(value) > 0xffffffff) {
+    throw new ConfigError(`-o/--extended: lru_crawler_tocrawl=${value}: lru_crawler_tocrawl takes a numeric 32bit value`);
+  }
+
   config.extended.set(name, kind === 'bare' ? 'yes' : kind === 'optional' && value === '' ? '1' : value);
   if (name === 'idle_timeout') config.idleTimeout = Number(value);
   if (name === 'track_sizes') config.trackSizes = true;
+  // In the order given, as memcached applies them: `no_modern,lru_crawler` starts the crawler, `lru_crawler,no_modern` does not.
+  if (name === 'lru_crawler') config.lruCrawler = true;
+  if (name === 'no_lru_crawler') config.lruCrawler = false;
+  if (name === 'lru_crawler_sleep') config.lruCrawlerSleep = Number(value);
+  if (name === 'lru_crawler_tocrawl') config.lruCrawlerToCrawl = Number(value);
+  if (name === 'no_modern') config.lruCrawler = false;
   applyLruOption(config, name, value);
 }
 

@@ -1,6 +1,6 @@
 import type { ConnectionInfo, ServerContext } from '../server/context.js';
 import type { OutputBuffer } from '../server/output.js';
-import type { LruClassStats } from '../store/store.js';
+import type { ItemDump, LruClassStats } from '../store/store.js';
 
 /**
  * The `stats` replies: memcached's field names, in memcached's order, so that
@@ -90,6 +90,11 @@ function general(ctx: ServerContext): Pairs {
   stat('hash_power_level', memory.hash_power_level);
   stat('hash_bytes', memory.hash_bytes);
   stat('hash_is_expanding', memory.hash_is_expanding ? 1 : 0);
+  const crawler = store.crawler;
+  if (crawler !== undefined && crawler.enabled) {
+    stat('lru_crawler_running', crawler.running ? 1 : 0);
+    stat('lru_crawler_starts', crawler.starts);
+  }
   if (store.lru?.settings.maintainer === true) stat('lru_maintainer_juggles', store.lru.juggles);
   stat('malloc_fails', memory.malloc_fails);
   // The log stream (watch): Mnemo writes lines as events happen, so no worker buffer drops any.
@@ -110,6 +115,16 @@ function general(ctx: ServerContext): Pairs {
   if (store.lru?.settings.maintainer === true) stat('evicted_active', lruTotals(ctx).evicted_active);
   stat('evictions', c.evictions);
   stat('reclaimed', c.reclaimed);
+  if (crawler !== undefined) {
+    let reclaimed = 0;
+    let checked = 0;
+    for (const cls of store.sizeClassStats()) {
+      reclaimed += crawler.reclaimedIn(cls.id);
+      checked += crawler.checkedIn(cls.id);
+    }
+    stat('crawler_reclaimed', reclaimed);
+    stat('crawler_items_checked', checked);
+  }
   if (store.lru !== undefined) {
     const totals = lruTotals(ctx);
     stat('lrutail_reflocked', totals.lrutail_reflocked);
@@ -201,7 +216,9 @@ function settings(ctx: ServerContext): Pairs {
     ['slab_reassign', extended.has('no_slab_reassign') || noModern ? 'no' : 'yes'],
     ['slab_automove', option('slab_automove', 1)],
     ['slab_chunk_max', config.slabChunkMax],
-    ['lru_crawler', extended.has('no_lru_crawler') ? 'no' : 'yes'],
+    ['lru_crawler', yesNo(ctx.store.crawler?.enabled ?? config.lruCrawler)],
+    ['lru_crawler_sleep', ctx.store.crawler?.sleep ?? config.lruCrawlerSleep],
+    ['lru_crawler_tocrawl', ctx.store.crawler?.tocrawl ?? config.lruCrawlerToCrawl],
     ['tail_repair_time', option('tail_repair_time', 0)],
     ['flush_enabled', yesNo(config.flushEnabled)],
     ['dump_enabled', yesNo(config.dumpingEnabled)],
@@ -271,6 +288,10 @@ function items(ctx: ServerContext): Pairs {
       [`${p}evicted_unfetched`, cls.evicted_unfetched],
     );
     if (lru !== null && seg !== null) text.push([`${p}evicted_active`, seg.evicted_active]);
+    text.push(
+      [`${p}crawler_reclaimed`, store.crawler?.reclaimedIn(cls.id) ?? 0],
+      [`${p}crawler_items_checked`, store.crawler?.checkedIn(cls.id) ?? 0],
+    );
     if (seg !== null) text.push([`${p}lrutail_reflocked`, seg.lrutail_reflocked]);
     if (lru !== null && seg !== null) {
       text.push(...(<Pairs>[
@@ -382,19 +403,44 @@ export function endpointText(transport: 'tcp' | 'udp' | 'unix', host: string | u
 }
 
 /**
- * `lru_crawler metadump all|<class>`: one line per live item, key URL-encoded,
- * times as unix seconds, as memcached prints them (memcdump reads this).
+ * `lru_crawler metadump all|<class>` at once (where no crawler streams it): one
+ * line per live item, as metadumpLine writes it.
  */
 export function writeMetadump(ctx: ServerContext, out: OutputBuffer, sizeClass: number): void {
   ctx.store.dump((item) => {
-    if (sizeClass !== 0 && item.sizeClass !== sizeClass) return true;
-    const exp = item.exptime === 0 ? -1 : item.exptime;
-    out.ascii(
-      `key=${encodeURIComponent(item.key)} exp=${exp} la=${item.lastAccess} cas=${item.cas} ` +
-        `fetch=${item.fetched ? 'yes' : 'no'} cls=${item.sizeClass} size=${item.size}\n`,
-    );
+    if (sizeClass === 0 || item.sizeClass === sizeClass) writeMetadumpLine(out, item);
     return true;
   });
+}
+
+/**
+ * One metadump line as memcached's crawler_metadump_eval prints it (memcdump
+ * reads it): key URL-encoded byte by byte, times as unix seconds, exp -1 for never.
+ */
+export function writeMetadumpLine(out: OutputBuffer, item: ItemDump): void {
+  out.ascii(
+    `key=${uriencode(item.key)} exp=${item.exptime === 0 ? -1 : item.exptime} la=${item.lastAccess} cas=${item.cas} ` +
+      `fetch=${item.fetched ? 'yes' : 'no'} cls=${item.sizeClass} size=${item.size}\n`,
+  );
+}
+
+/** memcached's uriencode: every byte but letters, digits and -._~ as %XX (a key's latin1 string is its bytes). */
+function uriencode(key: string): string {
+  let plain = true;
+  for (let i = 0; i < key.length && plain; i++) plain = URI_PLAIN[key.charCodeAt(i)] === 1;
+  if (plain) return key;
+  let encoded = '';
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    encoded += URI_PLAIN[c] === 1 ? key[i] : `%${c < 16 ? '0' : ''}${c.toString(16).toUpperCase()}`;
+  }
+  return encoded;
+}
+
+const URI_PLAIN = new Uint8Array(256);
+for (let c = 0; c < 256; c++) {
+  const ch = String.fromCharCode(c);
+  if (/[A-Za-z0-9\-._~]/.test(ch)) URI_PLAIN[c] = 1;
 }
 
 function seconds(micros: number): string {

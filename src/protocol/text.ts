@@ -1,7 +1,7 @@
 import { OUTPUT_SOFT_CAP, type OutputBuffer } from '../server/output.js';
 import type { ServerContext } from '../server/context.js';
 import type { ValueReservation } from '../server/partial-values.js';
-import type { StoreMode } from '../store/store.js';
+import type { CrawlStart, CrawlerClient, StoreMode } from '../store/store.js';
 import { parseCasUnique, parseI32, parseU32, parseU64 } from '../base/c-numbers.js';
 import { statsPairs, writeMetadump, writeStats } from './stats-text.js';
 import { textFamily } from '../observe/latency.js';
@@ -75,6 +75,13 @@ const CACHEDUMP_NOT_ALLOWED = reply('CLIENT_ERROR stats cachedump not allowed');
 const BAD_COMMAND_LINE = reply('CLIENT_ERROR bad command line');
 const ILLEGAL_SLAB_ID = reply('CLIENT_ERROR Illegal slab id');
 const BADCLASS = reply('BADCLASS invalid class id');
+const CRAWLER_DISABLED = reply('CLIENT_ERROR lru crawler disabled');
+const CRAWLER_BUSY = reply('BUSY currently processing crawler request');
+const CRAWLER_NOTSTARTED = reply('NOTSTARTED no items to crawl');
+const CRAWLER_ERROR = reply('ERROR an unknown error happened');
+const CRAWLER_START_FAILED = reply('ERROR failed to start lru crawler thread');
+const CRAWLER_SLEEP_TOO_LONG = reply('CLIENT_ERROR sleep must be one second or less');
+const METADUMP_AFTER_OTHERS = reply('ERROR cannot pipeline other commands before metadump');
 const GET_OUT_OF_MEMORY = reply('SERVER_ERROR out of memory writing get response');
 const WATCH_NOT_ALLOWED = reply('CLIENT_ERROR watch commands not allowed');
 const WATCH_AFTER_OTHERS = reply('ERROR cannot pipeline other commands before watch');
@@ -135,6 +142,10 @@ const LRU_PCTS_TOO_HIGH = reply('ERROR hot and warm pcts must not exceed 80');
 const LRU_FACTORS_TOO_LOW = reply('ERROR hot/warm age factors must be greater than 0');
 const METADUMP = lit('metadump');
 const CRAWL = lit('crawl');
+const TOCRAWL = lit('tocrawl');
+const SLEEP = lit('sleep');
+const ENABLE = lit('enable');
+const DISABLE = lit('disable');
 const ALL = lit('all');
 const DETAIL = lit('detail');
 const CACHEDUMP = lit('cachedump');
@@ -159,6 +170,10 @@ export class TextProtocol implements MetaHost {
   closedOnError = false;
   watchKinds = 0;
   connectionId = 0;
+  /** Where a metadump's lines go, set by a stream connection; null (UDP): listed at once. */
+  metadumpClient: CrawlerClient | null = null;
+  /** A metadump is under way: the crawler writes to the connection, and commands after it wait for its END. */
+  dumping = false;
   /** Bytes of a refused data block still to be dropped as they arrive. */
   swallowing = 0;
   private noreply = false;
@@ -250,7 +265,7 @@ export class TextProtocol implements MetaHost {
     }
     const limit = this.commandsPerCall;
     let commands = 0;
-    while (pos < end && !this.closing && this.watchKinds === 0) {
+    while (pos < end && !this.closing && this.watchKinds === 0 && !this.dumping) {
       if (commands === limit || this.out.pendingBytes > OUTPUT_SOFT_CAP) {
         this.yielded = true;
         return pos;
@@ -1018,30 +1033,101 @@ export class TextProtocol implements MetaHost {
     return next;
   }
 
-  /** lru_crawler: `metadump` lists items (memcdump uses it); `crawl` reclaims expired items now. */
+  /**
+   * `lru_crawler crawl|metadump <classes>`, `tocrawl <n>`, `sleep <µs>`,
+   * `enable`, `disable`, answered as memcached's process_lru_crawler_command.
+   */
   private lruCrawler(buf: Buffer, next: number): number {
     const ntokens = tokens.count;
-    const s = tokens.start[1]!;
-    const e = tokens.end[1]!;
-    if (ntokens === 4 && bytesEqual(buf, s, e, METADUMP)) {
-      if (!this.ctx.config.dumpingEnabled) {
-        this.out.bytes(METADUMP_NOT_ALLOWED);
-        return next;
-      }
-      const which = bytesEqual(buf, tokens.start[2]!, tokens.end[2]!, ALL) ? 0 : parseU32(buf, tokens.start[2]!, tokens.end[2]!);
-      if (Number.isNaN(which) || which >= 64) {
-        this.out.bytes(BADCLASS);
-        return next;
-      }
-      writeMetadump(this.ctx, this.out, which);
-      this.out.bytes(END);
+    const out = this.out;
+    const crawler = this.ctx.store.crawler;
+    if (crawler === undefined) return this.lruCrawlerWithout(buf, next);
+    if (ntokens === 4 && tokens.is(buf, 1, CRAWL)) {
+      if (!crawler.enabled) out.bytes(CRAWLER_DISABLED);
+      else out.bytes(crawlStartReply(crawler.crawl(buf.toString('latin1', tokens.start[2]!, tokens.end[2]!))));
       return next;
     }
-    if (ntokens === 4 && bytesEqual(buf, s, e, CRAWL)) {
-      this.out.bytes(OK);
+    if (ntokens === 4 && tokens.is(buf, 1, METADUMP)) {
+      if (!crawler.enabled) out.bytes(CRAWLER_DISABLED);
+      else if (!this.ctx.config.dumpingEnabled) out.bytes(METADUMP_NOT_ALLOWED);
+      else if (this.responses > 1) out.bytes(METADUMP_AFTER_OTHERS);
+      else if (this.metadumpClient === null) this.metadumpAtOnce(buf);
+      else {
+        const started = crawler.metadump(buf.toString('latin1', tokens.start[2]!, tokens.end[2]!), this.metadumpClient);
+        // Started: no reply now; the lines and END follow from the crawler.
+        if (started === 'ok') this.dumping = true;
+        else out.bytes(crawlStartReply(started));
+      }
       return next;
     }
-    this.out.bytes(ERROR);
+    if (ntokens === 4 && tokens.is(buf, 1, TOCRAWL)) {
+      const tocrawl = parseU32(buf, tokens.start[2]!, tokens.end[2]!);
+      if (Number.isNaN(tocrawl)) out.bytes(BAD_FORMAT);
+      else {
+        crawler.tocrawl = tocrawl;
+        out.bytes(OK);
+      }
+      return next;
+    }
+    if (ntokens === 4 && tokens.is(buf, 1, SLEEP)) {
+      const sleep = parseU32(buf, tokens.start[2]!, tokens.end[2]!);
+      if (Number.isNaN(sleep)) out.bytes(BAD_FORMAT);
+      else if (sleep > 1_000_000) out.bytes(CRAWLER_SLEEP_TOO_LONG);
+      else {
+        crawler.sleep = sleep;
+        out.bytes(OK);
+      }
+      return next;
+    }
+    if (ntokens === 3 && tokens.is(buf, 1, ENABLE)) {
+      out.bytes(crawler.enable() ? OK : CRAWLER_START_FAILED);
+      return next;
+    }
+    if (ntokens === 3 && tokens.is(buf, 1, DISABLE)) {
+      crawler.disable();
+      out.bytes(OK);
+      return next;
+    }
+    out.bytes(ERROR);
     return next;
+  }
+
+  /** A metadump where no crawler can write later (UDP): every item now. */
+  private metadumpAtOnce(buf: Buffer): void {
+    const all = tokens.is(buf, 2, ALL);
+    const which = all ? 0 : parseU32(buf, tokens.start[2]!, tokens.end[2]!);
+    if (Number.isNaN(which) || which < 1 && !all || which >= 64) {
+      this.out.bytes(BADCLASS);
+      return;
+    }
+    writeMetadump(this.ctx, this.out, which);
+    this.out.bytes(END);
+  }
+
+  /** lru_crawler on a store without a crawler (MNEMO_STORE=heap): metadump lists at once, crawl has nothing to do. */
+  private lruCrawlerWithout(buf: Buffer, next: number): number {
+    if (tokens.count === 4 && tokens.is(buf, 1, METADUMP)) {
+      if (!this.ctx.config.dumpingEnabled) this.out.bytes(METADUMP_NOT_ALLOWED);
+      else this.metadumpAtOnce(buf);
+      return next;
+    }
+    this.out.bytes(tokens.count === 4 && tokens.is(buf, 1, CRAWL) ? OK : ERROR);
+    return next;
+  }
+}
+
+/** memcached's replies to each crawler_result_type. */
+function crawlStartReply(started: CrawlStart): Buffer {
+  switch (started) {
+    case 'ok':
+      return OK;
+    case 'busy':
+      return CRAWLER_BUSY;
+    case 'badclass':
+      return BADCLASS;
+    case 'notstarted':
+      return CRAWLER_NOTSTARTED;
+    case 'error':
+      return CRAWLER_ERROR;
   }
 }

@@ -7,7 +7,8 @@ import type { Protocol } from '../protocol/protocol.js';
 import type { CloseReason } from '../observe/log-stream.js';
 import { SaslAuthenticator } from '../protocol/sasl.js';
 import { TextProtocol } from '../protocol/text.js';
-import { endpointText } from '../protocol/stats-text.js';
+import { endpointText, writeMetadumpLine } from '../protocol/stats-text.js';
+import type { CrawlerClient, ItemDump } from '../store/store.js';
 
 /** A get line may grow this long before the connection is dropped (memcached lets it grow unbounded). */
 const MAX_PENDING_LINE = 16 * 1024 * 1024;
@@ -49,6 +50,10 @@ export class Connection {
   private held: Promise<void> | null = null;
   /** The durability generation when the current batch began. */
   private generationAtBatch = 0;
+  /** The text protocol, while `lru_crawler metadump` may stream to this connection. */
+  private text: TextProtocol | null = null;
+  /** A metadump waits for the client to read: called once the socket drains. */
+  private dumpResume: (() => void) | null = null;
   /** Clock second of the last bytes received, for -o idle_timeout. */
   lastActive: number;
   readonly openedAt: number;
@@ -115,8 +120,8 @@ export class Connection {
 
   /** Nothing buffered and nothing being written: what idle_timeout may close. */
   get isIdle(): boolean {
-    // A watcher sends nothing by design: it belongs to the log stream, not to idle_timeout.
-    return this.buffered === 0 && this.socket.writableLength === 0 && !this.watching;
+    // A watcher sends nothing by design: it belongs to the log stream, not to idle_timeout; a metadump is a reply under way.
+    return this.buffered === 0 && this.socket.writableLength === 0 && !this.watching && !(this.text?.dumping ?? false);
   }
 
   /** memcached's connection state names, for `stats conns`. */
@@ -157,6 +162,10 @@ export class Connection {
       ? new BinaryProtocol(this.ctx, this.out, saslPasswords === null ? null : new SaslAuthenticator(saslPasswords), config.reqsPerEvent, this.reservation)
       : new TextProtocol(this.ctx, this.out, config.reqsPerEvent, this.reservation);
     protocol.connectionId = this.id;
+    if (protocol instanceof TextProtocol) {
+      protocol.metadumpClient = new MetadumpStream(this, this.out);
+      this.text = protocol;
+    }
     return protocol;
   }
 
@@ -193,6 +202,13 @@ export class Connection {
     if (protocol.closing) {
       if (protocol.closedOnError) this.closeReason = 'error';
       this.close();
+      return;
+    }
+    if (this.text !== null && this.text.dumping) {
+      // `lru_crawler metadump`: the crawler writes from now on; commands after it wait for its END,
+      // and nothing more is read meanwhile (memcached takes the connection off its event loop).
+      this.waiting = true;
+      this.socket.pause();
       return;
     }
     if (protocol.watchKinds !== 0) {
@@ -241,6 +257,12 @@ export class Connection {
   }
 
   private onDrain(): void {
+    const resume = this.dumpResume;
+    if (resume !== null) {
+      this.dumpResume = null;
+      resume();
+      return;
+    }
     if (!this.waiting || this.closed) return;
     this.socket.resume();
     this.run();
@@ -285,6 +307,29 @@ export class Connection {
     this.socket.uncork();
   }
 
+  /** A metadump's batch is written: false (the crawler waits for `resume`) while the client is behind. */
+  dumpFlushed(resume: () => void): boolean {
+    this.flush();
+    if (this.socket.writableLength <= OUTPUT_SOFT_CAP) return true;
+    this.dumpResume = resume;
+    return false;
+  }
+
+  /** The client of a metadump has gone (the crawler stops). */
+  get dumpGone(): boolean {
+    return this.closed || this.socket.destroyed;
+  }
+
+  /** A metadump's END is queued: send it, and run the commands that came after the metadump. */
+  dumpEnded(): void {
+    this.dumpResume = null;
+    if (this.text !== null) this.text.dumping = false;
+    if (this.closed) return;
+    this.flush();
+    this.socket.resume();
+    this.run();
+  }
+
   /** Stops reading and closes once queued replies (held ones too) are written. */
   private close(): void {
     this.closed = true;
@@ -303,9 +348,40 @@ export class Connection {
 
   private onClose(): void {
     this.closed = true;
+    // A metadump waiting for this client to read hears that it has gone, and stops.
+    const resume = this.dumpResume;
+    this.dumpResume = null;
+    if (resume !== null) resume();
     this.reservation.release();
     this.ctx.counters.curr_connections--;
     const log = this.ctx.logStream;
     if (log.connEvents) log.connClose(this.remoteHost, this.socket.remotePort ?? 0, this.transport, this.closeReason, this.id);
+  }
+}
+
+const METADUMP_END = Buffer.from('END\r\n', 'latin1');
+
+/** The crawler's way to a connection that asked for `lru_crawler metadump`. */
+class MetadumpStream implements CrawlerClient {
+  constructor(
+    private readonly connection: Connection,
+    private readonly out: OutputBuffer,
+  ) {}
+
+  item(item: ItemDump): void {
+    writeMetadumpLine(this.out, item);
+  }
+
+  flush(resume: () => void): boolean {
+    return this.connection.dumpFlushed(resume);
+  }
+
+  get gone(): boolean {
+    return this.connection.dumpGone;
+  }
+
+  end(): void {
+    if (!this.connection.dumpGone) this.out.bytes(METADUMP_END);
+    this.connection.dumpEnded();
   }
 }

@@ -93,6 +93,7 @@ export class MnemoServer implements ServerContext {
       preallocate: config.preallocate,
       initialMalloced: testInitialMalloc(),
       lru: { ...config.lru },
+      crawler: { enabled: config.lruCrawler, sleep: config.lruCrawlerSleep, tocrawl: config.lruCrawlerToCrawl, background: config.lru.maintainer },
     };
     const memory = new SlabStore(storeOptions, this.clock, this.counters);
     this.store = memory;

@@ -18,6 +18,7 @@ import { SlabArena, type EvictionListener } from './slabs/arena.js';
 import type { StateEntry } from './slabs/state.js';
 import { LruSettings } from './slabs/lru.js';
 import { LruMaintainer } from './slabs/maintainer.js';
+import { LruCrawler, type CrawlerOwner } from './slabs/crawler.js';
 import { ITEM_FETCHED, ITEM_KEY_BINARY, ITEM_STALE, ITEM_TOKEN_SENT, KEY_OFFSET, memcachedItemTotal } from './slabs/layout.js';
 import {
   STORE_BINARY_KEY,
@@ -34,10 +35,9 @@ import {
   type StoreResult,
   type StoredRecord,
   type StoreLru,
+  type CrawlerSettings,
 } from './store.js';
 
-/** How many items the background sweep looks at per clock tick. */
-const SWEEP_PER_TICK = 10_000;
 const SPACE = 0x20;
 
 export interface SlabStoreOptions {
@@ -64,6 +64,8 @@ export interface SlabStoreOptions {
   preallocate?: boolean;
   /** Bytes counted as allocated before the first page: memcached's T_MEMD_INITIAL_MALLOC. */
   initialMalloced?: number;
+  /** The LRU crawler's settings; memcached's defaults when absent. */
+  crawler?: CrawlerSettings;
 }
 
 /**
@@ -200,11 +202,13 @@ class SlabLru implements StoreLru {
  * Keys reach the feed and the tier below as latin1 strings (their interfaces take
  * strings today); they are built only when a feed or a tier is attached.
  */
-export class SlabStore implements Store, EvictionListener {
+export class SlabStore implements Store, EvictionListener, CrawlerOwner {
   readonly arena: SlabArena;
   readonly lru: StoreLru;
   /** memcached's LRU maintainer: juggles the segments and moves hit COLD items to WARM, a bounded run at a time. */
   readonly maintainer: LruMaintainer;
+  /** memcached's LRU crawler; its autocrawls reclaim expired items nobody asks for. */
+  readonly crawler: LruCrawler;
   private readonly view: SlabItemView;
   private casCounter = 0;
   private lastClassId = 0;
@@ -212,8 +216,6 @@ export class SlabStore implements Store, EvictionListener {
   /** memcached's oldest_live: items last touched at or before it are gone once the clock reaches it. */
   private oldestLive = 0;
   private flushPending = false;
-  /** The sweep's place: a pinned item (so its chunk is not reused under the cursor), or 0. */
-  private sweepAt = 0;
   private readonly classStats: ClassStats[] = [];
   private feed: ChangeFeed | null = null;
   private lower: LowerTier | null = null;
@@ -252,6 +254,7 @@ export class SlabStore implements Store, EvictionListener {
     this.arena.evictionListener = this;
     this.arena.now = clock.now;
     this.view = new SlabItemView(this.arena);
+    this.crawler = new LruCrawler(this.arena, this, options.crawler ?? { enabled: true, sleep: 100, tocrawl: 0, background: true });
     const pages = this.arena.pages;
     for (let id = 0; id <= this.arena.classes.largest; id++) {
       this.classStats.push({
@@ -274,6 +277,8 @@ export class SlabStore implements Store, EvictionListener {
       });
     }
     clock.onTick((now) => this.onTick(now));
+    // memcached's maintainer crawls every class once as it starts.
+    this.crawler.tick();
   }
 
   /** Stops the maintainer's runs (the server is closing). */
@@ -325,9 +330,8 @@ export class SlabStore implements Store, EvictionListener {
     ];
   }
 
-  /** Before the state is saved: the sweep lets go of the item it holds its place with. */
+  /** Before the state is saved. */
   prepareSave(): void {
-    this.dropSweep();
     // Queued COLD hits hold their items: done now, nothing of them is saved.
     this.arena.processBumps(Number.POSITIVE_INFINITY);
   }
@@ -337,7 +341,6 @@ export class SlabStore implements Store, EvictionListener {
     const arena = this.arena;
     arena.now = this.clock.now;
     arena.stateLoaded();
-    this.sweepAt = 0;
     // The per-class reclaim figures came back; the global counters start from 0 as a new process's.
     let reclaimed = 0;
     let expiredUnfetched = 0;
@@ -817,7 +820,6 @@ export class SlabStore implements Store, EvictionListener {
    */
   private clear(): void {
     const arena = this.arena;
-    this.dropSweep();
     for (let ref = arena.nextItem(0); ref !== 0; ) {
       const next = arena.nextItem(ref);
       this.countReclaim(ref);
@@ -833,7 +835,16 @@ export class SlabStore implements Store, EvictionListener {
     const pages = this.arena.pages;
     if (pages.memoryLimit !== 0 && pages.malloced > pages.memoryLimit) pages.releaseFreePages();
     if (this.flushPending && this.oldestLive <= now) this.flushDue();
-    this.sweepExpired(now);
+    this.crawler.tick();
+  }
+
+  /** The crawler found a dead item: free it and report it, its expired_unfetched in the counters now. */
+  reclaimCrawled(ref: number, unfetched: boolean): void {
+    if (unfetched) {
+      this.counters.expired_unfetched++;
+      this.expiredUnfetchedCounted++;
+    }
+    this.remove(ref);
   }
 
   /**
@@ -853,40 +864,5 @@ export class SlabStore implements Store, EvictionListener {
     this.counters.expired_unfetched += expiredUnfetched - this.expiredUnfetchedCounted;
     this.reclaimedCounted = reclaimed;
     this.expiredUnfetchedCounted = expiredUnfetched;
-  }
-
-  private dropSweep(): void {
-    if (this.sweepAt !== 0) this.arena.unpin(this.sweepAt);
-    this.sweepAt = 0;
-  }
-
-  /**
-   * Reclaims expired items a bounded slice at a time, so memory returns without
-   * waiting for a get. The place is kept across ticks as a pinned item: a pin
-   * keeps its chunk from reuse, so the cursor never points into another item.
-   */
-  private sweepExpired(now: number): void {
-    const arena = this.arena;
-    let ref = this.sweepAt;
-    if (ref !== 0) {
-      this.sweepAt = 0;
-      const linked = arena.isLinked(ref);
-      const next = linked ? arena.nextItem(ref) : 0;
-      arena.unpin(ref);
-      if (!linked) return;
-      ref = next;
-    } else {
-      ref = arena.nextItem(0);
-    }
-    for (let seen = 0; seen < SWEEP_PER_TICK && ref !== 0; seen++) {
-      const next = arena.nextItem(ref);
-      const exptime = arena.exptime(ref);
-      if (exptime !== 0 && exptime <= now) this.reclaim(ref);
-      ref = next;
-    }
-    if (ref !== 0) {
-      arena.pin(ref);
-      this.sweepAt = ref;
-    }
   }
 }

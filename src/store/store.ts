@@ -226,8 +226,69 @@ export interface Store {
   resetStats(): void;
   /** Visits live items until visit returns false. */
   dump(visit: (item: ItemDump) => boolean): void;
+  /** memcached's LRU crawler (`lru_crawler`), where the store has one. */
+  readonly crawler?: ItemCrawler;
   /** Gauges for `stats`: items now, bytes they take, and the limit. */
   readonly itemCount: number;
   readonly bytesUsed: number;
   readonly bytesLimit: number;
+}
+
+/**
+ * What the protocols see of memcached's LRU crawler (crawler.c): a walk over
+ * the items of some classes, run in the background a bounded batch at a time,
+ * that either reclaims the dead ones (`lru_crawler crawl`) or lists the live
+ * ones to a client (`lru_crawler metadump`).
+ */
+export interface ItemCrawler {
+  /** memcached's settings.lru_crawler: `lru_crawler enable|disable`, -o no_lru_crawler. */
+  readonly enabled: boolean;
+  /** -o lru_crawler_sleep, `lru_crawler sleep`: microseconds to pause per 1000 items looked at. */
+  sleep: number;
+  /** -o lru_crawler_tocrawl, `lru_crawler tocrawl`: items looked at per class per crawl, 0 for all. */
+  tocrawl: number;
+  /** A crawl or a metadump is under way (memcached's lru_crawler_running). */
+  readonly running: boolean;
+  /** Crawls started, by request and by the autocrawl (memcached's lru_crawler_starts). */
+  readonly starts: number;
+  /** False when it was on already (memcached: "ERROR failed to start lru crawler thread"). */
+  enable(): boolean;
+  /** Turns it off; a crawl under way still finishes. */
+  disable(): void;
+  /** Starts reclaiming the expired and flushed items of `classes` ("all", or ids joined by commas). */
+  crawl(classes: string): CrawlStart;
+  /** Starts listing the live items of `classes` ("all", ids, or "hash": every item) to the client. */
+  metadump(classes: string, client: CrawlerClient): CrawlStart;
+  /** `stats items` crawler_reclaimed and crawler_items_checked of a class. */
+  reclaimedIn(id: number): number;
+  checkedIn(id: number): number;
+}
+
+export interface CrawlerSettings {
+  /** memcached's settings.lru_crawler at start (-o no_lru_crawler, no_modern, lru_crawler). */
+  enabled: boolean;
+  /** -o lru_crawler_sleep, microseconds. */
+  sleep: number;
+  /** -o lru_crawler_tocrawl, 0 for no limit. */
+  tocrawl: number;
+  /** The LRU maintainer runs (memcached's autocrawl is scheduled from its thread). */
+  background: boolean;
+}
+
+/** How a crawl request was taken, as memcached's enum crawler_result_type. */
+export type CrawlStart = 'ok' | 'busy' | 'badclass' | 'notstarted' | 'error';
+
+/** Where a metadump goes: the connection that asked for it. */
+export interface CrawlerClient {
+  /** One live item; the object is reused for the next one. */
+  item(item: ItemDump): void;
+  /**
+   * The end of a batch: send what item() gave. False when the client is behind
+   * on reading: the walk then waits until the client calls `resume`.
+   */
+  flush(resume: () => void): boolean;
+  /** The client has gone: the walk stops. */
+  readonly gone: boolean;
+  /** The walk is over (done, or stopped because the client went). */
+  end(): void;
 }
