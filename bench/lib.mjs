@@ -133,6 +133,13 @@ export async function stats(port) {
  * with stdbuf, because V8's --trace-gc lines go through C stdio, which would otherwise hold
  * them in a 4 KiB buffer until exit.
  */
+/** The node flags bin/mnemo's first line starts node with (`#!/usr/bin/env -S node <flags>`): Mnemo as users run it. */
+export function mnemoNodeFlags(repoRoot) {
+  const first = readFileSync(`${repoRoot}/bin/mnemo`, 'utf8').split('\n', 1)[0];
+  const m = /^#!\/usr\/bin\/env -S node(.*)$/.exec(first);
+  return m ? m[1].trim().split(/\s+/).filter(Boolean) : [];
+}
+
 export async function startServer(kind, { mb, cpu, repoRoot, naivePath, cpuProfDir, extraArgs = [], nodeArgs = [], onStdoutLine }) {
   let cmd;
   let args;
@@ -144,7 +151,7 @@ export async function startServer(kind, { mb, cpu, repoRoot, naivePath, cpuProfD
     cmd = process.execPath;
     args = [];
     if (cpuProfDir) args.push('--cpu-prof', '--cpu-prof-dir', cpuProfDir);
-    args.push(...nodeArgs, `${repoRoot}/bin/mnemo`, '-p', '-1', '-m', String(mb), '-l', '127.0.0.1', ...extraArgs);
+    args.push(...mnemoNodeFlags(repoRoot), ...nodeArgs, `${repoRoot}/bin/mnemo`, '-p', '-1', '-m', String(mb), '-l', '127.0.0.1', ...extraArgs);
     if (onStdoutLine) {
       args = ['-oL', cmd, ...args];
       cmd = 'stdbuf';
