@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import type { ReplicationPeer } from './config.js';
 import { isLoopback } from '../base/loopback.js';
 import { ConfigError, DEFAULTS, type Config, type TlsConfig } from './config.js';
-import { applyExtendedOption } from './extended-options.js';
+import { applyExtendedOption, slabChunkMax } from './extended-options.js';
 import { lookupUser } from '../server/privileges.js';
 import { checkTlsFiles } from '../server/tls.js';
 
@@ -518,6 +518,7 @@ export function parseCommandLine(argv: string[]): CliResult {
       applyExtendedOption(config, suboption);
     }
   }
+  slabChunkMax(config);
   config.tls = tlsConfig(config, {
     enable: values['enable-ssl'] === true,
     cert: values['tls-cert'],

@@ -97,7 +97,51 @@ export function applyExtendedOption(config: Config, suboption: string): void {
   }
   if (kind === 'float' && !Number.isFinite(Number(value))) throw new ConfigError(`-o/--extended: ${name}=${value} is not a number`);
 
+  checkSlabOption(name, value);
   config.extended.set(name, kind === 'bare' ? 'yes' : kind === 'optional' && value === '' ? '1' : value);
   if (name === 'idle_timeout') config.idleTimeout = Number(value);
   if (name === 'track_sizes') config.trackSizes = true;
+}
+
+/** memcached's checks of the slab mover's suboptions (its messages). */
+function checkSlabOption(name: string, value: string): void {
+  const fail = (message: string): never => {
+    throw new ConfigError(`-o/--extended: ${message}`);
+  };
+  if (name === 'slab_automove' && value !== '' && Number(value) > 2) fail('slab_automove must be between 0 and 2');
+  if (name === 'slab_automove_ratio' && !(Number(value) > 0 && Number(value) <= 1)) fail('slab_automove_ratio must be > 0 and < 1');
+  if (name === 'slab_automove_window' && Number(value) < 3) fail('slab_automove_window must be > 2');
+}
+
+/** The slab page size (memcached's slab_page_size; not settable here). */
+export const SLAB_PAGE_SIZE = 1024 * 1024;
+
+/**
+ * -o slab_chunk_max, in bytes, checked against -I and the page size as memcached
+ * checks it (after every flag is read); undefined when not given (half a page).
+ */
+export function slabChunkMax(config: Config): number | undefined {
+  const given = config.extended.get('slab_chunk_max');
+  if (given === undefined) return undefined;
+  const bytes = Number(given);
+  const fail = (message: string): never => {
+    throw new ConfigError(`-o/--extended: ${message}`);
+  };
+  if (bytes < 1) fail(`slab_chunk_max=${given} is too small`);
+  if (bytes > config.maxItemSize) fail(`slab_chunk_max (bytes: ${bytes}) cannot be larger than -I (item_size_max ${config.maxItemSize})`);
+  if (config.maxItemSize % bytes !== 0) fail(`-I (item_size_max: ${config.maxItemSize}) must be evenly divisible by slab_chunk_max (bytes: ${bytes})`);
+  if (SLAB_PAGE_SIZE % bytes !== 0) fail(`slab_chunk_max (bytes: ${bytes}) must divide evenly into ${SLAB_PAGE_SIZE} (slab_page_size)`);
+  return bytes;
+}
+
+/** memcached's slab_reassign, slab_automove, slab_automove_ratio and slab_automove_window, defaults and all. */
+export function slabRebalanceSettings(config: Config): { reassign: boolean; automove: number; ratio: number; window: number } {
+  const extended = config.extended;
+  const noModern = extended.has('no_modern');
+  return {
+    reassign: !extended.has('no_slab_reassign') && !noModern,
+    automove: extended.has('no_slab_automove') || noModern ? 0 : Number(extended.get('slab_automove') ?? 1),
+    ratio: Number(extended.get('slab_automove_ratio') ?? 0.8),
+    window: Number(extended.get('slab_automove_window') ?? 30),
+  };
 }

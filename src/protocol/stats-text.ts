@@ -1,5 +1,7 @@
 import type { ConnectionInfo, ServerContext } from '../server/context.js';
 import type { OutputBuffer } from '../server/output.js';
+import { SLAB_PAGE_SIZE, slabChunkMax, slabRebalanceSettings } from '../config/extended-options.js';
+import type { SlabArena } from '../store/slabs/arena.js';
 
 /**
  * The `stats` replies: memcached's field names, in memcached's order, so that
@@ -78,6 +80,8 @@ function general(ctx: ServerContext): Pairs {
   stat('time_in_listen_disabled_us', 0);
   stat('threads', config.threads);
   stat('conn_yields', c.conn_yields);
+  const rebalancer = ctx.slabRebalancer ?? null;
+  if (rebalancer !== null && rebalancer.settings.reassign) for (const [name, value] of rebalancer.stats()) stat(name, value);
   // The log stream (watch): Mnemo writes lines as events happen, so no worker buffer drops any.
   const log = ctx.logStream;
   stat('log_worker_dropped', 0);
@@ -91,6 +95,7 @@ function general(ctx: ServerContext): Pairs {
   stat('bytes', store.bytesUsed);
   stat('curr_items', store.itemCount);
   stat('total_items', c.total_items);
+  if (rebalancer !== null) stat('slab_global_page_pool', rebalancer.globalPagePool);
   stat('expired_unfetched', c.expired_unfetched);
   stat('evicted_unfetched', c.evicted_unfetched);
   stat('evictions', c.evictions);
@@ -169,9 +174,7 @@ function settings(ctx: ServerContext): Pairs {
     ['item_size_max', config.maxItemSize],
     ['maxconns_fast', extended.has('no_maxconns_fast') ? 'no' : 'yes'],
     ['hashpower_init', option('hashpower', 0)],
-    ['slab_reassign', extended.has('no_slab_reassign') ? 'no' : 'yes'],
-    ['slab_automove', option('slab_automove', 1)],
-    ['slab_chunk_max', Math.floor(config.maxItemSize / 2)],
+    ...slabSettings(ctx),
     ['lru_crawler', extended.has('no_lru_crawler') ? 'no' : 'yes'],
     ['tail_repair_time', option('tail_repair_time', 0)],
     ['flush_enabled', yesNo(config.flushEnabled)],
@@ -212,7 +215,22 @@ function items(ctx: ServerContext): Pairs {
   return text;
 }
 
+/** slab_reassign through slab_chunk_max: the slab mover's settings as they are now (`slabs automove` changes them). */
+function slabSettings(ctx: ServerContext): Pairs {
+  const config = ctx.config;
+  const rebalance = ctx.slabRebalancer?.settings ?? slabRebalanceSettings(config);
+  return [
+    ['slab_reassign', yesNo(rebalance.reassign)],
+    ['slab_automove', rebalance.automove],
+    ['slab_automove_ratio', rebalance.ratio.toFixed(2)],
+    ['slab_automove_window', rebalance.window],
+    ['slab_chunk_max', slabChunkMax(config) ?? SLAB_PAGE_SIZE / 2],
+  ];
+}
+
 function slabs(ctx: ServerContext): Pairs {
+  const arena = ctx.slabRebalancer?.arena;
+  if (arena !== undefined) return slabPages(arena);
   const text: Pairs = [];
   let active = 0;
   for (const cls of ctx.store.sizeClassStats()) {
@@ -232,6 +250,30 @@ function slabs(ctx: ServerContext): Pairs {
     ]));
   }
   text.push(['active_slabs', active], ['total_malloced', ctx.store.bytesUsed]);
+  return text;
+}
+
+/** `stats slabs` of the slab store: the classes holding pages, as memcached's do_slabs_stats. */
+function slabPages(arena: SlabArena): Pairs {
+  const text: Pairs = [];
+  let active = 0;
+  for (let id = 1; id <= arena.classes.largest; id++) {
+    const cls = arena.slabStats(id);
+    if (cls.total_pages === 0) continue;
+    active++;
+    const p = `${id}:`;
+    text.push(
+      [`${p}chunk_size`, cls.chunk_size],
+      [`${p}chunks_per_page`, cls.chunks_per_page],
+      [`${p}total_pages`, cls.total_pages],
+      [`${p}total_chunks`, cls.total_chunks],
+      [`${p}used_chunks`, cls.used_chunks],
+      [`${p}free_chunks`, cls.free_chunks],
+      [`${p}free_chunks_end`, 0],
+      [`${p}mem_requested`, cls.mem_requested],
+    );
+  }
+  text.push(['active_slabs', active], ['total_malloced', arena.totalMalloced]);
   return text;
 }
 

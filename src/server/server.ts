@@ -4,6 +4,7 @@ import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { Clock } from '../base/clock.js';
 import type { Config } from '../config/config.js';
+import { slabChunkMax, slabRebalanceSettings } from '../config/extended-options.js';
 import { Connection } from './connection.js';
 import type { ConnectionInfo, ServerContext } from './context.js';
 import { endpointText } from '../protocol/stats-text.js';
@@ -20,6 +21,7 @@ import { MemoryStore, type MemoryStoreOptions } from '../store/memory.js';
 import { PartialValueBudget, partialValueLimit } from './partial-values.js';
 import { Persistence } from '../store/persistence.js';
 import { SlabStore } from '../store/slab-store.js';
+import type { SlabRebalancer } from '../store/slabs/rebalancer.js';
 import { Replicator } from '../replication/replicator.js';
 import type { Store } from '../store/store.js';
 import { peerRejected, tlsServerOptions } from './tls.js';
@@ -59,6 +61,8 @@ export class MnemoServer implements ServerContext {
   readonly durability: Durability | null = null;
   /** --peer/--replication-port: replication with peers, or null. */
   readonly replication: Replicator | null = null;
+  /** The slab store's page mover (`slabs reassign`, `slabs automove`), or null on the heap store. */
+  readonly slabRebalancer: SlabRebalancer | null;
   private readonly memoryStore: MemoryStore | SlabStore;
   readonly saslPasswords: PasswordFile | null;
   readonly asciiPasswords: PasswordFile | null;
@@ -85,6 +89,8 @@ export class MnemoServer implements ServerContext {
       casEnabled: config.casEnabled,
       slabGrowthFactor: config.slabGrowthFactor,
       slabMinSize: config.slabMinSize,
+      slabChunkMax: slabChunkMax(config),
+      rebalance: slabRebalanceSettings(config),
     };
     // The slab store serves (issue 15). MNEMO_STORE=heap keeps the heap store it replaces
     // selectable for comparison until that store is deleted; not a user option.
@@ -93,6 +99,7 @@ export class MnemoServer implements ServerContext {
       : new SlabStore(storeOptions, this.clock, this.counters);
     this.store = memory;
     this.memoryStore = memory;
+    this.slabRebalancer = memory instanceof SlabStore ? memory.rebalancer : null;
     // One change feed, subscribers in a fixed order: the disk, then the peers. Memory
     // alone has no feed at all (each change costs the store one null check).
     if (config.dataDir !== null || config.replicationPort !== null) {
@@ -275,6 +282,7 @@ export class MnemoServer implements ServerContext {
     await this.replication?.close();
     await this.persistence?.close();
     this.clock.stop();
+    this.slabRebalancer?.stop();
     this.memoryGuard.stop();
   }
 

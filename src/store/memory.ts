@@ -15,6 +15,7 @@ import {
   type ChangeFeed,
   type LowerTier,
 } from './change-feed.js';
+import type { RebalanceSettings } from './slabs/rebalancer.js';
 import {
   STORE_BINARY_KEY,
   STORE_INVALIDATE,
@@ -95,6 +96,10 @@ export interface MemoryStoreOptions {
   /** -f and -n, for filing items under memcached's size classes in stats. */
   slabGrowthFactor: number;
   slabMinSize: number;
+  /** -o slab_chunk_max, in bytes (the slab store; default half a page). */
+  slabChunkMax?: number;
+  /** -o slab_reassign, slab_automove, slab_automove_ratio, slab_automove_window (the slab store). */
+  rebalance?: RebalanceSettings;
 }
 
 /**

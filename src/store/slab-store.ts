@@ -16,6 +16,7 @@ import {
 } from './change-feed.js';
 import { itemSize, type MemoryStoreOptions } from './memory.js';
 import { SlabArena, type EvictionListener } from './slabs/arena.js';
+import { SlabRebalancer, type RebalanceListener } from './slabs/rebalancer.js';
 import { ITEM_FETCHED, ITEM_KEY_BINARY, ITEM_STALE, ITEM_TOKEN_SENT, KEY_OFFSET, memcachedItemTotal } from './slabs/layout.js';
 import {
   STORE_BINARY_KEY,
@@ -135,8 +136,10 @@ class SlabItemView implements ItemView {
  * Keys reach the feed and the tier below as latin1 strings (their interfaces take
  * strings today); they are built only when a feed or a tier is attached.
  */
-export class SlabStore implements Store, EvictionListener {
+export class SlabStore implements Store, EvictionListener, RebalanceListener {
   readonly arena: SlabArena;
+  /** `slabs reassign`, `slabs automove` and their `stats`: memcached's slab page mover. */
+  readonly rebalancer: SlabRebalancer;
   private readonly view: SlabItemView;
   private casCounter = 0;
   private memoryLimit: number;
@@ -170,8 +173,11 @@ export class SlabStore implements Store, EvictionListener {
       minSize: options.slabMinSize,
       evictions: options.evictions,
       useCas: options.casEnabled,
+      slabChunkMax: options.slabChunkMax,
     });
     this.arena.evictionListener = this;
+    this.rebalancer = new SlabRebalancer(this.arena, options.rebalance ?? { reassign: true, automove: 1, ratio: 0.8, window: 30 });
+    this.rebalancer.listener = this;
     this.arena.now = clock.now;
     this.view = new SlabItemView(this.arena);
     const pages = this.arena.pages;
@@ -495,12 +501,28 @@ export class SlabStore implements Store, EvictionListener {
   evicting(arena: SlabArena, ref: number): void {
     this.counters.evictions++;
     if (!arena.hasFlag(ref, ITEM_FETCHED)) this.counters.evicted_unfetched++;
+    // slab_automove 2: every eviction asks for a page for its class (a move starts on the next turn of the loop).
+    if (this.rebalancer.settings.automove === 2) this.rebalancer.evicted(arena.classId(ref));
     if (this.onEviction === null && this.feed === null) return;
     const view = this.view.at(ref);
     if (this.onEviction !== null) this.onEviction(view);
     if (this.feed !== null) this.feed.emit(CHANGE_EVICTED, view.key, view, 0);
     // A listener may have copied the value: the chunk is about to be reused, so the copy must go.
     view.changed();
+  }
+
+  /** The slab mover lets go of an item: not an eviction in `stats`, but memory no longer has it. */
+  dropping(ref: number, dead: boolean): void {
+    if (this.feed !== null) {
+      const view = this.view.at(ref);
+      this.feed.emit(dead ? CHANGE_REMOVED : CHANGE_EVICTED, view.key, dead ? null : view, 0);
+    }
+    this.view.changed();
+  }
+
+  /** The slab mover copied items to other chunks. */
+  moved(): void {
+    this.view.changed();
   }
 
   private flushDue(): void {
@@ -665,6 +687,7 @@ export class SlabStore implements Store, EvictionListener {
     this.countArenaReclaims();
     if (this.flushPending && this.oldestLive <= now) this.flushDue();
     this.sweepExpired(now);
+    this.rebalancer.tick(now);
   }
 
   /**
