@@ -182,8 +182,8 @@ export class SlabRebalancer {
    * Runs the move under way to its end now (tests; a shutdown that must leave the
    * arena whole). False when held items kept it from ending.
    */
-  finishNow(): boolean {
-    for (let passes = 0; this.running && passes <= SLAB_MOVE_MAX_LOOPS + 2; passes++) this.step(true);
+  finishNow(maxPasses = SLAB_MOVE_MAX_LOOPS + 2): boolean {
+    for (let passes = 0; this.running && passes < maxPasses; passes++) this.step(true);
     return !this.running;
   }
 
