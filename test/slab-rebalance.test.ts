@@ -1,0 +1,143 @@
+/**
+ * Slab calcification (issue 16): memory filled with 100 B items sits in their
+ * class; when the workload turns to 10 KiB items only, that class has one page
+ * and the new items keep evicting each other. With slab_automove (1, the
+ * default) pages move from the idle class to the evicting one and the hit rate
+ * of the new size recovers; with slab_automove=0 it stays stuck. The same
+ * sequence runs against memcached (/usr/bin/memcached), which recovers too.
+ *
+ * Mnemo runs on --test-clock: each round ends with `debugtime 1` (one second of
+ * server time, so one run of the automover) and waits until no page move is
+ * under way, so the rounds do not depend on wall-clock time. memcached moves on
+ * its own clock: its rounds are a second apart.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { connectClient, statLines, type RawClient } from './helpers/client.js';
+import { startMemcached } from './helpers/memcached.js';
+import { startMnemo } from './helpers/mnemo.js';
+
+const SMALL = 100;
+const LARGE = 10 * 1024;
+/** 8 MiB of 100 B items is ~44k of them: 60k leaves no page unused. */
+const SMALL_ITEMS = 60_000;
+/** 300 × 10 KiB: 3 MiB, four pages of the large class (its first page holds 94). */
+const WORKING_SET = 300;
+const SERVER_ARGS = ['-m', '8', '-o', 'slab_automove_window=3'];
+
+const smallValue = Buffer.alloc(SMALL, 0x61);
+const largeValue = Buffer.alloc(LARGE, 0x62);
+
+async function sync(client: RawClient): Promise<void> {
+  await client.request('mn\r\n', 'MN\r\n', 30_000);
+}
+
+async function fillSmall(client: RawClient): Promise<void> {
+  const batch: Buffer[] = [];
+  for (let i = 0; i < SMALL_ITEMS; i++) {
+    batch.push(Buffer.from(`set small:${i} 0 0 ${SMALL} noreply\r\n`), smallValue, Buffer.from('\r\n'));
+    if (batch.length >= 3000) {
+      client.send(Buffer.concat(batch.splice(0)));
+      if (i % 20_000 === 0) await sync(client);
+    }
+  }
+  client.send(Buffer.concat(batch));
+  await sync(client);
+}
+
+/** Writes the working set of 10 KiB items, then reads it back; the share of hits. */
+async function largeRound(client: RawClient): Promise<number> {
+  for (let start = 0; start < WORKING_SET; start += 100) {
+    const batch: Buffer[] = [];
+    for (let i = start; i < start + 100; i++) batch.push(Buffer.from(`set large:${i} 0 0 ${LARGE} noreply\r\n`), largeValue, Buffer.from('\r\n'));
+    client.send(Buffer.concat(batch));
+    await sync(client);
+  }
+  let gets = '';
+  for (let i = 0; i < WORKING_SET; i++) gets += `mg large:${i} s\r\n`;
+  const reply = await client.request(`${gets}mn\r\n`, 'MN\r\n', 30_000);
+  const hits = reply.split('\r\n').filter((line) => line === `HD s${LARGE}`).length;
+  return hits / WORKING_SET;
+}
+
+async function waitForMoves(client: RawClient): Promise<void> {
+  for (let tries = 0; tries < 500; tries++) {
+    if ((await statLines(client)).get('slab_reassign_running') === '0') return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error('a page move did not end');
+}
+
+/**
+ * Fills with small items, then runs rounds of large ones until two in a row hit
+ * over 90% (or maxRounds); the hit rate of each round.
+ */
+async function calcification(port: number, maxRounds: number, nextSecond: (client: RawClient) => Promise<void>): Promise<number[]> {
+  const client = await connectClient(port);
+  try {
+    await fillSmall(client);
+    const rates: number[] = [];
+    for (let round = 0; round < maxRounds; round++) {
+      rates.push(await largeRound(client));
+      if (rates.length >= 2 && rates.at(-1)! > 0.9 && rates.at(-2)! > 0.9) break;
+      await nextSecond(client);
+    }
+    return rates;
+  } finally {
+    client.close();
+  }
+}
+
+const onMnemoClock = async (client: RawClient): Promise<void> => {
+  assert.equal(await client.request('debugtime 1\r\n'), 'OK\r\n');
+  await waitForMoves(client);
+};
+
+const onWallClock = async (): Promise<void> => {
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+};
+
+describe('slab calcification: 100 B items, then only 10 KiB ones', () => {
+  it('slab_automove moves the idle pages to the evicting class: the 10 KiB hit rate recovers', async () => {
+    const server = await startMnemo(['--test-clock', ...SERVER_ARGS]);
+    try {
+      const rates = await calcification(server.port, 20, onMnemoClock);
+      assert.ok(rates[0]! < 0.4, `first round ${rates[0]}: one page of 10 KiB items`);
+      assert.ok(rates.at(-1)! > 0.9, `recovered: ${rates.map((r) => r.toFixed(2)).join(' ')}`);
+      const client = await connectClient(server.port);
+      const stats = await statLines(client);
+      const slabs = await statLines(client, 'slabs');
+      client.close();
+      assert.ok(Number(stats.get('slabs_moved')) >= 3, `slabs_moved ${stats.get('slabs_moved')}`);
+      assert.ok(Number(stats.get('slab_reassign_evictions_nomem')) > 0, 'the 100 B items on moved pages were evicted');
+      assert.equal(slabs.get('total_malloced'), String(9 * 1024 * 1024), 'pages moved, none added (8 + the first page of the new class)');
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('slab_automove=0 stays stuck', async () => {
+    const server = await startMnemo(['--test-clock', ...SERVER_ARGS, '-o', 'slab_automove=0']);
+    try {
+      const rates = await calcification(server.port, 8, onMnemoClock);
+      assert.ok(Math.max(...rates) < 0.4, `stuck: ${rates.map((r) => r.toFixed(2)).join(' ')}`);
+      const client = await connectClient(server.port);
+      assert.equal((await statLines(client)).get('slabs_moved'), '0');
+      client.close();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('memcached recovers the same way (the reference)', { skip: !existsSync('/usr/bin/memcached') && 'no /usr/bin/memcached' }, async () => {
+    const server = await startMemcached(SERVER_ARGS);
+    try {
+      const rates = await calcification(server.port, 20, onWallClock);
+      assert.ok(rates[0]! < 0.4, `first round ${rates[0]}`);
+      assert.ok(rates.at(-1)! > 0.9, `memcached recovered: ${rates.map((r) => r.toFixed(2)).join(' ')}`);
+    } finally {
+      await server.stop();
+    }
+  });
+});
