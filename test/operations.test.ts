@@ -228,7 +228,7 @@ describe('stats groups', () => {
           maxbytes: String(32 * 1024 * 1024), maxconns: '77', num_threads: '3', item_size_max: String(2 * 1024 * 1024),
           evictions: 'off', cas_enabled: 'no', flush_enabled: 'no', shutdown_command: 'yes', binding_protocol: 'ascii',
           tcp_backlog: '99', reqs_per_event: '7', dump_enabled: 'no', idle_timeout: '30', track_sizes: 'yes',
-          hashpower_init: '20', verbosity: '2', stat_key_prefix: '/', detail_enabled: 'yes', slab_chunk_max: String(1024 * 1024),
+          hashpower_init: '20', verbosity: '2', stat_key_prefix: '/', detail_enabled: 'yes', slab_chunk_max: String(512 * 1024),
         };
         for (const [name, value] of Object.entries(expected)) assert.equal(settings.get(name), value, name);
       },
