@@ -149,7 +149,12 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
   -o, --extended=<opts>       comma-separated memcached suboptions; applied here:
                               idle_timeout=<s>, track_sizes, ssl_*, read_buf_mem_limit=<MB>
                               (replies a batch may stack, as memcached counts them),
-                              watcher_logbuf_size=<KB> (each watcher's bound); memcached
+                              watcher_logbuf_size=<KB> (each watcher's bound),
+                              slab_reassign / no_slab_reassign (the "slabs reassign" page
+                              mover, on by default), slab_automove=<0|1|2> (default 1:
+                              pages move from classes with free memory to ones that evict;
+                              2: every eviction pulls a page), slab_automove_ratio=<r>,
+                              slab_automove_window=<runs>, slab_chunk_max=<bytes>; memcached
                               internals such as modern, hashpower=<n>, no_lru_crawler are accepted
   -W, --disable-watch         refuse the "watch" command (memcached's log stream)
   -f, -n, -k, -L, -r, -N      memcached memory and process tuning: accepted, no effect
