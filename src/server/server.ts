@@ -282,6 +282,8 @@ export class MnemoServer implements ServerContext {
     await this.replication?.close();
     await this.persistence?.close();
     this.clock.stop();
+    // A page move under way ends now, so the arena is whole (every chunk in use, free or in the pool).
+    this.slabRebalancer?.finishNow();
     this.slabRebalancer?.stop();
     this.memoryGuard.stop();
   }
