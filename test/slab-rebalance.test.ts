@@ -16,7 +16,7 @@ import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { connectClient, statLines, type RawClient } from './helpers/client.js';
 import { startMemcached } from './helpers/memcached.js';
-import { startMnemo } from './helpers/mnemo.js';
+import { runMnemo, startMnemo } from './helpers/mnemo.js';
 
 const SMALL = 100;
 const LARGE = 10 * 1024;
@@ -120,7 +120,7 @@ describe('slab calcification: 100 B items, then only 10 KiB ones', () => {
   it('slab_automove=0 stays stuck', async () => {
     const server = await startMnemo(['--test-clock', ...SERVER_ARGS, '-o', 'slab_automove=0']);
     try {
-      const rates = await calcification(server.port, 8, onMnemoClock);
+      const rates = await calcification(server.port, 5, onMnemoClock);
       assert.ok(Math.max(...rates) < 0.4, `stuck: ${rates.map((r) => r.toFixed(2)).join(' ')}`);
       const client = await connectClient(server.port);
       assert.equal((await statLines(client)).get('slabs_moved'), '0');
@@ -138,6 +138,115 @@ describe('slab calcification: 100 B items, then only 10 KiB ones', () => {
       assert.ok(rates.at(-1)! > 0.9, `memcached recovered: ${rates.map((r) => r.toFixed(2)).join(' ')}`);
     } finally {
       await server.stop();
+    }
+  });
+});
+
+describe('slab page moves through the server', () => {
+  it('automove 1 gives the pages of deleted and flushed items to the global pool; new classes take them', async () => {
+    const server = await startMnemo(['--test-clock', '-m', '8', '-o', 'slab_automove_window=3']);
+    const client = await connectClient(server.port);
+    try {
+      const value = Buffer.alloc(LARGE, 0x63);
+      const setAll = async (prefix: string, count: number, length: number): Promise<void> => {
+        const batch: Buffer[] = [];
+        const data = length === LARGE ? value : Buffer.alloc(length, 0x64);
+        for (let i = 0; i < count; i++) batch.push(Buffer.from(`set ${prefix}:${i} 0 0 ${length} noreply\r\n`), data, Buffer.from('\r\n'));
+        client.send(Buffer.concat(batch));
+        await sync(client);
+      };
+      // More than -m holds: every page is allocated (and the class evicts).
+      await setAll('a', 900, LARGE);
+      const malloced = (await statLines(client, 'slabs')).get('total_malloced');
+      assert.equal(malloced, String(8 * 1024 * 1024));
+      let deletes = '';
+      for (let i = 0; i < 900; i++) deletes += `delete a:${i} noreply\r\n`;
+      client.send(deletes);
+      await sync(client);
+      assert.equal((await statLines(client)).get('slab_global_page_pool'), '0');
+      // A clean window of 3 runs, then pages go to the pool one after another.
+      for (let second = 0; second < 5; second++) await onMnemoClock(client);
+      const pool = Number((await statLines(client)).get('slab_global_page_pool'));
+      assert.ok(pool >= 4, `pages in the global pool: ${pool}`);
+      assert.equal((await statLines(client, 'slabs')).get('total_malloced'), malloced, 'pool pages stay allocated');
+      // Another size takes its pages from the pool, not from new memory.
+      await setAll('b', 2000, 3000);
+      assert.equal((await statLines(client)).get('slab_global_page_pool'), '0');
+      assert.equal((await statLines(client, 'slabs')).get('total_malloced'), malloced);
+      // flush_all frees every item: their pages go back to the pool too.
+      assert.equal(await client.request('flush_all\r\n'), 'OK\r\n');
+      for (let second = 0; second < 5; second++) await onMnemoClock(client);
+      assert.ok(Number((await statLines(client)).get('slab_global_page_pool')) >= 4);
+    } finally {
+      client.close();
+      await server.stop();
+    }
+  });
+
+  it('automove 2: an eviction pulls a page from a class with one to spare', async () => {
+    const server = await startMnemo(['--test-clock', '-m', '8', '-o', 'slab_automove=0']);
+    const client = await connectClient(server.port);
+    try {
+      await fillSmall(client);
+      assert.equal(await client.request('slabs automove 2\r\n'), 'OK\r\n');
+      assert.equal((await statLines(client, 'settings')).get('slab_automove'), '2');
+      for (let round = 0; round < 4; round++) {
+        await largeRound(client);
+        await waitForMoves(client);
+      }
+      const stats = await statLines(client);
+      assert.ok(Number(stats.get('slabs_moved')) >= 3, `slabs_moved ${stats.get('slabs_moved')}`);
+      assert.ok(await largeRound(client) > 0.9);
+    } finally {
+      client.close();
+      await server.stop();
+    }
+  });
+
+  it('slabs reassign and automove answer as memcached; settings show what they set', async () => {
+    const server = await startMnemo(['-m', '8']);
+    const client = await connectClient(server.port);
+    try {
+      const settings = await statLines(client, 'settings');
+      assert.equal(settings.get('slab_reassign'), 'yes');
+      assert.equal(settings.get('slab_automove'), '1');
+      assert.equal(settings.get('slab_automove_ratio'), '0.80');
+      assert.equal(settings.get('slab_automove_window'), '30');
+      assert.equal(settings.get('slab_chunk_max'), '524288');
+      assert.equal(await client.request('slabs reassign 1 1\r\n'), 'SAME src and dst class are identical\r\n');
+      assert.equal(await client.request('slabs reassign 1 64\r\n'), 'BADCLASS invalid src or dst class id\r\n');
+      assert.equal(await client.request('slabs reassign 1 0\r\n'), 'NOSPARE source class has no spare pages\r\n');
+      assert.equal(await client.request('slabs reassign x 0\r\n'), 'CLIENT_ERROR bad command line format\r\n');
+      assert.equal(await client.request('slabs automove ratio 0.5\r\n'), 'OK\r\n');
+      assert.equal((await statLines(client, 'settings')).get('slab_automove_ratio'), '0.50');
+      const stats = await statLines(client);
+      for (const name of ['slab_reassign_rescues', 'slab_reassign_chunk_rescues', 'slab_reassign_evictions_nomem',
+        'slab_reassign_inline_reclaim', 'slab_reassign_busy_items', 'slab_reassign_busy_deletes', 'slab_reassign_running', 'slabs_moved']) {
+        assert.equal(stats.get(name), '0', name);
+      }
+    } finally {
+      client.close();
+      await server.stop();
+    }
+    const off = await startMnemo(['-o', 'no_slab_reassign']);
+    const offClient = await connectClient(off.port);
+    try {
+      assert.equal(await offClient.request('slabs reassign 1 2\r\n'), 'CLIENT_ERROR slab reassignment disabled\r\n');
+      assert.equal((await statLines(offClient)).get('slabs_moved'), undefined, 'memcached lists the mover stats only when it is on');
+    } finally {
+      offClient.close();
+      await off.stop();
+    }
+  });
+
+  it('refuses bad slab suboptions with memcached\'s reasons, exit code 2', async () => {
+    for (const [option, message] of [
+      ['slab_automove=3', 'slab_automove must be between 0 and 2'],
+      ['slab_chunk_max=3000', 'must be evenly divisible by slab_chunk_max'],
+    ]) {
+      const result = await runMnemo(['-o', option!]);
+      assert.equal(result.code, 2, option);
+      assert.match(result.stderr, new RegExp(message!), option);
     }
   });
 });
