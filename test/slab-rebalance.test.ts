@@ -111,6 +111,10 @@ describe('slab calcification: 100 B items, then only 10 KiB ones', () => {
       client.close();
       assert.ok(Number(stats.get('slabs_moved')) >= 3, `slabs_moved ${stats.get('slabs_moved')}`);
       assert.ok(Number(stats.get('slab_reassign_evictions_nomem')) > 0, 'the 100 B items on moved pages were evicted');
+      const reset = await connectClient(server.port);
+      assert.equal(await reset.request('stats reset\r\n'), 'RESET\r\n');
+      assert.equal((await statLines(reset)).get('slabs_moved'), '0', 'stats reset zeroes the mover counters, as memcached');
+      reset.close();
       assert.equal(slabs.get('total_malloced'), String(9 * 1024 * 1024), 'pages moved, none added (8 + the first page of the new class)');
     } finally {
       await server.stop();

@@ -7,6 +7,7 @@ import type { Counters } from '../observe/stats.js';
 export function resetStats(ctx: ServerContext): void {
   ctx.counters.reset();
   ctx.prefixStats.reset();
+  ctx.slabRebalancer?.resetStats();
 }
 
 /** One authentication attempt: text -Y `set`, binary SASL Auth/Step. */

@@ -138,6 +138,12 @@ export class SlabRebalancer {
     ];
   }
 
+  /** `stats reset`: memcached zeroes these with the rest of its stats struct. */
+  resetStats(): void {
+    this.rescues = this.chunkRescues = this.evictionsNomem = this.inlineReclaim = 0;
+    this.busyItems = this.busyDeletes = this.slabsMoved = 0;
+  }
+
   /** Pages in the global pool (`stats` slab_global_page_pool). */
   get globalPagePool(): number {
     return this.arena.pages.poolCount;
