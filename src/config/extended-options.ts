@@ -135,7 +135,7 @@ export function slabChunkMax(config: Config): number | undefined {
 }
 
 /** memcached's slab_reassign, slab_automove, slab_automove_ratio and slab_automove_window, defaults and all. */
-export function slabRebalanceSettings(config: Config): { reassign: boolean; automove: number; ratio: number; window: number } {
+export function slabRebalanceSettings(config: Config): { reassign: boolean; automove: number; ratio: number; window: number; lruMaintainer: boolean } {
   const extended = config.extended;
   const noModern = extended.has('no_modern');
   return {
@@ -143,5 +143,6 @@ export function slabRebalanceSettings(config: Config): { reassign: boolean; auto
     automove: extended.has('no_slab_automove') || noModern ? 0 : Number(extended.get('slab_automove') ?? 1),
     ratio: Number(extended.get('slab_automove_ratio') ?? 0.8),
     window: Number(extended.get('slab_automove_window') ?? 30),
+    lruMaintainer: !extended.has('no_lru_maintainer'),
   };
 }

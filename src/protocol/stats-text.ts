@@ -1,7 +1,5 @@
 import type { ConnectionInfo, ServerContext } from '../server/context.js';
 import type { OutputBuffer } from '../server/output.js';
-import { SLAB_PAGE_SIZE, slabChunkMax, slabRebalanceSettings } from '../config/extended-options.js';
-import type { SlabArena } from '../store/slabs/arena.js';
 
 /**
  * The `stats` replies: memcached's field names, in memcached's order, so that
@@ -215,22 +213,26 @@ function items(ctx: ServerContext): Pairs {
   return text;
 }
 
-/** slab_reassign through slab_chunk_max: the slab mover's settings as they are now (`slabs automove` changes them). */
+/**
+ * slab_reassign through slab_chunk_max: the slab mover's settings as they are now
+ * (`slabs automove` changes them); on the heap store, as the flags gave them.
+ */
 function slabSettings(ctx: ServerContext): Pairs {
-  const config = ctx.config;
-  const rebalance = ctx.slabRebalancer?.settings ?? slabRebalanceSettings(config);
+  const extended = ctx.config.extended;
+  const settings = ctx.slabRebalancer?.settings;
+  const automove = extended.has('no_slab_automove') || extended.has('no_modern') ? 0 : Number(extended.get('slab_automove') ?? 1);
   return [
-    ['slab_reassign', yesNo(rebalance.reassign)],
-    ['slab_automove', rebalance.automove],
-    ['slab_automove_ratio', rebalance.ratio.toFixed(2)],
-    ['slab_automove_window', rebalance.window],
-    ['slab_chunk_max', slabChunkMax(config) ?? SLAB_PAGE_SIZE / 2],
+    ['slab_reassign', yesNo(settings?.reassign ?? !(extended.has('no_slab_reassign') || extended.has('no_modern')))],
+    ['slab_automove', settings?.automove ?? automove],
+    ['slab_automove_ratio', (settings?.ratio ?? Number(extended.get('slab_automove_ratio') ?? 0.8)).toFixed(2)],
+    ['slab_automove_window', settings?.window ?? Number(extended.get('slab_automove_window') ?? 30)],
+    // memcached's default is half a 1 MB page, whatever -I is.
+    ['slab_chunk_max', extended.get('slab_chunk_max') ?? 512 * 1024],
   ];
 }
 
 function slabs(ctx: ServerContext): Pairs {
-  const arena = ctx.slabRebalancer?.arena;
-  if (arena !== undefined) return slabPages(arena);
+  if (ctx.store.totalMalloced !== undefined) return slabPages(ctx);
   const text: Pairs = [];
   let active = 0;
   for (const cls of ctx.store.sizeClassStats()) {
@@ -254,26 +256,25 @@ function slabs(ctx: ServerContext): Pairs {
 }
 
 /** `stats slabs` of the slab store: the classes holding pages, as memcached's do_slabs_stats. */
-function slabPages(arena: SlabArena): Pairs {
+function slabPages(ctx: ServerContext): Pairs {
   const text: Pairs = [];
   let active = 0;
-  for (let id = 1; id <= arena.classes.largest; id++) {
-    const cls = arena.slabStats(id);
-    if (cls.total_pages === 0) continue;
+  for (const cls of ctx.store.sizeClassStats()) {
+    if (cls.id === 0 || !cls.totalPages) continue;
     active++;
-    const p = `${id}:`;
+    const p = `${cls.id}:`;
     text.push(
-      [`${p}chunk_size`, cls.chunk_size],
-      [`${p}chunks_per_page`, cls.chunks_per_page],
-      [`${p}total_pages`, cls.total_pages],
-      [`${p}total_chunks`, cls.total_chunks],
-      [`${p}used_chunks`, cls.used_chunks],
-      [`${p}free_chunks`, cls.free_chunks],
+      [`${p}chunk_size`, cls.chunkSize],
+      [`${p}chunks_per_page`, cls.perPage],
+      [`${p}total_pages`, cls.totalPages],
+      [`${p}total_chunks`, cls.totalPages * cls.perPage],
+      [`${p}used_chunks`, cls.usedChunks ?? 0],
+      [`${p}free_chunks`, cls.freeChunks ?? 0],
       [`${p}free_chunks_end`, 0],
       [`${p}mem_requested`, cls.mem_requested],
     );
   }
-  text.push(['active_slabs', active], ['total_malloced', arena.totalMalloced]);
+  text.push(['active_slabs', active], ['total_malloced', ctx.store.totalMalloced ?? 0]);
   return text;
 }
 

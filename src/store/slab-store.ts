@@ -247,6 +247,11 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
     return this.memoryLimit;
   }
 
+  /** Slab pages allocated, in classes or in the global pool (memcached's total_malloced). */
+  get totalMalloced(): number {
+    return this.arena.totalMalloced;
+  }
+
   /** Pages already given to classes stay theirs; the new limit bounds pages handed out from now on. */
   setMemoryLimit(bytes: number): void {
     this.memoryLimit = bytes;
@@ -269,6 +274,9 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
       stats.expired_unfetched = arena.expiredUnfetched[id]!;
       stats.reclaimed = arena.reclaimed[id]!;
       stats.outofmemory = arena.outOfMemory[id]!;
+      stats.totalPages = arena.pages.totalPages[id]!;
+      stats.usedChunks = arena.pages.usedChunks(id);
+      stats.freeChunks = arena.pages.freeChunks(id);
     }
     return this.classStats;
   }

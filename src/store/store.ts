@@ -47,6 +47,10 @@ export interface ClassStats {
   expired_unfetched: number;
   reclaimed: number;
   outofmemory: number;
+  /** Slab pages the class holds and its chunks in use and free (the slab store; undefined on the heap store). */
+  totalPages?: number;
+  usedChunks?: number;
+  freeChunks?: number;
 }
 
 /** One live item as `lru_crawler metadump` and `stats cachedump` list it. */
@@ -136,4 +140,6 @@ export interface Store {
   readonly itemCount: number;
   readonly bytesUsed: number;
   readonly bytesLimit: number;
+  /** memcached's total_malloced: bytes of slab pages allocated (the slab store; undefined on the heap store). */
+  readonly totalMalloced?: number;
 }

@@ -38,6 +38,8 @@ export interface RebalanceSettings {
   automove: number;
   ratio: number;
   window: number;
+  /** memcached runs automove 1 in its LRU maintainer thread: off with -o no_lru_maintainer. */
+  lruMaintainer?: boolean;
 }
 
 /** Told about items the mover lets go of (the store reports them on its change feed). */
@@ -114,7 +116,7 @@ export class SlabRebalancer {
   private stopped = false;
 
   constructor(
-    readonly arena: SlabArena,
+    private readonly arena: SlabArena,
     settings: RebalanceSettings,
   ) {
     this.settings = { ...settings };
@@ -195,7 +197,7 @@ export class SlabRebalancer {
 
   private automove(): void {
     const settings = this.settings;
-    if (settings.automove !== 1 || !settings.reassign || this.stopped) {
+    if (settings.automove !== 1 || !settings.reassign || settings.lruMaintainer === false || this.stopped) {
       this.automover = null;
       return;
     }
