@@ -278,13 +278,14 @@ export class MnemoServer implements ServerContext {
     }, graceMs);
     await Promise.all(closed);
     clearTimeout(timer);
+    // A page move under way ends now, so the arena is whole (every chunk in use, free or in the pool);
+    // before the disk closes, as the items it lets go of are reported on the feed.
+    this.slabRebalancer?.finishNow();
+    this.slabRebalancer?.stop();
     await this.udp?.close();
     await this.replication?.close();
     await this.persistence?.close();
     this.clock.stop();
-    // A page move under way ends now, so the arena is whole (every chunk in use, free or in the pool).
-    this.slabRebalancer?.finishNow();
-    this.slabRebalancer?.stop();
     this.memoryGuard.stop();
   }
 

@@ -252,7 +252,7 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
     return this.arena.totalMalloced;
   }
 
-  /** Pages already given to classes stay theirs; the new limit bounds pages handed out from now on. */
+  /** Pages already given to classes stay theirs; the new limit bounds pages handed out from now on, and pool pages past it are given back. */
   setMemoryLimit(bytes: number): void {
     this.memoryLimit = bytes;
     this.arena.setMemoryLimit(bytes);
