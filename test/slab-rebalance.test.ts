@@ -16,6 +16,7 @@ import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { connectClient, statLines, type RawClient } from './helpers/client.js';
 import { startMemcached } from './helpers/memcached.js';
+import { dataDirs } from './helpers/data-dirs.js';
 import { runMnemo, startMnemo } from './helpers/mnemo.js';
 
 const SMALL = 100;
@@ -147,6 +148,7 @@ describe('slab calcification: 100 B items, then only 10 KiB ones', () => {
 });
 
 describe('slab page moves through the server', () => {
+  const dataDir = dataDirs('slab-rebalance');
   it('automove 1 gives the pages of deleted and flushed items to the global pool; new classes take them', async () => {
     const server = await startMnemo(['--test-clock', '-m', '8', '-o', 'slab_automove_window=3']);
     const client = await connectClient(server.port);
@@ -201,6 +203,33 @@ describe('slab page moves through the server', () => {
       const stats = await statLines(client);
       assert.ok(Number(stats.get('slabs_moved')) >= 3, `slabs_moved ${stats.get('slabs_moved')}`);
       assert.ok(await largeRound(client) > 0.9);
+    } finally {
+      client.close();
+      await server.stop();
+    }
+  });
+
+  it('slabs reassign as slabs_reassign.t: a page of the 70 KB class goes to the 20 KB one; with a disk tier, its evicted items are read back from disk', async () => {
+    const server = await startMnemo(['-m', '4', '-o', 'slab_automove=0', '-H', dataDir(), '--disk-limit', '64m']);
+    const client = await connectClient(server.port);
+    try {
+      const big = 'x'.repeat(70000);
+      const small = 'y'.repeat(20000);
+      for (let i = 0; i < 60; i++) assert.equal(await client.request(`set bfoo${i} 0 0 70000\r\n${big}\r\n`), 'STORED\r\n');
+      for (let i = 0; i < 60; i++) assert.equal(await client.request(`set sfoo${i} 0 0 20000\r\n${small}\r\n`), 'STORED\r\n');
+      const before = await statLines(client, 'slabs');
+      assert.equal(await client.request('slabs reassign 31 25\r\n'), 'OK\r\n');
+      await waitForMoves(client);
+      const after = await statLines(client, 'slabs');
+      assert.equal(Number(after.get('31:total_pages')), Number(before.get('31:total_pages')) - 1);
+      assert.equal(Number(after.get('25:total_pages')), Number(before.get('25:total_pages')) + 1);
+      const stats = await statLines(client);
+      assert.equal(stats.get('slabs_moved'), '1');
+      const lost = Number(stats.get('slab_reassign_evictions_nomem'));
+      assert.ok(lost > 0, 'the 70 KB class was full: the items on its page were evicted');
+      // Evicted from memory, not from the cache: the disk tier still has every one.
+      for (let i = 0; i < 60; i++) assert.equal(await client.request(`get bfoo${i}\r\n`, 'END\r\n'), `VALUE bfoo${i} 0 70000\r\n${big}\r\nEND\r\n`);
+      assert.ok(Number((await statLines(client)).get('disk_promotions')) >= lost);
     } finally {
       client.close();
       await server.stop();
