@@ -91,6 +91,8 @@ export class MnemoServer implements ServerContext {
       slabMinSize: config.slabMinSize,
       slabChunkMax: slabChunkMax(config),
       rebalance: slabRebalanceSettings(config),
+      // memcached's test suite fakes memory already allocated (64bit.t); a test hook, not a user option.
+      initialMalloced: Number(process.env['T_MEMD_INITIAL_MALLOC'] ?? 0) || 0,
     };
     // The slab store serves (issue 15). MNEMO_STORE=heap keeps the heap store it replaces
     // selectable for comparison until that store is deleted; not a user option.

@@ -100,6 +100,8 @@ export interface MemoryStoreOptions {
   slabChunkMax?: number;
   /** -o slab_reassign, slab_automove, slab_automove_ratio, slab_automove_window (the slab store). */
   rebalance?: RebalanceSettings;
+  /** memcached's T_MEMD_INITIAL_MALLOC test hook: bytes counted as allocated before any page (the slab store). */
+  initialMalloced?: number;
 }
 
 /**

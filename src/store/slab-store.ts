@@ -174,6 +174,7 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
       evictions: options.evictions,
       useCas: options.casEnabled,
       slabChunkMax: options.slabChunkMax,
+      initialMalloced: options.initialMalloced,
     });
     this.arena.evictionListener = this;
     this.rebalancer = new SlabRebalancer(this.arena, options.rebalance ?? { reassign: true, automove: 1, ratio: 0.8, window: 30 });

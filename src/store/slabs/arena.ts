@@ -66,6 +66,8 @@ export interface SlabArenaOptions {
   evictions?: boolean;
   /** false under -C: items are charged 8 bytes less, as memcached's. */
   useCas?: boolean;
+  /** Bytes counted as allocated before any page (memcached's T_MEMD_INITIAL_MALLOC test hook). */
+  initialMalloced?: number;
 }
 
 /** Told about each item about to be evicted (not about expired ones reclaimed); the item is still readable. */
@@ -142,7 +144,7 @@ export class SlabArena {
     // classes are memcached's for any -I (memcached's slab_chunk_size_max does not follow -I).
     const slabChunkMax = options.slabChunkMax ?? pageSize / 2;
     this.classes = new SizeClasses(options.growthFactor ?? 1.25, options.minSize ?? 48, 2 * slabChunkMax);
-    this.pages = new SlabPages(this.classes, options.memoryLimit, pageSize);
+    this.pages = new SlabPages(this.classes, options.memoryLimit, pageSize, options.initialMalloced ?? 0);
     this.hashTable = new HashTable(this.pages, options.hashPower ?? DEFAULT_HASH_POWER);
     this.lru = new ClassLru(this.pages);
     this.maxItemSize = maxItemSize;
@@ -509,7 +511,7 @@ export class SlabArena {
 
   /** memcached's total_malloced: bytes of pages handed to classes. */
   get totalMalloced(): number {
-    return this.pages.mallocedPages * this.pages.pageSize;
+    return this.pages.initialMalloced + this.pages.mallocedPages * this.pages.pageSize;
   }
 
   get totalEvictions(): number {

@@ -59,9 +59,11 @@ export class SlabPages {
     readonly classes: SizeClasses,
     memoryLimit: number,
     pageSize: number,
+    /** Bytes counted as allocated before any page (memcached's T_MEMD_INITIAL_MALLOC, for its 64bit.t). */
+    readonly initialMalloced = 0,
   ) {
     this.pageSize = pageSize;
-    this.maxPages = Math.min(MAX_PAGES, Math.floor(memoryLimit / pageSize));
+    this.maxPages = this.pagesWithin(memoryLimit);
     this.largestClass = classes.largest;
     for (let id = 1; id <= classes.largest; id++) {
       const size = classes.chunkSizes[id]!;
@@ -75,8 +77,12 @@ export class SlabPages {
 
   /** A lower limit also gives back pool pages past it (memcached's do_slabs_adjust_mem_limit). */
   setMemoryLimit(memoryLimit: number): void {
-    this.maxPages = Math.min(MAX_PAGES, Math.floor(memoryLimit / this.pageSize));
+    this.maxPages = this.pagesWithin(memoryLimit);
     this.releaseExcess();
+  }
+
+  private pagesWithin(memoryLimit: number): number {
+    return Math.max(0, Math.min(MAX_PAGES, Math.floor((memoryLimit - this.initialMalloced) / this.pageSize)));
   }
 
   /** A free chunk of the class, or 0 when the class has none and may not take another page. */
