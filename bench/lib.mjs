@@ -128,8 +128,12 @@ export async function stats(port) {
 /**
  * Starts a server pinned to `cpu` (or unpinned when cpu is null).
  * kind: 'memcached' | 'mnemo' | 'naive' | 'floor'. Resolves when it accepts connections.
+ * For Mnemo, `nodeArgs` go to node before bin/mnemo, and `onStdoutLine(line, atMs)` sees each
+ * line it prints with its arrival time (performance.now()); stdout is then made line-buffered
+ * with stdbuf, because V8's --trace-gc lines go through C stdio, which would otherwise hold
+ * them in a 4 KiB buffer until exit.
  */
-export async function startServer(kind, { mb, cpu, repoRoot, naivePath, cpuProfDir, extraArgs = [] }) {
+export async function startServer(kind, { mb, cpu, repoRoot, naivePath, cpuProfDir, extraArgs = [], nodeArgs = [], onStdoutLine }) {
   let cmd;
   let args;
   let port = kind === 'mnemo' ? -1 : await freePort();
@@ -140,7 +144,11 @@ export async function startServer(kind, { mb, cpu, repoRoot, naivePath, cpuProfD
     cmd = process.execPath;
     args = [];
     if (cpuProfDir) args.push('--cpu-prof', '--cpu-prof-dir', cpuProfDir);
-    args.push(`${repoRoot}/bin/mnemo`, '-p', '-1', '-m', String(mb), '-l', '127.0.0.1', ...extraArgs);
+    args.push(...nodeArgs, `${repoRoot}/bin/mnemo`, '-p', '-1', '-m', String(mb), '-l', '127.0.0.1', ...extraArgs);
+    if (onStdoutLine) {
+      args = ['-oL', cmd, ...args];
+      cmd = 'stdbuf';
+    }
   } else if (kind === 'naive') {
     if (!existsSync(naivePath)) throw new Error(`${naivePath} is absent`);
     cmd = process.execPath;
@@ -166,6 +174,15 @@ export async function startServer(kind, { mb, cpu, repoRoot, naivePath, cpuProfD
   };
   child.stdout.on('data', collect);
   child.stderr.on('data', collect);
+  if (onStdoutLine) {
+    let partial = '';
+    child.stdout.on('data', (d) => {
+      const at = performance.now();
+      const parts = (partial + d.toString()).split('\n');
+      partial = parts.pop();
+      for (const line of parts) onStdoutLine(line, at);
+    });
+  }
   const exited = once(child, 'exit').then(([code, sig]) => {
     throw new Error(`${kind} exited (${code ?? sig}) before it was ready: ${output.trim().slice(-500)}`);
   });
@@ -322,6 +339,23 @@ export async function startProbe(port, key, intervalMs = 2) {
       return { samples, errors };
     },
   };
+}
+
+/**
+ * One line of `node --trace-gc` (V8 11, Node 20), e.g.
+ *   [pid:0x…]   2357 ms: Mark-Compact 8.5 (16.7) -> 7.1 (16.7) MB, 4.20 / 0.03 ms  (+ 4.6 ms in 40 steps
+ *   since start of marking, biggest step 1.8 ms, walltime since start of marking 14 ms) (average mu = …) …
+ * -> { atMs: ms since the isolate started (when the line was printed, at the end of the GC),
+ *      kind: 'Scavenge' | 'Mark-Compact' | 'Mark-Compact (reduce)' | …,
+ *      pauseMs: the main thread's stop for this GC (the first of "X / Y ms"; Y is the part of X spent in
+ *      embedder callbacks), biggestStepMs: the longest incremental-marking step before it (each step
+ *      is also a short main-thread stop), or 0 }; null for any other line.
+ */
+export function parseTraceGc(line) {
+  const m = /^\[\d+:0x[0-9a-f]+\]\s+(\d+) ms: (.+?) [\d.]+ \([\d.]+\) -> [\d.]+ \([\d.]+\) MB, ([\d.]+) \/ [\d.]+ ms(.*)$/.exec(line);
+  if (!m) return null;
+  const step = /biggest step ([\d.]+) ms/.exec(m[4]);
+  return { atMs: Number(m[1]), kind: m[2], pauseMs: Number(m[3]), biggestStepMs: step ? Number(step[1]) : 0 };
 }
 
 export function percentile(sorted, p) {

@@ -1,7 +1,7 @@
 /**
  * Indicative only: lookups of 100k keys, each read where it lies in a request
  * buffer ("get <key>\r\n" lines), through the slab arena's hash over key bytes
- * versus a Map keyed by key.toString('latin1') as src/store/memory.ts does.
+ * versus a Map keyed by key.toString('latin1') as the heap store (since deleted) did.
  * Run: node --import tsx bench/slabs-lookup.ts
  */
 import { SlabArena } from '../src/store/slabs/arena.js';

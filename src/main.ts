@@ -8,6 +8,7 @@ import { dropPrivileges } from './server/privileges.js';
 import { MnemoServer, type ListenerAddress } from './server/server.js';
 import { isLoopback } from './base/loopback.js';
 import { MNEMO_VERSION } from './base/version.js';
+import { MemoryFileCorrupt } from './store/slabs/memory-file.js';
 
 /** Exit code for a bad command line or a server that cannot start. */
 const EXIT_USAGE = 2;
@@ -64,7 +65,6 @@ function ignoreStrayCommitRejections(): void {
 async function serve(config: Config): Promise<void> {
   ignoreStrayCommitRejections();
   const log = createLogger(config.verbosity, config.logFile, config.logFormat);
-  if (config.memoryFile !== null) log.warn({ memoryFile: config.memoryFile }, '-e accepted; warm restarts use --data-dir');
   let server: MnemoServer;
   try {
     server = new MnemoServer(config, log);
@@ -75,21 +75,29 @@ async function serve(config: Config): Promise<void> {
   // prom-client and the dashboard are loaded only with --metrics-port (a few MB of a plain start's RSS).
   const observability = config.metricsPort === null ? null : new (await import('./observe/http.js')).ObservabilityServer(server);
   let stopping = false;
-  const stop = (reason: string, graceful = true): void => {
+  /** save: with -e, the cache goes to the memory file once every connection is closed. */
+  const stop = (reason: string, graceful = true, save = false): void => {
     if (stopping) return;
     stopping = true;
     log.info({ reason }, 'shutting down');
     void Promise.all([server.close(graceful), observability?.close()])
       .catch((error: unknown) => log.error({ err: error }, 'error while shutting down'))
       .then(() => {
+        if (save) server.saveMemoryFile();
         if (config.pidFile !== null) rmSync(config.pidFile, { force: true });
         if (config.unixSocket !== null) rmSync(config.unixSocket, { force: true });
         process.exit(0);
       });
   };
-  server.onShutdownRequest = (graceful) => stop(graceful ? 'shutdown graceful command' : 'shutdown command', graceful);
-  process.once('SIGTERM', () => stop('SIGTERM'));
+  // As memcached's: SIGUSR1 and `shutdown graceful` stop gracefully and save the memory file (-e);
+  // SIGINT and `shutdown` do not save. SIGTERM saves too (service managers stop with it).
+  server.onShutdownRequest = (graceful) => stop(graceful ? 'shutdown graceful command' : 'shutdown command', graceful, graceful);
+  process.once('SIGTERM', () => stop('SIGTERM', true, true));
   process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGUSR1', () => {
+    log.info('Gracefully stopping');
+    stop('SIGUSR1', true, true);
+  });
 
   if (observability !== null) {
     try {
@@ -99,8 +107,13 @@ async function serve(config: Config): Promise<void> {
       fail(`cannot listen on ${config.listen}:${config.metricsPort} for --metrics-port: ${(error as Error).message}`);
     }
   }
-  // /readyz says not ready until the data dir is loaded and the listeners are open.
-  await server.load();
+  // /readyz says not ready until the data dir (or memory file) is loaded and the listeners are open.
+  try {
+    await server.load();
+  } catch (error) {
+    if (!(error instanceof MemoryFileCorrupt)) throw error;
+    fail(`-e/--memory-file: ${error.message}`);
+  }
   // With peers: the replication listener opens and the join (a full sync from a
   // serving peer) starts; listen() opens the client listeners but holds their
   // connections until it is done (--sync-wait-timeout), and resolves after it.

@@ -6,15 +6,29 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { describe, it } from 'node:test';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
 import { MNEMO_BIN, startMnemo } from './helpers/mnemo.js';
 
-/** -e logs a warning at start-up, and SIGTERM logs "shutting down": two lines to look at. */
-const ARGS = ['-p', '-1', '-e', '/nonexistent/memory-file'];
+/**
+ * A memory file (-e) whose metadata another program wrote logs a warning at
+ * start-up, and SIGTERM logs "shutting down": two lines to look at.
+ */
+const root = mkdtempSync(join(tmpdir(), 'mnemo-logs-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+let made = 0;
+function args(): string[] {
+  const path = join(root, `memory${made++}`);
+  writeFileSync(`${path}.meta`, 'Tmain\nKmaxbytes 67108864\n');
+  return ['-p', '-1', '-e', path];
+}
+const WARNING = "memory file not loaded: its metadata is tagged 'main', not 'mnemo' (written by something else); starting with a clean cache";
 
 /** Runs Mnemo under `script` (stderr a terminal) until it is ready, stops it, returns what the terminal showed. */
 async function underTerminal(extra: string[]): Promise<string> {
-  const command = [process.execPath, MNEMO_BIN, ...ARGS, ...extra].map((a) => `'${a}'`).join(' ');
+  const command = [process.execPath, MNEMO_BIN, ...args(), ...extra].map((a) => `'${a}'`).join(' ');
   // script forwards SIGTERM to nothing; the server is stopped through its pid, printed first.
   const child = spawn('script', ['-qfec', `echo pid $$; exec ${command}`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let output = '';
@@ -30,25 +44,25 @@ async function underTerminal(extra: string[]): Promise<string> {
 
 describe('log format', () => {
   it('writes JSON lines when stderr is not a terminal', async () => {
-    const server = await startMnemo(ARGS.slice(2));
+    const server = await startMnemo(args().slice(2));
     await server.stop();
     const lines = server.stderr().split('\n').filter((l) => l.startsWith('{'));
-    const warning = lines.map((l) => JSON.parse(l) as { level: number; msg: string }).find((l) => /-e accepted/.test(l.msg));
+    const warning = lines.map((l) => JSON.parse(l) as { level: number; msg: string }).find((l) => l.msg === WARNING);
     assert.ok(warning, server.stderr());
     assert.equal(warning.level, 40);
   });
 
   it('writes readable lines when stderr is a terminal', async () => {
     const output = await underTerminal([]);
-    // e.g. "[03:51:07.123] WARN: -e accepted; warm restarts use --data-dir" (in colour)
+    // e.g. "[03:51:07.123] WARN: memory file not loaded: ..." (in colour)
     const plain = output.replace(/\x1b\[[0-9;]*m/g, '');
-    assert.match(plain, /^\[\d\d:\d\d:\d\d\.\d{3}\] WARN: -e accepted; warm restarts use --data-dir\r?$/m, plain);
+    assert.match(plain, /^\[\d\d:\d\d:\d\d\.\d{3}\] WARN: memory file not loaded: its metadata is tagged 'main'.*; starting with a clean cache\r?$/m, plain);
     assert.match(plain, /INFO: shutting down/, plain);
     assert.doesNotMatch(plain, /^\{"level"/m);
   });
 
   it('writes JSON lines to a terminal with --log-format json', async () => {
     const output = await underTerminal(['--log-format', 'json']);
-    assert.match(output, /^\{"level":40,.*"msg":"-e accepted; warm restarts use --data-dir"\}\r?$/m, output);
+    assert.match(output, /^\{"level":40,.*"msg":"memory file not loaded: its metadata is tagged 'main'.*; starting with a clean cache"\}\r?$/m, output);
   });
 });

@@ -72,7 +72,9 @@ describe('meta commands', () => {
     try {
       assert.equal(await c.request('set la 0 0 1\r\nx\r\ndebugtime 100\r\n', 'OK\r\n'), 'STORED\r\nOK\r\n');
       assert.match(await c.request('mg la h l\r\n'), /^HD h0 l10[01]\r\n$/);
-      assert.match(await c.request('mg la h l\r\n'), /^HD h1 l[01]\r\n$/);
+      // As memcached's segmented LRU (do_item_bump): the first hit only marks the item fetched; the
+      // access time is stamped from the second on (checked against memcached 1.6.18: l3, l3 after 3 s).
+      assert.match(await c.request('mg la h l\r\n'), /^HD h1 l10[01]\r\n$/);
     } finally {
       c.close();
       await timed.stop();

@@ -20,15 +20,33 @@ describe('OutputBuffer', () => {
     assert.ok(out.isEmpty);
   });
 
-  it('queues large values by reference between copied pieces', () => {
+  it('copies stored values, or queues a copy of a large one: a later change to their memory does not reach the reply', () => {
+    for (const length of [10, 100_000]) {
+      const out = new OutputBuffer();
+      const memory = Buffer.alloc(length, 0x61);
+      const item = {
+        valueLength: length,
+        copyValueTo: (target: Buffer, offset: number) => offset + memory.copy(target, offset),
+        copyValue: () => Buffer.from(memory),
+      };
+      out.ascii(`VALUE k 0 ${length}\r\n`);
+      out.storedValue(item);
+      out.ascii('\r\nEND\r\n');
+      memory.fill(0x62); // the item's chunk reused before the socket wrote the reply
+      assert.equal(text(out.take()), `VALUE k 0 ${length}\r\n${'a'.repeat(length)}\r\nEND\r\n`);
+    }
+  });
+
+  it('writes numbers as ASCII digits', () => {
     const out = new OutputBuffer();
-    const value = Buffer.alloc(100_000, 0x61);
-    out.ascii('VALUE k 0 100000\r\n');
-    out.value(value);
-    out.ascii('\r\nEND\r\n');
-    const pieces = out.take();
-    assert.equal(pieces.length, 3);
-    assert.equal(pieces[1], value);
+    for (const n of [0, 7, 10, 4294967295, -1, -61, 2 ** 53 - 1, 1.5]) {
+      out.decimal(n);
+      out.byte(0x20);
+    }
+    out.decimal64(18446744073709551615n);
+    out.byte(0x20);
+    out.decimal64(42n);
+    assert.equal(text(out.take()), '0 7 10 4294967295 -1 -61 9007199254740991 1.5 18446744073709551615 42');
   });
 
   it('grows past its chunk size without losing bytes', () => {

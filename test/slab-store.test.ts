@@ -1,8 +1,7 @@
 /**
- * The slab store (src/store/slab-store.ts, issue 15), which serves by default: the
- * same sets into -m 64 leave as many items as memcached keeps (within 5%), which the
- * heap store it replaced could not (0.40x at 100-byte values); and a value read while
- * its chunk is reused. (test/differential.test.ts holds it to memcached byte for byte.)
+ * The slab store (src/store/slab-store.ts, issue 15): the same sets into -m 64 leave
+ * as many items as memcached keeps (within 5%), which the heap store it replaced
+ * could not (0.40x at 100-byte values); and a value read while its chunk is reused. (test/differential.test.ts holds it to memcached byte for byte.)
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -10,8 +9,6 @@ import { describe, it } from 'node:test';
 import { connectClient } from './helpers/client.js';
 import { startMemcached } from './helpers/memcached.js';
 import { startMnemo } from './helpers/mnemo.js';
-
-const SLAB = { MNEMO_STORE: 'slab' }; // the default; named so the heap store can never stand in
 
 /** A deterministic value length per set: 100 B, 1 KiB, or a spread from 10 B to 5000 B. */
 type Sizes = (i: number) => number;
@@ -47,7 +44,7 @@ describe('slab store: the same sets into -m 64 keep as many items as memcached (
   for (const [name, count, sizes] of cases) {
     it(name, async (t) => {
       const memcached = await startMemcached(['-m', '64']);
-      const mnemo = await startMnemo(['-m', '64'], SLAB);
+      const mnemo = await startMnemo(['-m', '64']);
       try {
         const theirs = await fill(memcached.port, count, sizes);
         const ours = await fill(mnemo.port, count, sizes);
@@ -65,7 +62,7 @@ describe('slab store: the same sets into -m 64 keep as many items as memcached (
 
 describe('slab store: a value read while its chunk is reused', () => {
   it('gets return the new item, not a copy of the evicted one, while `watch evictions` reads evicted items', async () => {
-    const mnemo = await startMnemo(['-m', '2'], SLAB);
+    const mnemo = await startMnemo(['-m', '2']);
     const watcher = await connectClient(mnemo.port);
     const client = await connectClient(mnemo.port);
     try {

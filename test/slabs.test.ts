@@ -1,13 +1,15 @@
 /**
  * The slab allocator, hash table and per-class LRU (src/store/slabs/), driven
  * directly: memcached's memory arithmetic, eviction order, -M, chunked items,
- * incremental hash expansion, chunk reuse, reclaiming expired items before
+ * incremental hash expansion, chunk reuse, page accounting (total_malloced,
+ * pages given back under a lowered -m), reclaiming expired items before
  * evicting live ones, pinned items, and a seeded differential against a Map.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { NO_MEMORY, SlabArena, TOO_LARGE, type EvictionListener } from '../src/store/slabs/arena.js';
 import { ITEM_FETCHED, ITEM_STALE, memcachedItemTotal } from '../src/store/slabs/layout.js';
+import { COLD_LRU, LruSettings } from '../src/store/slabs/lru.js';
 import { murmur3 } from '../src/store/slabs/murmur3.js';
 import { Random } from './helpers/random.js';
 
@@ -34,6 +36,11 @@ function set(arena: SlabArena, key: Buffer, value: Buffer, flags = 0, exptime = 
   if (old !== 0) arena.replace(old, ref);
   else arena.link(ref);
   return ref;
+}
+
+/** memcached's compat LRU (-o no_modern): every item in COLD, no maintainer. */
+function flatLru(): LruSettings {
+  return Object.assign(new LruSettings(), { maintainer: false, segmented: false });
 }
 
 function get(arena: SlabArena, key: Buffer): Buffer | null {
@@ -105,8 +112,8 @@ describe('slab classes and capacity', () => {
 describe('per-class LRU and eviction', () => {
   const perPage = 5461; // the 192-byte class in a 1 MiB page
 
-  it('evicts the least recently used first; a bumped item survives', () => {
-    const arena = new SlabArena({ memoryLimit: MiB });
+  it('flat (no_modern): evicts the least recently used first; a hit a minute after the last relinks and survives', () => {
+    const arena = new SlabArena({ memoryLimit: MiB, lru: flatLru() });
     const evictedKeys: string[] = [];
     const listener: EvictionListener = {
       evicting(a, ref) {
@@ -125,8 +132,11 @@ describe('per-class LRU and eviction', () => {
     arena.now = 50;
     const bumped = arena.find(keyOf(1), 0, 10);
     arena.bump(bumped);
-    arena.setFlag(bumped, ITEM_FETCHED);
-    assert.equal(arena.time(bumped), 50);
+    assert.equal(arena.time(bumped), 0, 'within ITEM_UPDATE_INTERVAL: not relinked');
+    arena.now = 100;
+    arena.bump(bumped);
+    assert.ok(arena.hasFlag(bumped, ITEM_FETCHED));
+    assert.equal(arena.time(bumped), 100);
     set(arena, keyOf(perPage), value);
     set(arena, keyOf(perPage + 1), value);
     assert.deepEqual(evictedKeys, [keyOf(0).toString(), keyOf(2).toString()]);
@@ -136,14 +146,16 @@ describe('per-class LRU and eviction', () => {
     const stats = arena.itemStats(id);
     assert.equal(stats.evicted, 2);
     assert.equal(stats.evicted_unfetched, 2);
-    assert.equal(stats.evicted_time, 50);
+    assert.equal(stats.evicted_time, 100);
     assert.equal(stats.number, perPage);
     assert.equal(arena.slabStats(id).total_pages, 1);
     // The LRU from the head: the two newest, then the bumped one
-    assert.equal(arena.lruHead(id), arena.find(keyOf(perPage + 1), 0, 10));
-    assert.equal(arena.older(arena.lruHead(id)), arena.find(keyOf(perPage), 0, 10));
-    assert.equal(arena.older(arena.older(arena.lruHead(id))), bumped);
-    assert.equal(arena.lruTail(id), arena.find(keyOf(3), 0, 10));
+    // Flat mode keeps every item in COLD: from the head, the two newest, then the bumped one
+    const cold = id | COLD_LRU;
+    assert.equal(arena.lruHead(cold), arena.find(keyOf(perPage + 1), 0, 10));
+    assert.equal(arena.older(arena.lruHead(cold)), arena.find(keyOf(perPage), 0, 10));
+    assert.equal(arena.older(arena.older(arena.lruHead(cold))), bumped);
+    assert.equal(arena.lruTail(cold), arena.find(keyOf(3), 0, 10));
   });
 
   it('-M: a full class refuses (outofmemory) and keeps every item', () => {
@@ -465,5 +477,69 @@ describe('differential against a Map', () => {
     assert.ok(arena.totalEvictions > 1000, `the run evicted (${arena.totalEvictions})`);
     assert.ok(chunkedStored > 10, `chunked items stored (${chunkedStored})`);
     assert.ok(arena.pages.pageCount <= 3 + arena.classes.largest, 'pages within -m (plus one first page per class)');
+  });
+});
+
+describe('page accounting (memcached mem_malloced)', () => {
+  it('charges a whole page with slab_reassign, and only its chunks without it and with whole-page chunks', () => {
+    const modern = new SlabArena({ memoryLimit: 64 * MiB });
+    const old = new SlabArena({ memoryLimit: 64 * MiB, slabReassign: false, slabChunkMax: MiB });
+    for (const arena of [modern, old]) assert.ok(set(arena, keyOf(1), valueOf(1, 100)) > 0);
+    assert.equal(modern.totalMalloced, MiB);
+    const id = old.classId(old.find(keyOf(1), 0, 10));
+    const slabs = old.slabStats(id);
+    assert.equal(old.totalMalloced, slabs.chunk_size * slabs.chunks_per_page);
+    assert.ok(old.totalMalloced < MiB);
+  });
+
+  it('a class takes its first page past -m, never a second (64bit.t with a faked start)', () => {
+    const arena = new SlabArena({ memoryLimit: 4 * MiB, initialMalloced: 4 * MiB - 32, evictions: false });
+    assert.equal(arena.totalMalloced, 4 * MiB - 32);
+    const big = valueOf(0, 400 * 1024);
+    const results: number[] = [];
+    for (let i = 0; i < 5; i++) results.push(set(arena, keyOf(i), big));
+    assert.ok(results.includes(NO_MEMORY), 'the class is held to its first page');
+    assert.equal(arena.totalMalloced, 5 * MiB - 32);
+    // Another class still gets its first page.
+    assert.ok(set(arena, keyOf(100), valueOf(100, 100)) > 0);
+    assert.equal(arena.totalMalloced, 6 * MiB - 32);
+  });
+
+  it('-L preallocates a page per class', () => {
+    const arena = new SlabArena({ memoryLimit: 64 * MiB, preallocate: true });
+    for (let id = 1; id <= arena.classes.largest; id++) assert.equal(arena.slabStats(id).total_pages, 1);
+    assert.equal(arena.totalMalloced, arena.classes.largest * MiB);
+  });
+
+  it('a lowered -m gives back pages with no item in use, down to it; the pages kept still serve', () => {
+    const arena = new SlabArena({ memoryLimit: 16 * MiB, evictions: false });
+    const value = valueOf(7, 66560);
+    const refs: number[] = [];
+    for (let i = 0; ; i++) {
+      const ref = set(arena, keyOf(i), value);
+      if (ref <= 0) break;
+      refs.push(ref);
+    }
+    const id = arena.classId(refs[0]!);
+    assert.equal(arena.slabStats(id).total_pages, 16);
+    // Keep every 40th item: a few pages keep one item each, the rest empty out.
+    for (let i = 0; i < refs.length; i++) if (i % 40 !== 0) arena.free(refs[i]!);
+    arena.setMemoryLimit(8 * MiB);
+    assert.equal(arena.pages.releaseFreePages(), 8 * MiB);
+    assert.equal(arena.totalMalloced, 8 * MiB);
+    assert.equal(arena.slabStats(id).total_pages, 8);
+    for (let i = 0; i < refs.length; i += 40) assert.deepEqual(get(arena, keyOf(i)), value, `key ${i} kept`);
+    // Every free chunk of the kept pages is handed out once, and no page past -m comes.
+    const again = new Set<number>();
+    for (let i = 0; ; i++) {
+      const ref = set(arena, keyOf(1_000_000 + i), value);
+      if (ref <= 0) break;
+      assert.ok(!again.has(ref));
+      again.add(ref);
+    }
+    assert.equal(arena.slabStats(id).total_pages, 8);
+    assert.equal(arena.slabStats(id).free_chunks, 0);
+    for (let i = 0; i < refs.length; i += 40) assert.deepEqual(get(arena, keyOf(i)), value, `key ${i} still there`);
+    for (const ref of again) assert.equal(arena.valueLength(ref), value.length);
   });
 });

@@ -6,8 +6,8 @@
 export const MAX_RELATIVE_EXPTIME = 60 * 60 * 24 * 30;
 
 export class Clock {
-  /** Unix seconds when the process started; absolute exptimes at or before it are already past. */
-  readonly started: number;
+  /** Unix seconds when the process started (or the one a warm restart continues); absolute exptimes at or before it are already past. */
+  started: number;
   now: number;
   /** Seconds added by `debugtime` (--test-clock only), so tests can expire items without waiting. */
   private skew = 0;
@@ -44,6 +44,17 @@ export class Clock {
   advance(seconds: number): void {
     this.skew += seconds;
     this.tick();
+  }
+
+  /**
+   * A warm restart (-e): time goes on from the saved clock, as memcached's
+   * does: `now` is the saved time plus the seconds the server was stopped, and
+   * a `debugtime` skew carries over with it.
+   */
+  restore(now: number, started: number): void {
+    this.skew = now - Math.floor(Date.now() / 1000);
+    this.started = started;
+    this.now = now;
   }
 
   /**

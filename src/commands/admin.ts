@@ -5,9 +5,9 @@ import type { Counters } from '../observe/stats.js';
 
 /** `stats reset` (text) and binary STAT "reset": zeroes the counters and the prefix stats. */
 export function resetStats(ctx: ServerContext): void {
+  ctx.store.resetStats();
   ctx.counters.reset();
   ctx.prefixStats.reset();
-  ctx.slabRebalancer?.resetStats();
 }
 
 /** One authentication attempt: text -Y `set`, binary SASL Auth/Step. */

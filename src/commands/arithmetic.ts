@@ -47,8 +47,13 @@ export function applyDelta(
   const { store, counters } = ctx;
   const result = store.applyDelta(key, keyStart, keyEnd, delta, incr, casUnique);
   if (typeof result === 'bigint') {
-    if (incr) counters.incr_hits++;
-    else counters.decr_hits++;
+    if (incr) {
+      counters.incr_hits++;
+      counters.slab.incr_hits[store.lastClass]!++;
+    } else {
+      counters.decr_hits++;
+      counters.slab.decr_hits[store.lastClass]!++;
+    }
     deltaResult.value = result;
     return DeltaOutcome.Changed;
   }

@@ -38,6 +38,7 @@ export function deleteItem(
   if (!checkCas && !invalidate) {
     if (store.delete(key, keyStart, keyEnd)) {
       counters.delete_hits++;
+      counters.slab.delete_hits[store.lastClass]!++;
       return DeleteOutcome.Deleted;
     }
     counters.delete_misses++;
@@ -58,6 +59,7 @@ export function deleteItem(
     return DeleteOutcome.Deleted;
   }
   counters.delete_hits++;
+  counters.slab.delete_hits[item.sizeClass]!++;
   store.delete(key, keyStart, keyEnd);
   return DeleteOutcome.Deleted;
 }
@@ -81,8 +83,10 @@ export function touchItem(ctx: ServerContext, key: Buffer, keyStart: number, key
   const { store, counters } = ctx;
   if (changesRefused(store)) return TouchOutcome.Refused;
   counters.cmd_touch++;
-  if (store.getAndTouch(key, keyStart, keyEnd, exptime) !== null) {
+  const item = store.getAndTouch(key, keyStart, keyEnd, exptime);
+  if (item !== null) {
     counters.touch_hits++;
+    counters.slab.touch_hits[item.sizeClass]!++;
     return TouchOutcome.Touched;
   }
   counters.touch_misses++;

@@ -25,11 +25,17 @@ export function fetchItem(
   if (touch) {
     counters.cmd_touch++;
     if (item === null) counters.touch_misses++;
-    else counters.touch_hits++;
+    else {
+      counters.touch_hits++;
+      counters.slab.touch_hits[item.sizeClass]!++;
+    }
   } else {
     counters.cmd_get++;
     if (item === null) counters.get_misses++;
-    else counters.get_hits++;
+    else {
+      counters.get_hits++;
+      counters.slab.get_hits[item.sizeClass]!++;
+    }
   }
   return item;
 }
@@ -39,15 +45,17 @@ export function fetchItem(
  * process_mget_command does: an `mg` with T counts as a touch only when it
  * hits; a miss counts as a get miss even with T. mg records no prefix stats.
  */
-export function countMetaGet(counters: Counters, hit: boolean, touched: boolean): void {
-  if (!hit) {
+export function countMetaGet(counters: Counters, item: ItemView | null, touched: boolean): void {
+  if (item === null) {
     counters.cmd_get++;
     counters.get_misses++;
   } else if (touched) {
     counters.cmd_touch++;
     counters.touch_hits++;
+    counters.slab.touch_hits[item.sizeClass]!++;
   } else {
     counters.cmd_get++;
     counters.get_hits++;
+    counters.slab.get_hits[item.sizeClass]!++;
   }
 }

@@ -104,10 +104,18 @@ export function storeValue(
     log.stored(key, keyStart, keyEnd, result, mode, store.peek(key, keyStart, keyEnd), ctx.clock.now, connectionId, dataEnd - dataStart);
   }
   const outcome = outcomeOf(result);
+  // memcached counts a set in the class of the item its value arrived in (append and prepend: the added bytes).
+  const sizeClass = store.sizeClassOf(keyEnd - keyStart, dataEnd - dataStart, flags);
+  if (sizeClass !== 0) counters.slab.cmd_set[sizeClass]!++;
   if (mode === 'cas') {
-    if (outcome === StoreOutcome.Stored) counters.cas_hits++;
-    else if (outcome === StoreOutcome.Exists) counters.cas_badval++;
-    else if (outcome === StoreOutcome.NotFound) counters.cas_misses++;
+    // In the class of the item compared against, as memcached's do_store_item.
+    if (outcome === StoreOutcome.Stored) {
+      counters.cas_hits++;
+      counters.slab.cas_hits[store.lastClass]!++;
+    } else if (outcome === StoreOutcome.Exists) {
+      counters.cas_badval++;
+      counters.slab.cas_badval[store.lastClass]!++;
+    } else if (outcome === StoreOutcome.NotFound) counters.cas_misses++;
   }
   if (outcome === StoreOutcome.NoMemory) counters.store_no_memory++;
   else if (outcome === StoreOutcome.TooLarge && wire === Wire.Text) counters.store_too_large++;

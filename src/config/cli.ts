@@ -1,10 +1,11 @@
 import { accessSync, constants } from 'node:fs';
 import { readFileSync as readSecretFile } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { dirname, resolve } from 'node:path';
 import type { ReplicationPeer } from './config.js';
 import { isLoopback } from '../base/loopback.js';
 import { ConfigError, DEFAULTS, type Config, type TlsConfig } from './config.js';
-import { applyExtendedOption, slabChunkMax } from './extended-options.js';
+import { applyExtendedOption, checkExtendedOptions, settleSlabSettings } from './extended-options.js';
 import { lookupUser } from '../server/privileges.js';
 import { checkTlsFiles } from '../server/tls.js';
 
@@ -144,20 +145,31 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
       --metrics-port=<num>    HTTP: /metrics (Prometheus), /healthz, /readyz and a live
                               dashboard at /, on the -l address; 0 picks a free port
   -u, --user=<user>           switch to <user> after opening listeners (when run as root)
-  -e, --memory-file=<file>    accepted; warm restarts use --data-dir instead
+  -e, --memory-file=<file>    warm restart: a graceful stop (SIGUSR1, SIGTERM or
+                              "shutdown graceful") saves the cache to <file> and
+                              <file>.meta; the next start with the same -m, -I, -f, -n
+                              and -C loads it (not with -H or --peer)
   -v, --verbose               log more: -v debug, -vv trace (default: lifecycle and warnings)
   -o, --extended=<opts>       comma-separated memcached suboptions; applied here:
                               idle_timeout=<s>, track_sizes, ssl_*, read_buf_mem_limit=<MB>
                               (replies a batch may stack, as memcached counts them),
-                              watcher_logbuf_size=<KB> (each watcher's bound),
+                              watcher_logbuf_size=<KB> (each watcher's bound), the segmented
+                              LRU's lru_maintainer, no_lru_maintainer, hot_lru_pct=<n>,
+                              warm_lru_pct=<n>, hot_max_factor=<f>, warm_max_factor=<f>,
+                              temporary_ttl=<s>, no_modern (flat LRU, whole-page chunks),
                               slab_reassign / no_slab_reassign (the "slabs reassign" page
                               mover, on by default), slab_automove=<0|1|2> (default 1:
                               pages move from classes with free memory to ones that evict;
                               2: every eviction pulls a page), slab_automove_ratio=<r>,
-                              slab_automove_window=<runs>, slab_chunk_max=<bytes>; memcached
-                              internals such as modern, hashpower=<n>, no_lru_crawler are accepted
+                              slab_automove_window=<runs>, slab_chunk_max=<bytes> (largest
+                              chunk; larger items are chunked), no_chunked_items,
+                              hashpower=<12..28> (starting hash table); memcached
+                              internals such as no_lru_crawler are accepted
   -W, --disable-watch         refuse the "watch" command (memcached's log stream)
-  -f, -n, -k, -L, -r, -N      memcached memory and process tuning: accepted, no effect
+  -L, --enable-largepages     give each slab class its first page at start (memcached's
+                              preallocation: -m must hold them; cache_memlimit is refused)
+  -f, -n                      slab classes: growth factor (1.25) and minimum item (48 bytes)
+  -k, -r, -N                  memcached process tuning: accepted, no effect
       --test-clock            for tests: the command "debugtime <seconds>" moves the clock on
       --test-drop-changes=<fraction>  for tests: drop that fraction (0..1) of the changes
                               sent to peers, so that nodes diverge
@@ -225,6 +237,30 @@ function readable(name: OptionName, path: string): void {
   } catch {
     throw new ConfigError(`${flagName(name)}: cannot read ${path}`);
   }
+}
+
+/**
+ * -e: the file a graceful stop saves the slab memory to (and <file>.meta beside
+ * it), in a directory that exists and can be written, so a stop does not find
+ * out too late. Not with a data dir (that is the warm restart there: the two
+ * would bring back two different caches) nor with replication (peers know the
+ * items by versions a memory file does not keep).
+ */
+function memoryFile(path: string, config: Config): string {
+  if (path === '') throw new ConfigError(`${flagName('memory-file')}: empty path`);
+  if (config.dataDir !== null) {
+    throw new ConfigError(`${flagName('memory-file')}: not with -H/--data-dir (the data dir is the warm restart there)`);
+  }
+  if (config.replicationPort !== null) {
+    throw new ConfigError(`${flagName('memory-file')}: not with --peer or --replication-port (a replicating node restarts from its peers)`);
+  }
+  const directory = dirname(resolve(path));
+  try {
+    accessSync(directory, constants.W_OK);
+  } catch {
+    throw new ConfigError(`${flagName('memory-file')}: cannot write to the directory ${directory}`);
+  }
+  return path;
 }
 
 /** memcached's -I: bytes, or a number with a k or m unit. */
@@ -395,7 +431,7 @@ export function parseCommandLine(argv: string[]): CliResult {
   if (values.version) return { kind: 'version' };
   if (values.license) return { kind: 'license' };
 
-  const config: Config = { ...DEFAULTS, extended: new Map() };
+  const config: Config = { ...DEFAULTS, extended: new Map(), lru: { ...DEFAULTS.lru } };
   if (values.port !== undefined) {
     const port = integer('port', values.port, -1, 65535);
     // -p 0: no TCP listener (memcached runs so, e.g. with only -U); -1: a free port.
@@ -472,7 +508,7 @@ export function parseCommandLine(argv: string[]): CliResult {
     config.slabGrowthFactor = decimal('slab-growth-factor', values['slab-growth-factor'], 1);
   }
   if (values['slab-min-size'] !== undefined) config.slabMinSize = integer('slab-min-size', values['slab-min-size'], 1, 1 << 20);
-  if (values['napi_ids'] !== undefined) integer('napi_ids', values['napi_ids'], 1, 1024);
+  if (values['napi_ids'] !== undefined) config.napiIds = integer('napi_ids', values['napi_ids'], 1, 1024);
   config.daemon = values.daemon === true;
   config.testClock = values['test-clock'] === true;
   if (values['metrics-port'] !== undefined) config.metricsPort = integer('metrics-port', values['metrics-port'], 0, 65535);
@@ -504,7 +540,7 @@ export function parseCommandLine(argv: string[]): CliResult {
   config.logFile = values['log-file'] ?? null;
   config.user = values.user ?? null;
   if (config.user !== null) lookupUser(config.user);
-  config.memoryFile = values['memory-file'] ?? null;
+  if (values['memory-file'] !== undefined) config.memoryFile = memoryFile(values['memory-file'], config);
   config.verbosity = Math.min(values.verbose?.length ?? 0, 3);
 
   if (values['max-item-size'] !== undefined) {
@@ -523,7 +559,8 @@ export function parseCommandLine(argv: string[]): CliResult {
       applyExtendedOption(config, suboption);
     }
   }
-  slabChunkMax(config);
+  checkExtendedOptions(config);
+  settleSlabSettings(config, values['enable-largepages'] === true);
   config.tls = tlsConfig(config, {
     enable: values['enable-ssl'] === true,
     cert: values['tls-cert'],

@@ -63,6 +63,14 @@ export interface Config {
   /** -f and -n: memcached's slab sizing, used to report `stats items/slabs` in its classes. */
   slabGrowthFactor: number;
   slabMinSize: number;
+  /** -o slab_chunk_max (bytes): the largest chunk, items past it are chunked; half a page by default, a page under no_modern or no_chunked_items. */
+  slabChunkMax: number;
+  /** -o hashpower: the hash table's starting power of two; 0 for the default (16). */
+  hashPowerInit: number;
+  /** -N: memcached's NAPI id count; accepted with no effect here, shown in `stats settings`. */
+  napiIds: number | null;
+  /** -L: every slab class gets its first page at start (memcached's preallocation); cache_memlimit then cannot move -m. */
+  preallocate: boolean;
   /** --data-dir (memcachedb's -H): items persist on LMDB there; null keeps them in memory only. */
   dataDir: string | null;
   /** --sync: when a write counts as done with --data-dir. */
@@ -95,6 +103,20 @@ export interface Config {
   testClock: boolean;
   /** Every -o suboption as given, for `stats settings`. */
   extended: Map<string, string>;
+  /** -o lru_maintainer, no_lru_maintainer, hot_lru_pct, ..., temporary_ttl: the segmented LRU at start. */
+  lru: LruConfig;
+}
+
+/** memcached's segmented-LRU settings (its settings.lru_* fields), as -o sets them. */
+export interface LruConfig {
+  maintainer: boolean;
+  segmented: boolean;
+  hotLruPct: number;
+  warmLruPct: number;
+  hotMaxFactor: number;
+  warmMaxFactor: number;
+  tempLru: boolean;
+  temporaryTtl: number;
 }
 
 export const DEFAULTS: Readonly<Config> = {
@@ -131,6 +153,10 @@ export const DEFAULTS: Readonly<Config> = {
   detailEnabled: false,
   trackSizes: false,
   slabGrowthFactor: 1.25,
+  slabChunkMax: 512 * 1024,
+  hashPowerInit: 0,
+  preallocate: false,
+  napiIds: null,
   slabMinSize: 48,
   dataDir: null,
   sync: { kind: 'interval', ms: 1000 },
@@ -148,6 +174,7 @@ export const DEFAULTS: Readonly<Config> = {
   logFormat: 'auto',
   testClock: false,
   extended: new Map(),
+  lru: { maintainer: true, segmented: true, hotLruPct: 20, warmLruPct: 40, hotMaxFactor: 0.2, warmMaxFactor: 2.0, tempLru: false, temporaryTtl: 61 },
 };
 
 /** memcached's -Z with -o ssl_* (or --tls-*): where TLS is spoken and with which files. */

@@ -1,4 +1,9 @@
+import { SizeClasses } from '../store/size-classes.js';
+import { MAX_HASH_POWER } from '../store/slabs/hash-table.js';
 import { ConfigError, type Config } from './config.js';
+
+/** memcached 1.6.18's slab_page_size: fixed (no option sets it). */
+export const SLAB_PAGE_SIZE = 1024 * 1024;
 
 /**
  * memcached's -o suboptions. Those that mean something in Mnemo are applied; the
@@ -13,16 +18,7 @@ const SUBOPTIONS: Record<string, Kind> = {
   // Applied by Mnemo.
   idle_timeout: 'int',
   track_sizes: 'bare',
-  // Accepted: memcached internals with no counterpart here.
-  maxconns_fast: 'bare',
-  no_maxconns_fast: 'bare',
-  hashpower: 'int',
-  tail_repair_time: 'int',
-  hash_algorithm: 'text',
-  lru_crawler: 'bare',
-  no_lru_crawler: 'bare',
-  lru_crawler_sleep: 'int',
-  lru_crawler_tocrawl: 'int',
+  // The slab store's segmented LRU (applyLruOption); no_modern below turns it flat.
   lru_maintainer: 'bare',
   no_lru_maintainer: 'bare',
   hot_lru_pct: 'int',
@@ -30,9 +26,20 @@ const SUBOPTIONS: Record<string, Kind> = {
   hot_max_factor: 'float',
   warm_max_factor: 'float',
   temporary_ttl: 'int',
+  hashpower: 'int',
+  slab_chunk_max: 'int',
+  no_chunked_items: 'bare',
+  // Accepted: memcached internals with no counterpart here.
+  maxconns_fast: 'bare',
+  no_maxconns_fast: 'bare',
+  tail_repair_time: 'int',
+  hash_algorithm: 'text',
+  lru_crawler: 'bare',
+  no_lru_crawler: 'bare',
+  lru_crawler_sleep: 'int',
+  lru_crawler_tocrawl: 'int',
   read_buf_mem_limit: 'int',
   resp_obj_mem_limit: 'int',
-  slab_chunk_max: 'int',
   slab_sizes: 'text',
   slab_reassign: 'bare',
   no_slab_reassign: 'bare',
@@ -46,7 +53,6 @@ const SUBOPTIONS: Record<string, Kind> = {
   no_hashexpand: 'bare',
   modern: 'bare',
   no_modern: 'bare',
-  no_chunked_items: 'bare',
   inline_ascii_resp: 'bare',
   no_inline_ascii_resp: 'bare',
   sock_cookie_id: 'int',
@@ -101,6 +107,111 @@ export function applyExtendedOption(config: Config, suboption: string): void {
   config.extended.set(name, kind === 'bare' ? 'yes' : kind === 'optional' && value === '' ? '1' : value);
   if (name === 'idle_timeout') config.idleTimeout = Number(value);
   if (name === 'track_sizes') config.trackSizes = true;
+  applyLruOption(config, name, value);
+}
+
+/** memcached's own messages for the segmented LRU's suboptions (memcached.c's -o parsing). */
+function applyLruOption(config: Config, name: string, value: string): void {
+  const lru = config.lru;
+  switch (name) {
+    case 'lru_maintainer':
+      lru.maintainer = true;
+      lru.segmented = true;
+      break;
+    case 'no_lru_maintainer':
+      lru.maintainer = false;
+      lru.segmented = false;
+      break;
+    case 'hot_lru_pct':
+    case 'warm_lru_pct': {
+      const pct = Number(value);
+      if (pct < 1 || pct >= 80) throw new ConfigError(`-o/--extended: ${name} must be > 1 and < 80`);
+      if (name === 'hot_lru_pct') lru.hotLruPct = pct;
+      else lru.warmLruPct = pct;
+      break;
+    }
+    case 'hot_max_factor':
+    case 'warm_max_factor': {
+      const factor = Number(value);
+      if (factor <= 0) throw new ConfigError(`-o/--extended: ${name} must be > 0`);
+      if (name === 'hot_max_factor') lru.hotMaxFactor = factor;
+      else lru.warmMaxFactor = factor;
+      break;
+    }
+    case 'temporary_ttl':
+      lru.tempLru = true;
+      lru.temporaryTtl = Number(value);
+      break;
+    case 'no_modern':
+      // memcached's compat mode: flat LRU, no maintainer, and (unless slab_chunk_max was given) page-sized chunks.
+      lru.maintainer = false;
+      lru.segmented = false;
+      if (!config.extended.has('slab_chunk_max')) config.slabChunkMax = 1024 * 1024;
+      break;
+  }
+}
+
+/** The checks memcached makes once every -o suboption is read. */
+export function checkExtendedOptions(config: Config): void {
+  const lru = config.lru;
+  if (lru.hotLruPct + lru.warmLruPct > 80) throw new ConfigError('-o/--extended: hot_lru_pct + warm_lru_pct cannot be more than 80% combined');
+  if (lru.tempLru && !lru.maintainer) throw new ConfigError('-o/--extended: temporary_ttl requires lru_maintainer to be enabled');
+}
+
+/**
+ * The slab settings the -o list and -L decide together, checked as memcached's
+ * main() checks them once every option is read: hashpower within 12..32;
+ * slab_chunk_max (bytes) no larger than -I and dividing both -I and the page;
+ * no_modern and no_chunked_items make the largest chunk a whole page; -L
+ * preallocates a page per class, so -m must hold them all. memcached refuses a
+ * -I below 512 KiB unless slab_chunk_max is lowered with it; Mnemo keeps its
+ * larger chunks then (items stay bounded by -I), so only a slab_chunk_max given
+ * is held to -I.
+ */
+export function settleSlabSettings(config: Config, preallocate: boolean): void {
+  const extended = config.extended;
+  const hashpower = extended.get('hashpower');
+  if (hashpower !== undefined) {
+    const power = Number(hashpower);
+    if (power < 12) throw new ConfigError(`-o/--extended: Initial hashtable multiplier of ${power} is too low`);
+    if (power > 32) {
+      throw new ConfigError(
+        `-o/--extended: Initial hashtable multiplier of ${power} is too high (choose a value based on "STAT hash_power_level" from a running instance)`,
+      );
+    }
+    // memcached allows up to 32 (and fails to allocate the table there); Mnemo's table stops doubling at 2^28 buckets.
+    if (power > MAX_HASH_POWER) throw new ConfigError(`-o/--extended: hashpower=${power}: the hash table holds at most 2^${MAX_HASH_POWER} buckets`);
+    config.hashPowerInit = power;
+  }
+  const given = extended.get('slab_chunk_max');
+  let chunkMax = SLAB_PAGE_SIZE / 2;
+  if (given !== undefined) chunkMax = Number(given);
+  else if (extended.has('no_modern')) chunkMax = SLAB_PAGE_SIZE;
+  if (extended.has('no_chunked_items')) chunkMax = SLAB_PAGE_SIZE;
+  if (given !== undefined) {
+    const itemSizeMax = config.maxItemSize;
+    if (chunkMax > itemSizeMax) {
+      throw new ConfigError(`-o/--extended: slab_chunk_max (bytes: ${chunkMax}) cannot be larger than -I (item_size_max ${itemSizeMax})`);
+    }
+    // Below 64 bytes a 1 MiB page would hold more chunks than a chunk reference can name.
+    if (chunkMax < 64) throw new ConfigError(`-o/--extended: slab_chunk_max (bytes: ${chunkMax}) cannot be less than 64`);
+    if (itemSizeMax % chunkMax !== 0) {
+      throw new ConfigError(`-o/--extended: -I (item_size_max: ${itemSizeMax}) must be evenly divisible by slab_chunk_max (bytes: ${chunkMax})`);
+    }
+    if (SLAB_PAGE_SIZE % chunkMax !== 0) {
+      throw new ConfigError(`-o/--extended: slab_chunk_max (bytes: ${chunkMax}) must divide evenly into ${SLAB_PAGE_SIZE} (slab_page_size)`);
+    }
+  }
+  config.slabChunkMax = chunkMax;
+  if (preallocate) {
+    const classes = new SizeClasses(config.slabGrowthFactor, config.slabMinSize, 2 * chunkMax).largest;
+    if (config.memoryLimit < classes * SLAB_PAGE_SIZE) {
+      throw new ConfigError(
+        `-L/--enable-largepages: Error while preallocating slab memory: max memory must be at least ${classes} megabytes`,
+      );
+    }
+    config.preallocate = true;
+  }
 }
 
 /** memcached's checks of the slab mover's suboptions (its messages). */
@@ -111,27 +222,6 @@ function checkSlabOption(name: string, value: string): void {
   if (name === 'slab_automove' && value !== '' && Number(value) > 2) fail('slab_automove must be between 0 and 2');
   if (name === 'slab_automove_ratio' && !(Number(value) > 0 && Number(value) <= 1)) fail('slab_automove_ratio must be > 0 and < 1');
   if (name === 'slab_automove_window' && Number(value) < 3) fail('slab_automove_window must be > 2');
-}
-
-/** The slab page size (memcached's slab_page_size; not settable here). */
-export const SLAB_PAGE_SIZE = 1024 * 1024;
-
-/**
- * -o slab_chunk_max, in bytes, checked against -I and the page size as memcached
- * checks it (after every flag is read); undefined when not given (half a page).
- */
-export function slabChunkMax(config: Config): number | undefined {
-  const given = config.extended.get('slab_chunk_max');
-  if (given === undefined) return undefined;
-  const bytes = Number(given);
-  const fail = (message: string): never => {
-    throw new ConfigError(`-o/--extended: ${message}`);
-  };
-  if (bytes < 1) fail(`slab_chunk_max=${given} is too small`);
-  if (bytes > config.maxItemSize) fail(`slab_chunk_max (bytes: ${bytes}) cannot be larger than -I (item_size_max ${config.maxItemSize})`);
-  if (config.maxItemSize % bytes !== 0) fail(`-I (item_size_max: ${config.maxItemSize}) must be evenly divisible by slab_chunk_max (bytes: ${bytes})`);
-  if (SLAB_PAGE_SIZE % bytes !== 0) fail(`slab_chunk_max (bytes: ${bytes}) must divide evenly into ${SLAB_PAGE_SIZE} (slab_page_size)`);
-  return bytes;
 }
 
 /** memcached's slab_reassign, slab_automove, slab_automove_ratio and slab_automove_window, defaults and all. */

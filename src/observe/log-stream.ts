@@ -81,7 +81,7 @@ export class LogStream {
   /** The lookup a command made (memcached logs every do_item_get, a storage command's too). */
   fetched(key: Buffer, keyStart: number, keyEnd: number, item: ItemView | null, cfd: number): void {
     if (item === null) this.itemGet(key, keyStart, keyEnd, 'not_found', 0, cfd, 0);
-    else this.itemGet(key, keyStart, keyEnd, 'found', item.sizeClass, cfd, item.value.length);
+    else this.itemGet(key, keyStart, keyEnd, 'found', item.sizeClass, cfd, item.valueLength);
   }
 
   /** A storage command's outcome; item: what the key holds afterwards, for its ttl and class. */

@@ -58,6 +58,9 @@ export class Counters {
   expired_unfetched = 0;
   evicted_unfetched = 0;
 
+  /** Per size class (index = class id): memcached's slab_stats, shown in `stats slabs`. */
+  readonly slab = new SlabCounters();
+
   /** Counts one storage command's result. */
   recordStore(result: 'stored' | 'not_stored' | 'exists' | 'not_found' | 'too_large' | 'no_memory'): void {
     if (result === 'stored') this.store_stored++;
@@ -74,4 +77,19 @@ export class Counters {
     this.curr_connections = current;
     this.response_obj_count = responses;
   }
+}
+
+/** The upper bound of class ids (size-classes.ts makes at most 62). */
+const CLASS_SLOTS = 64;
+
+/** memcached's per-class command counters (slab_stats), indexed by the item's class id. */
+export class SlabCounters {
+  readonly get_hits = new Float64Array(CLASS_SLOTS);
+  readonly cmd_set = new Float64Array(CLASS_SLOTS);
+  readonly delete_hits = new Float64Array(CLASS_SLOTS);
+  readonly incr_hits = new Float64Array(CLASS_SLOTS);
+  readonly decr_hits = new Float64Array(CLASS_SLOTS);
+  readonly cas_hits = new Float64Array(CLASS_SLOTS);
+  readonly cas_badval = new Float64Array(CLASS_SLOTS);
+  readonly touch_hits = new Float64Array(CLASS_SLOTS);
 }

@@ -339,12 +339,12 @@ export class BinaryProtocol implements Protocol {
   /** A hit: flags as extras, then the key if asked for, then the value unless this is a touch. */
   private sendItem(item: ItemView, key: Buffer | null, withValue: boolean): void {
     const keyLength = key === null ? 0 : key.length;
-    const bodyLength = 4 + keyLength + (withValue ? item.value.length : 0);
+    const bodyLength = 4 + keyLength + (withValue ? item.valueLength : 0);
     this.writeHeader(Status.Ok, 4, keyLength, bodyLength, item.cas);
     this.scratch.writeUInt32BE(item.flags, 0);
     this.out.slice(this.scratch, 0, 4);
     if (key !== null) this.out.bytes(key);
-    if (withValue) this.out.value(item.value);
+    if (withValue) this.out.storedValue(item);
   }
 
   private remove(buf: Buffer, keyStart: number, keyEnd: number, cas: number): void {
@@ -476,7 +476,7 @@ export class BinaryProtocol implements Protocol {
 
   private respond(status: number, extlen: number, keylen: number, body: Buffer | null, cas: number): void {
     this.writeHeader(status, extlen, keylen, body === null ? 0 : body.length, cas);
-    if (body !== null && body.length > 0) this.out.value(body);
+    if (body !== null && body.length > 0) this.out.bytes(body);
   }
 
   private writeHeader(status: number, extlen: number, keylen: number, bodylen: number, cas: number): void {

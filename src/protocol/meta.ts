@@ -241,7 +241,7 @@ export class MetaCommands {
       created = item !== null;
     }
     if (item === null) {
-      countMetaGet(counters, false, f.newTtl);
+      countMetaGet(counters, null, f.newTtl);
       if (!f.quiet) {
         out.bytes(EN);
         this.echoOpaqueAndKey(buf, f);
@@ -256,7 +256,7 @@ export class MetaCommands {
     let won = false;
     if (f.value) {
       out.bytes(VA);
-      out.ascii(String(item.value.length));
+      out.decimal(item.valueLength);
     } else {
       out.bytes(HD);
     }
@@ -278,22 +278,22 @@ export class MetaCommands {
           }
           break;
         case 0x73: // s
-          out.ascii(` s${item.value.length}`);
+          numberToken(out, 0x73, item.valueLength);
           break;
         case 0x74: // t
-          out.ascii(` t${this.ttlOf(item)}`);
+          numberToken(out, 0x74, this.ttlOf(item));
           break;
         case 0x63: // c
-          out.ascii(` c${item.cas}`);
+          numberToken(out, 0x63, item.cas);
           break;
         case 0x66: // f
-          out.ascii(` f${item.flags}`);
+          numberToken(out, 0x66, item.flags);
           break;
         case 0x6c: // l
-          out.ascii(` l${this.ctx.clock.now - lastAccess}`);
+          numberToken(out, 0x6c, this.ctx.clock.now - lastAccess);
           break;
         case 0x68: // h
-          out.ascii(fetched ? ' h1' : ' h0');
+          numberToken(out, 0x68, fetched ? 1 : 0);
           break;
         case 0x4f: // O
           out.ascii(' ');
@@ -315,11 +315,11 @@ export class MetaCommands {
     }
     out.bytes(CRLF);
     if (f.value) {
-      out.value(item.value);
+      out.storedValue(item);
       out.bytes(CRLF);
     }
     if (!f.noUpdate) store.markAccessed(item);
-    countMetaGet(counters, true, f.newTtl);
+    countMetaGet(counters, item, f.newTtl);
     return next;
   }
 
@@ -421,7 +421,7 @@ export class MetaCommands {
           this.key(f.keyBinary, f);
           break;
         case 0x63: // c
-          out.ascii(` c${outcome === StoreOutcome.Stored ? ctx.store.lastCas : 0}`);
+          numberToken(out, 0x63, outcome === StoreOutcome.Stored ? ctx.store.lastCas : 0);
           break;
       }
     }
@@ -507,7 +507,7 @@ export class MetaCommands {
     const digits = deltaResult.value.toString();
     if (f.value) {
       out.bytes(VA);
-      out.ascii(String(digits.length));
+      out.decimal(digits.length);
     } else {
       out.bytes(HD);
     }
@@ -515,10 +515,10 @@ export class MetaCommands {
       const s = tokens.start[i]!;
       switch (buf[s]) {
         case 0x63: // c
-          out.ascii(` c${item?.cas ?? 0}`);
+          numberToken(out, 0x63, item?.cas ?? 0);
           break;
         case 0x74: // t
-          out.ascii(` t${item === null ? -1 : this.ttlOf(item)}`);
+          numberToken(out, 0x74, item === null ? -1 : this.ttlOf(item));
           break;
         case 0x54: // T
           if (item !== null) store.setExptime(item, f.ttl);
@@ -626,4 +626,11 @@ export class MetaCommands {
     this.out.ascii(`${text}\r\n`);
     return next;
   }
+}
+
+/** Writes a return flag with a number: " <letter><digits>" (no string is made for it). */
+function numberToken(out: OutputBuffer, letter: number, n: number): void {
+  out.byte(0x20);
+  out.byte(letter);
+  out.decimal(n);
 }

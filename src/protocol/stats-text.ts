@@ -1,5 +1,6 @@
 import type { ConnectionInfo, ServerContext } from '../server/context.js';
 import type { OutputBuffer } from '../server/output.js';
+import type { LruClassStats } from '../store/store.js';
 
 /**
  * The `stats` replies: memcached's field names, in memcached's order, so that
@@ -15,17 +16,23 @@ function general(ctx: ServerContext): Pairs {
   const stat = (name: string, value: string | number): void => {
     pairs.push([name, value]);
   };
+  const extended = config.extended;
+  // memcached's no_modern turns maxconns_fast off with the other modern defaults.
+  const maxconnsFast = !extended.has('no_maxconns_fast') && !extended.has('no_modern');
+  const memory = store.memoryStats();
   stat('pid', process.pid);
   stat('uptime', clock.now - clock.started);
   stat('time', clock.now);
   stat('version', ctx.version);
+  // memcached names its event library's version; Mnemo's event loop is Node's libuv.
+  stat('libevent', `libuv-${process.versions.uv}`);
   stat('pointer_size', 64);
   stat('rusage_user', seconds(usage.userCPUTime));
   stat('rusage_system', seconds(usage.systemCPUTime));
   stat('max_connections', config.connLimit);
   stat('curr_connections', c.curr_connections);
   stat('total_connections', c.total_connections);
-  stat('rejected_connections', c.rejected_connections);
+  if (maxconnsFast) stat('rejected_connections', c.rejected_connections);
   stat('connection_structures', c.curr_connections);
   // Memory connections hold: replies not yet written, and requests not yet consumed.
   let unsentBytes = 0;
@@ -44,6 +51,8 @@ function general(ctx: ServerContext): Pairs {
   // Mnemo keeps no pool of free read buffers, and never refuses to read for read_buf_mem_limit.
   stat('read_buf_bytes_free', 0);
   stat('read_buf_oom', 0);
+  // memcached sets descriptors aside for its own files out of -c; Mnemo's -c counts clients only.
+  stat('reserved_fds', 0);
   stat('cmd_get', c.cmd_get);
   stat('cmd_set', c.cmd_set);
   stat('cmd_flush', c.cmd_flush);
@@ -68,7 +77,7 @@ function general(ctx: ServerContext): Pairs {
   stat('store_no_memory', c.store_no_memory);
   stat('auth_cmds', c.auth_cmds);
   stat('auth_errors', c.auth_errors);
-  stat('idle_kicks', c.idle_kicks);
+  if (config.idleTimeout > 0) stat('idle_kicks', c.idle_kicks);
   stat('bytes_read', c.bytes_read);
   stat('bytes_written', c.bytes_written);
   stat('limit_maxbytes', store.bytesLimit);
@@ -78,8 +87,13 @@ function general(ctx: ServerContext): Pairs {
   stat('time_in_listen_disabled_us', 0);
   stat('threads', config.threads);
   stat('conn_yields', c.conn_yields);
+  stat('hash_power_level', memory.hash_power_level);
+  stat('hash_bytes', memory.hash_bytes);
+  stat('hash_is_expanding', memory.hash_is_expanding ? 1 : 0);
   const rebalancer = ctx.slabRebalancer ?? null;
   if (rebalancer !== null && rebalancer.settings.reassign) for (const [name, value] of rebalancer.stats()) stat(name, value);
+  if (store.lru?.settings.maintainer === true) stat('lru_maintainer_juggles', store.lru.juggles);
+  stat('malloc_fails', memory.malloc_fails);
   // The log stream (watch): Mnemo writes lines as events happen, so no worker buffer drops any.
   const log = ctx.logStream;
   stat('log_worker_dropped', 0);
@@ -96,8 +110,20 @@ function general(ctx: ServerContext): Pairs {
   if (rebalancer !== null) stat('slab_global_page_pool', rebalancer.globalPagePool);
   stat('expired_unfetched', c.expired_unfetched);
   stat('evicted_unfetched', c.evicted_unfetched);
+  if (store.lru?.settings.maintainer === true) stat('evicted_active', lruTotals(ctx).evicted_active);
   stat('evictions', c.evictions);
   stat('reclaimed', c.reclaimed);
+  if (store.lru !== undefined) {
+    const totals = lruTotals(ctx);
+    stat('lrutail_reflocked', totals.lrutail_reflocked);
+    if (store.lru.settings.maintainer) {
+      stat('moves_to_cold', totals.moves_to_cold);
+      stat('moves_to_warm', totals.moves_to_warm);
+      stat('moves_within_lru', totals.moves_within_lru);
+      stat('direct_reclaims', totals.direct_reclaims);
+      stat('lru_bumps_dropped', store.lru.bumpsDropped);
+    }
+  }
   const persistence = ctx.persistence;
   if (persistence !== null) {
     stat('disk_promotions', c.disk_promotions);
@@ -144,6 +170,9 @@ function settings(ctx: ServerContext): Pairs {
   const config = ctx.config;
   const extended = config.extended;
   const option = (name: string, fallback: string | number): string | number => extended.get(name) ?? fallback;
+  const lru = ctx.store.lru?.settings ?? config.lru;
+  const noModern = extended.has('no_modern');
+  const tls = config.tls;
   return [
     ['maxbytes', ctx.store.bytesLimit],
     ['maxconns', config.connLimit],
@@ -170,52 +199,99 @@ function settings(ctx: ServerContext): Pairs {
     // memcached names the -Y file here when there is one.
     ['auth_enabled_ascii', config.authFile ?? 'no'],
     ['item_size_max', config.maxItemSize],
-    ['maxconns_fast', extended.has('no_maxconns_fast') ? 'no' : 'yes'],
-    ['hashpower_init', option('hashpower', 0)],
+    ['maxconns_fast', extended.has('no_maxconns_fast') || noModern ? 'no' : 'yes'],
+    ['hashpower_init', config.hashPowerInit],
     ...slabSettings(ctx),
     ['lru_crawler', extended.has('no_lru_crawler') ? 'no' : 'yes'],
     ['tail_repair_time', option('tail_repair_time', 0)],
     ['flush_enabled', yesNo(config.flushEnabled)],
     ['dump_enabled', yesNo(config.dumpingEnabled)],
-    ['hash_algorithm', option('hash_algorithm', 'murmur3')],
-    ['lru_maintainer_thread', extended.has('no_lru_maintainer') ? 'no' : 'yes'],
-    ['lru_segmented', extended.has('no_lru_segmented') ? 'no' : 'yes'],
-    ['temporary_ttl', option('temporary_ttl', 61)],
+    // Keys are hashed with murmur3 whatever -o hash_algorithm asks (it is accepted for start scripts).
+    ['hash_algorithm', 'murmur3'],
+    ['lru_maintainer_thread', yesNo(lru.maintainer)],
+    ['lru_segmented', yesNo(lru.segmented)],
+    ['hot_lru_pct', lru.hotLruPct],
+    ['warm_lru_pct', lru.warmLruPct],
+    ['hot_max_factor', lru.hotMaxFactor.toFixed(2)],
+    ['warm_max_factor', lru.warmMaxFactor.toFixed(2)],
+    ['temp_lru', yesNo(lru.tempLru)],
+    ['temporary_ttl', lru.temporaryTtl],
     ['idle_timeout', config.idleTimeout],
+    // Given in KB, shown in bytes. Mnemo writes watch lines from the event loop, with no worker buffer to size.
+    ['watcher_logbuf_size', Number(option('watcher_logbuf_size', 256)) * 1024],
+    ['worker_logbuf_size', Number(option('worker_logbuf_size', 64)) * 1024],
     ['read_buf_mem_limit', Number(option('read_buf_mem_limit', 0)) * 1024 * 1024],
     ['track_sizes', yesNo(config.trackSizes)],
-    ['ssl_enabled', config.tls !== null ? 'yes' : 'no'],
+    // A dead setting in memcached 1.6 too: it cannot be yes.
+    ['inline_ascii_response', 'no'],
+    ['ssl_enabled', tls !== null ? 'yes' : 'no'],
+    ['ssl_chain_cert', tls?.certFile ?? '(null)'],
+    ['ssl_key', tls?.keyFile ?? '(null)'],
+    ['ssl_verify_mode', tls?.verifyMode ?? 0],
+    // PEM (OpenSSL's SSL_FILETYPE_PEM), the only key format either reads.
+    ['ssl_keyformat', 1],
+    ['ssl_ciphers', tls?.ciphers ?? 'NULL'],
+    ['ssl_ca_cert', tls?.caFile ?? 'NULL'],
+    ['ssl_wbuf_size', Number(option('ssl_wbuf_size', 16)) * 1024],
+    ['ssl_session_cache', yesNo(extended.has('ssl_session_cache'))],
+    // Node's TLS is in user space: never the kernel's.
+    ['ssl_kernel_tls', 'no'],
+    ['ssl_min_version', `tlsv1.${tls?.minVersion ?? 2}`],
+    ['num_napi_ids', config.napiIds ?? '(null)'],
     ['memory_file', config.memoryFile ?? '(null)'],
   ];
 }
 
-/**
- * Mnemo keeps no slab pages: items are filed under memcached's size classes only
- * for reporting, so page and chunk figures describe how memcached would hold the
- * same items, and mem_requested is what Mnemo charges them.
- */
+/** memcached's item_stats: a class is listed while it holds items. */
 function items(ctx: ServerContext): Pairs {
   const text: Pairs = [];
-  for (const cls of ctx.store.sizeClassStats()) {
-    if (cls.id === 0 || (cls.number === 0 && cls.evicted === 0 && cls.reclaimed === 0)) continue;
+  const store = ctx.store;
+  // memcached lists the segments' figures while its LRU maintainer runs.
+  const lru = store.lru !== undefined && store.lru.settings.maintainer ? store.lru : null;
+  for (const cls of store.sizeClassStats()) {
+    if (cls.id === 0 || cls.number === 0) continue;
     const p = `items:${cls.id}:`;
-    text.push(...(<Pairs>[
-      [`${p}number`, cls.number],
+    const seg = store.lru?.classStats(cls.id) ?? null;
+    text.push([`${p}number`, cls.number]);
+    if (lru !== null && seg !== null) {
+      text.push([`${p}number_hot`, seg.number_hot], [`${p}number_warm`, seg.number_warm], [`${p}number_cold`, seg.number_cold]);
+      if (lru.settings.tempLru) text.push([`${p}number_temp`, seg.number_temp]);
+      text.push([`${p}age_hot`, seg.age_hot], [`${p}age_warm`, seg.age_warm]);
+    }
+    text.push(
+      [`${p}age`, seg?.age ?? cls.age],
       [`${p}mem_requested`, cls.mem_requested],
       [`${p}evicted`, cls.evicted],
+      [`${p}evicted_nonzero`, cls.evicted_nonzero],
       [`${p}evicted_time`, cls.evicted_time],
       [`${p}outofmemory`, cls.outofmemory],
+      // Pins are never leaked here, so there is no LRU tail to repair (-o tail_repair_time).
+      [`${p}tailrepairs`, 0],
       [`${p}reclaimed`, cls.reclaimed],
       [`${p}expired_unfetched`, cls.expired_unfetched],
       [`${p}evicted_unfetched`, cls.evicted_unfetched],
-    ]));
+    );
+    if (lru !== null && seg !== null) text.push([`${p}evicted_active`, seg.evicted_active]);
+    if (seg !== null) text.push([`${p}lrutail_reflocked`, seg.lrutail_reflocked]);
+    if (lru !== null && seg !== null) {
+      text.push(...(<Pairs>[
+        [`${p}moves_to_cold`, seg.moves_to_cold],
+        [`${p}moves_to_warm`, seg.moves_to_warm],
+        [`${p}moves_within_lru`, seg.moves_within_lru],
+        [`${p}direct_reclaims`, seg.direct_reclaims],
+        [`${p}hits_to_hot`, seg.hits_to_hot],
+        [`${p}hits_to_warm`, seg.hits_to_warm],
+        [`${p}hits_to_cold`, seg.hits_to_cold],
+        [`${p}hits_to_temp`, seg.hits_to_temp],
+      ]));
+    }
   }
   return text;
 }
 
 /**
  * slab_reassign through slab_chunk_max: the slab mover's settings as they are now
- * (`slabs automove` changes them); on the heap store, as the flags gave them.
+ * (`slabs automove` changes them); without a mover, as the flags gave them.
  */
 function slabSettings(ctx: ServerContext): Pairs {
   const extended = ctx.config.extended;
@@ -226,55 +302,61 @@ function slabSettings(ctx: ServerContext): Pairs {
     ['slab_automove', settings?.automove ?? automove],
     ['slab_automove_ratio', (settings?.ratio ?? Number(extended.get('slab_automove_ratio') ?? 0.8)).toFixed(2)],
     ['slab_automove_window', settings?.window ?? Number(extended.get('slab_automove_window') ?? 30)],
-    // memcached's default is half a 1 MB page, whatever -I is.
-    ['slab_chunk_max', extended.get('slab_chunk_max') ?? 512 * 1024],
+    // memcached's default is half a 1 MB page, whatever -I is (a whole page under no_modern).
+    ['slab_chunk_max', ctx.config.slabChunkMax],
   ];
 }
 
-function slabs(ctx: ServerContext): Pairs {
-  if (ctx.store.totalMalloced !== undefined) return slabPages(ctx);
-  const text: Pairs = [];
-  let active = 0;
+type LruTotals = Pick<LruClassStats, 'evicted_active' | 'lrutail_reflocked' | 'moves_to_cold' | 'moves_to_warm' | 'moves_within_lru' | 'direct_reclaims'>;
+
+/** memcached's item_stats_totals over the classes, for the general `stats`. */
+function lruTotals(ctx: ServerContext): LruTotals {
+  const totals: LruTotals = { evicted_active: 0, lrutail_reflocked: 0, moves_to_cold: 0, moves_to_warm: 0, moves_within_lru: 0, direct_reclaims: 0 };
+  const lru = ctx.store.lru;
+  if (lru === undefined) return totals;
   for (const cls of ctx.store.sizeClassStats()) {
-    if (cls.id === 0 || cls.number === 0) continue;
-    active++;
-    const pages = Math.ceil(cls.number / cls.perPage);
-    const p = `${cls.id}:`;
-    text.push(...(<Pairs>[
-      [`${p}chunk_size`, cls.chunkSize],
-      [`${p}chunks_per_page`, cls.perPage],
-      [`${p}total_pages`, pages],
-      [`${p}total_chunks`, pages * cls.perPage],
-      [`${p}used_chunks`, cls.number],
-      [`${p}free_chunks`, pages * cls.perPage - cls.number],
-      [`${p}free_chunks_end`, 0],
-      [`${p}mem_requested`, cls.mem_requested],
-    ]));
+    if (cls.id === 0) continue;
+    const seg = lru.classStats(cls.id);
+    totals.evicted_active += seg.evicted_active;
+    totals.lrutail_reflocked += seg.lrutail_reflocked;
+    totals.moves_to_cold += seg.moves_to_cold;
+    totals.moves_to_warm += seg.moves_to_warm;
+    totals.moves_within_lru += seg.moves_within_lru;
+    totals.direct_reclaims += seg.direct_reclaims;
   }
-  text.push(['active_slabs', active], ['total_malloced', ctx.store.bytesUsed]);
-  return text;
+  return totals;
 }
 
-/** `stats slabs` of the slab store: the classes holding pages, as memcached's do_slabs_stats. */
-function slabPages(ctx: ServerContext): Pairs {
+/** memcached's slabs_stats: a class is listed once it has a page; total_malloced counts pages charged against -m. */
+function slabs(ctx: ServerContext): Pairs {
   const text: Pairs = [];
+  const slab = ctx.counters.slab;
   let active = 0;
   for (const cls of ctx.store.sizeClassStats()) {
-    if (cls.id === 0 || !cls.totalPages) continue;
+    if (cls.id === 0 || cls.total_pages === 0) continue;
     active++;
-    const p = `${cls.id}:`;
+    const id = cls.id;
+    const p = `${id}:`;
     text.push(
       [`${p}chunk_size`, cls.chunkSize],
       [`${p}chunks_per_page`, cls.perPage],
-      [`${p}total_pages`, cls.totalPages],
-      [`${p}total_chunks`, cls.totalPages * cls.perPage],
-      [`${p}used_chunks`, cls.usedChunks ?? 0],
-      [`${p}free_chunks`, cls.freeChunks ?? 0],
+      [`${p}total_pages`, cls.total_pages],
+      [`${p}total_chunks`, cls.total_pages * cls.perPage],
+      [`${p}used_chunks`, cls.used_chunks],
+      [`${p}free_chunks`, cls.free_chunks],
+      // A dead figure in memcached too, shown as 0.
       [`${p}free_chunks_end`, 0],
-      [`${p}mem_requested`, cls.mem_requested],
+      [`${p}get_hits`, slab.get_hits[id]!],
+      [`${p}cmd_set`, slab.cmd_set[id]!],
+      [`${p}delete_hits`, slab.delete_hits[id]!],
+      [`${p}incr_hits`, slab.incr_hits[id]!],
+      [`${p}decr_hits`, slab.decr_hits[id]!],
+      [`${p}cas_hits`, slab.cas_hits[id]!],
+      [`${p}cas_badval`, slab.cas_badval[id]!],
+      [`${p}touch_hits`, slab.touch_hits[id]!],
     );
   }
-  text.push(['active_slabs', active], ['total_malloced', ctx.store.totalMalloced ?? 0]);
+  text.push(['active_slabs', active], ['total_malloced', ctx.store.memoryStats().total_malloced]);
   return text;
 }
 

@@ -48,6 +48,7 @@ const END = reply('END');
 const RESET = reply('RESET');
 const CRLF = Buffer.from('\r\n', 'latin1');
 const VALUE = Buffer.from('VALUE ', 'latin1');
+const SPACE = 0x20;
 const BAD_FORMAT = reply('CLIENT_ERROR bad command line format');
 const BAD_DATA_CHUNK = reply('CLIENT_ERROR bad data chunk');
 const BAD_EXPTIME = reply('CLIENT_ERROR invalid exptime argument');
@@ -67,6 +68,7 @@ const SHUTDOWN_NOT_ENABLED = reply('ERROR: shutdown not enabled');
 const BAD_SHUTDOWN_MODE = reply('CLIENT_ERROR invalid shutdown mode');
 const MEMLIMIT_TOO_SMALL = reply('MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m');
 const MEMLIMIT_NOT_BYTES = reply('MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes');
+const MEMLIMIT_FAILED = reply('MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust');
 const DETAIL_USAGE = reply('CLIENT_ERROR usage: stats detail on|off|dump');
 const METADUMP_NOT_ALLOWED = reply('ERROR metadump not allowed');
 const CACHEDUMP_NOT_ALLOWED = reply('CLIENT_ERROR stats cachedump not allowed');
@@ -126,6 +128,19 @@ const SHUTDOWN = lit('shutdown');
 const GRACEFUL = lit('graceful');
 const CACHE_MEMLIMIT = lit('cache_memlimit');
 const LRU_CRAWLER = lit('lru_crawler');
+const LRU = lit('lru');
+const TUNE = lit('tune');
+const MODE = lit('mode');
+const FLAT = lit('flat');
+const SEGMENTED = lit('segmented');
+const TEMP_TTL = lit('temp_ttl');
+/** memcached's safe_strtod: the whole token is a number (strtod's forms), else NaN. */
+function parseDouble(buf: Buffer, start: number, end: number): number {
+  if (start === end) return NaN;
+  return Number(buf.toString('latin1', start, end));
+}
+const LRU_PCTS_TOO_HIGH = reply('ERROR hot and warm pcts must not exceed 80');
+const LRU_FACTORS_TOO_LOW = reply('ERROR hot/warm age factors must be greater than 0');
 const METADUMP = lit('metadump');
 const CRAWL = lit('crawl');
 const ALL = lit('all');
@@ -381,6 +396,7 @@ export class TextProtocol implements MetaHost {
     }
     if (bytesEqual(buf, s, e, VERBOSITY)) return this.verbosity(buf, next);
     if (bytesEqual(buf, s, e, LRU_CRAWLER)) return this.lruCrawler(buf, next);
+    if (bytesEqual(buf, s, e, LRU)) return this.lru(buf, next);
     // An HTTP request sent to the cache port: hang up, as memcached does.
     const last = tokens.count - 2;
     if (startsWith(buf, tokens.start[last]!, tokens.end[last]!, 'HTTP/')) {
@@ -499,8 +515,16 @@ export class TextProtocol implements MetaHost {
         if (item === null) continue;
         out.bytes(VALUE);
         out.slice(buf, ks, ke);
-        out.ascii(withCas ? ` ${item.flags} ${item.value.length} ${item.cas}\r\n` : ` ${item.flags} ${item.value.length}\r\n`);
-        out.value(item.value);
+        out.byte(SPACE);
+        out.decimal(item.flags);
+        out.byte(SPACE);
+        out.decimal(item.valueLength);
+        if (withCas) {
+          out.byte(SPACE);
+          out.decimal(item.cas);
+        }
+        out.bytes(CRLF);
+        out.storedValue(item);
         out.bytes(CRLF);
       }
       if (tokens.rest < 0) break;
@@ -642,7 +666,10 @@ export class TextProtocol implements MetaHost {
     switch (applyDelta(this.ctx, buf, ks, ke, delta, incr, 0, false, 0n, 0, false)) {
       case DeltaOutcome.Changed:
         if (this.noreply) this.noreply = false;
-        else this.out.ascii(`${deltaResult.value}\r\n`);
+        else {
+          this.out.decimal64(deltaResult.value);
+          this.out.bytes(CRLF);
+        }
         break;
       case DeltaOutcome.NotFound:
         this.answer(NOT_FOUND);
@@ -928,6 +955,61 @@ export class TextProtocol implements MetaHost {
     return next;
   }
 
+  /**
+   * `lru tune <hot pct> <warm pct> <hot factor> <warm factor>`, `lru mode
+   * flat|segmented` and `lru temp_ttl <ttl>` (a negative ttl turns TEMP off),
+   * as memcached's process_lru_command; mode and temp_ttl only while the
+   * maintainer runs. The store acts on the new settings from its next item.
+   */
+  private lru(buf: Buffer, next: number): number {
+    const ntokens = tokens.count;
+    this.checkNoreply(buf);
+    const settings = this.ctx.store.lru?.settings ?? null;
+    const maintainer = settings !== null && settings.maintainer;
+    if (settings !== null && ntokens >= 7 && tokens.is(buf, 1, TUNE)) {
+      const hot = parseU32(buf, tokens.start[2]!, tokens.end[2]!);
+      const warm = parseU32(buf, tokens.start[3]!, tokens.end[3]!);
+      const hotFactor = parseDouble(buf, tokens.start[4]!, tokens.end[4]!);
+      const warmFactor = parseDouble(buf, tokens.start[5]!, tokens.end[5]!);
+      if (Number.isNaN(hot) || Number.isNaN(warm) || Number.isNaN(hotFactor) || Number.isNaN(warmFactor)) this.answer(ERROR);
+      else if (hot + warm > 80) this.answer(LRU_PCTS_TOO_HIGH);
+      else if (warmFactor <= 0 || hotFactor <= 0) this.answer(LRU_FACTORS_TOO_LOW);
+      else {
+        settings.hotLruPct = hot;
+        settings.warmLruPct = warm;
+        settings.hotMaxFactor = hotFactor;
+        settings.warmMaxFactor = warmFactor;
+        this.answer(OK);
+      }
+    } else if (maintainer && ntokens >= 4 && tokens.is(buf, 1, MODE)) {
+      if (tokens.is(buf, 2, FLAT)) {
+        settings.segmented = false;
+        this.answer(OK);
+      } else if (tokens.is(buf, 2, SEGMENTED)) {
+        settings.segmented = true;
+        this.answer(OK);
+      } else {
+        this.answer(ERROR);
+      }
+    } else if (maintainer && ntokens >= 4 && tokens.is(buf, 1, TEMP_TTL)) {
+      const ttl = parseI32(buf, tokens.start[2]!, tokens.end[2]!);
+      if (Number.isNaN(ttl)) {
+        this.answer(ERROR);
+      } else {
+        if (ttl < 0) {
+          settings.tempLru = false;
+        } else {
+          settings.tempLru = true;
+          settings.temporaryTtl = ttl;
+        }
+        this.answer(OK);
+      }
+    } else {
+      this.answer(ERROR);
+    }
+    return next;
+  }
+
   private cacheMemlimit(buf: Buffer, next: number): number {
     if (tokens.count !== 3 && tokens.count !== 4) {
       this.out.bytes(ERROR);
@@ -941,9 +1023,10 @@ export class TextProtocol implements MetaHost {
       this.answer(MEMLIMIT_TOO_SMALL);
     } else if (megabytes > 1_000_000_000) {
       this.answer(MEMLIMIT_NOT_BYTES);
-    } else {
-      this.ctx.store.setMemoryLimit(megabytes * 1024 * 1024);
+    } else if (this.ctx.store.setMemoryLimit(megabytes * 1024 * 1024)) {
       this.answer(OK);
+    } else {
+      this.answer(MEMLIMIT_FAILED);
     }
     return next;
   }

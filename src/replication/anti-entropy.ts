@@ -132,8 +132,8 @@ export function writeRepair(rep: DigestSource, w: FrameWriter, key: string): num
     rep.versions.drop(key);
     return -1;
   }
-  w.item(0, version.hlc, version.node, item.flags, item.exptime, item.binaryKey, key, item.value);
-  return item.value.length;
+  w.item(0, version.hlc, version.node, item.flags, item.exptime, item.binaryKey, key, item.copyValue());
+  return item.valueLength;
 }
 
 function recent(hlc: number, now: number): boolean {

@@ -364,7 +364,7 @@ export class PublisherSession {
         if (item === null) continue;
         const version = versions.get(key);
         const live = version !== undefined && !version.tomb;
-        w.item(0, live ? version.hlc : 0, live ? version.node : 0, item.flags, item.exptime, item.binaryKey, key, item.value);
+        w.item(0, live ? version.hlc : 0, live ? version.node : 0, item.flags, item.exptime, item.binaryKey, key, item.copyValue());
       } else if (index < items) {
         // Read from disk directly: a snapshot must not churn memory by promoting every item.
         const key = diskKeys[index - keys.length]!;

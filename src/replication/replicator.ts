@@ -127,7 +127,7 @@ export class Replicator implements ChangeSubscriber, ServedKeys, PublisherHost, 
   private localItem(key: string, item: ItemView): void {
     const hlc = this.hlc.next();
     this.versions.set(key, hlc, this.node, false, this.clock.now, item.exptime);
-    this.changes.append(KIND_ITEM, key, item.value, item.flags, item.exptime, hlc, item.binaryKey);
+    this.changes.append(KIND_ITEM, key, item.copyValue(), item.flags, item.exptime, hlc, item.binaryKey);
     this.schedule();
   }
 

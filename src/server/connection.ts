@@ -258,6 +258,8 @@ export class Connection {
     const mustWait = durability !== null && durability.mustWait && durability.generation !== this.generationAtBatch;
     if (!mustWait && this.held === null) {
       this.write(pieces);
+      // All of it went to the kernel at once (the usual case): the chunk can take the next batch.
+      if (this.socket.writableLength === 0) this.out.reuseChunk();
       return;
     }
     const before = this.held ?? Promise.resolve();

@@ -4,7 +4,7 @@ import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { Clock } from '../base/clock.js';
 import type { Config } from '../config/config.js';
-import { slabChunkMax, slabRebalanceSettings } from '../config/extended-options.js';
+import { slabRebalanceSettings } from '../config/extended-options.js';
 import { Connection } from './connection.js';
 import type { ConnectionInfo, ServerContext } from './context.js';
 import { endpointText } from '../protocol/stats-text.js';
@@ -17,11 +17,11 @@ import { Counters } from '../observe/stats.js';
 import { ChangeFeed, type Durability } from '../store/change-feed.js';
 import { DiskStore } from '../store/disk.js';
 import { MemoryGuard } from './memory-guard.js';
-import { MemoryStore, type MemoryStoreOptions } from '../store/memory.js';
 import { PartialValueBudget, partialValueLimit } from './partial-values.js';
 import { Persistence } from '../store/persistence.js';
-import { SlabStore } from '../store/slab-store.js';
+import { SlabStore, type SlabStoreOptions } from '../store/slab-store.js';
 import type { SlabRebalancer } from '../store/slabs/rebalancer.js';
+import { WarmRestart } from '../store/warm-restart.js';
 import { Replicator } from '../replication/replicator.js';
 import type { Store } from '../store/store.js';
 import { peerRejected, tlsServerOptions } from './tls.js';
@@ -61,9 +61,11 @@ export class MnemoServer implements ServerContext {
   readonly durability: Durability | null = null;
   /** --peer/--replication-port: replication with peers, or null. */
   readonly replication: Replicator | null = null;
-  /** The slab store's page mover (`slabs reassign`, `slabs automove`), or null on the heap store. */
-  readonly slabRebalancer: SlabRebalancer | null;
-  private readonly memoryStore: MemoryStore | SlabStore;
+  /** The slab store's page mover (`slabs reassign`, `slabs automove`). */
+  readonly slabRebalancer: SlabRebalancer;
+  /** -e: the memory file a graceful stop saves the cache to and the next start loads, or null. */
+  readonly warmRestart: WarmRestart | null = null;
+  private readonly memoryStore: SlabStore;
   readonly saslPasswords: PasswordFile | null;
   readonly asciiPasswords: PasswordFile | null;
   /** Called when a client sends `shutdown` (with -A); main decides how to stop. */
@@ -82,26 +84,26 @@ export class MnemoServer implements ServerContext {
     readonly config: Config,
     readonly log: Logger,
   ) {
-    const storeOptions: MemoryStoreOptions = {
+    const storeOptions: SlabStoreOptions = {
       memoryLimit: config.memoryLimit,
       maxItemSize: config.maxItemSize,
       evictions: config.evictions,
       casEnabled: config.casEnabled,
       slabGrowthFactor: config.slabGrowthFactor,
       slabMinSize: config.slabMinSize,
-      slabChunkMax: slabChunkMax(config),
+      slabChunkMax: config.slabChunkMax,
+      hashPower: config.hashPowerInit === 0 ? undefined : config.hashPowerInit,
+      slabReassign: !config.extended.has('no_slab_reassign') && !config.extended.has('no_modern'),
+      preallocate: config.preallocate,
+      initialMalloced: testInitialMalloc(),
+      lru: { ...config.lru },
       rebalance: slabRebalanceSettings(config),
-      // memcached's test suite fakes memory already allocated (64bit.t); a test hook, not a user option.
-      initialMalloced: Number(process.env['T_MEMD_INITIAL_MALLOC'] ?? 0) || 0,
     };
-    // The slab store serves (issue 15). MNEMO_STORE=heap keeps the heap store it replaces
-    // selectable for comparison until that store is deleted; not a user option.
-    const memory = process.env['MNEMO_STORE'] === 'heap'
-      ? new MemoryStore(storeOptions, this.clock, this.counters)
-      : new SlabStore(storeOptions, this.clock, this.counters);
+    const memory = new SlabStore(storeOptions, this.clock, this.counters);
     this.store = memory;
     this.memoryStore = memory;
-    this.slabRebalancer = memory instanceof SlabStore ? memory.rebalancer : null;
+    this.slabRebalancer = memory.rebalancer;
+    if (config.memoryFile !== null) this.warmRestart = new WarmRestart(config.memoryFile, memory, this.clock, config, log);
     // One change feed, subscribers in a fixed order: the disk, then the peers. Memory
     // alone has no feed at all (each change costs the store one null check).
     if (config.dataDir !== null || config.replicationPort !== null) {
@@ -126,7 +128,7 @@ export class MnemoServer implements ServerContext {
       const log = this.logStream;
       if (!log.evictions) return;
       const now = this.clock.now;
-      log.eviction(item.key, item.fetched, item.exptime === 0 ? -1 : item.exptime - now, now - item.lastAccess, item.sizeClass, item.value.length);
+      log.eviction(item.key, item.fetched, item.exptime === 0 ? -1 : item.exptime - now, now - item.lastAccess, item.sizeClass, item.valueLength);
     };
     this.latency = new LatencyRecorder(config.metricsPort !== null);
     this.saslPasswords = config.saslPasswordFile === null ? null : new PasswordFile(config.saslPasswordFile);
@@ -144,9 +146,29 @@ export class MnemoServer implements ServerContext {
     this.onShutdownRequest(graceful);
   }
 
-  /** Brings back what the data dir holds (before listening: clients see a loaded cache). */
+  /**
+   * Brings back what the data dir holds, or what the memory file saved (-e),
+   * before listening: clients see a loaded cache. Throws MemoryFileCorrupt when
+   * the memory file's metadata is not one (the start must stop).
+   */
   async load(): Promise<void> {
+    this.warmRestart?.load();
     await this.persistence?.load(this.memoryStore, this.log);
+  }
+
+  /** -e: saves the cache to the memory file (after close(): nothing changes it any more). False when it failed (logged). */
+  saveMemoryFile(): boolean {
+    const warm = this.warmRestart;
+    if (warm === null) return false;
+    this.log.info({ memoryFile: warm.path }, 'saving memory file');
+    try {
+      const bytes = warm.save();
+      this.log.info({ memoryFile: warm.path, bytes, items: this.memoryStore.itemCount }, `memory file saved: ${this.memoryStore.itemCount} items, ${bytes} bytes`);
+      return true;
+    } catch (error) {
+      this.log.error({ err: error, memoryFile: warm.path }, `memory file not saved: ${(error as Error).message}`);
+      return false;
+    }
   }
 
   /**
@@ -288,6 +310,7 @@ export class MnemoServer implements ServerContext {
     await this.replication?.close();
     await this.persistence?.close();
     this.clock.stop();
+    if (this.memoryStore instanceof SlabStore) this.memoryStore.stop();
     this.memoryGuard.stop();
   }
 
@@ -407,4 +430,15 @@ function removeStaleSocket(path: string): void {
   } catch {
     // nothing there
   }
+}
+
+/**
+ * memcached's test suite fakes how much memory is allocated already (64bit.t:
+ * just over 4 GiB) through T_MEMD_INITIAL_MALLOC, read by its slabs_init; the
+ * same variable does the same here, so that test runs against Mnemo. 0 when unset.
+ */
+function testInitialMalloc(): number {
+  const text = process.env['T_MEMD_INITIAL_MALLOC'];
+  if (text === undefined || !/^\d+$/.test(text)) return 0;
+  return Number(text);
 }

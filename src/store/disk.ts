@@ -8,7 +8,7 @@ import { ConfigError, type SyncPolicy } from '../config/config.js';
 import { CommitTracker } from './commit-tracker.js';
 import { DiskSpace, PAGE_BYTES } from './disk-space.js';
 import { PendingWrites, REMOVED } from './pending-writes.js';
-import type { StoredRecord } from './store.js';
+import type { ItemView, StoredRecord } from './store.js';
 
 /** lmdb is loaded when a data dir is opened, not at start: a node without -H does not carry its ~10 MB of RSS. */
 export const lmdb = (): typeof import('lmdb') => createRequire(import.meta.url)('lmdb') as typeof import('lmdb');
@@ -158,8 +158,9 @@ export class DiskStore {
     return bytes === undefined ? -1 : bytes.readUInt32BE(4);
   }
 
-  put(key: string, record: StoredRecord): void {
-    this.putBytes(key, encode(record));
+  /** Writes an item from memory; its value is copied once, straight into the record. */
+  put(key: string, item: ItemView): void {
+    this.putBytes(key, encode(item));
     if (this.touched.size > 0) this.untouch(key);
   }
 
@@ -332,13 +333,13 @@ function syncToDisk(root: RootDatabase, done: (error?: unknown) => void): void {
   (root as unknown as { sync(callback: (error?: unknown) => void): void }).sync(done);
 }
 
-function encode(record: StoredRecord): Buffer {
-  const bytes = Buffer.allocUnsafe(RECORD_HEADER + record.value.length);
-  bytes.writeUInt32BE(record.flags, 0);
-  bytes.writeUInt32BE(record.exptime, 4);
-  bytes.writeDoubleBE(record.cas, 8);
-  if (record.binaryKey) bytes[8]! |= CAS_BINARY_KEY;
-  record.value.copy(bytes, RECORD_HEADER);
+function encode(item: ItemView): Buffer {
+  const bytes = Buffer.allocUnsafe(RECORD_HEADER + item.valueLength);
+  bytes.writeUInt32BE(item.flags, 0);
+  bytes.writeUInt32BE(item.exptime, 4);
+  bytes.writeDoubleBE(item.cas, 8);
+  if (item.binaryKey) bytes[8]! |= CAS_BINARY_KEY;
+  item.copyValueTo(bytes, RECORD_HEADER);
   return bytes;
 }
 

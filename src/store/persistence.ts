@@ -2,7 +2,6 @@ import type { Logger } from 'pino';
 import type { Clock } from '../base/clock.js';
 import { recordBytes, type DiskStore } from './disk.js';
 import type { DiskSpace } from './disk-space.js';
-import type { MemoryStore } from './memory.js';
 import {
   CHANGE_DELETED,
   CHANGE_EVICTED,
@@ -21,6 +20,11 @@ import type { ItemView, StoredRecord } from './store.js';
 /** How often the start-up load reports progress, and how many records it reads between yields. */
 const PROGRESS_EVERY_MS = 1000;
 const LOAD_SLICE = 20_000;
+
+/** Where the start-up load puts records (the memory store): false when one does not fit. */
+export interface RestoreTarget {
+  restore(key: string, record: StoredRecord): boolean;
+}
 
 /**
  * --data-dir: memory serves, LMDB keeps. Every change the memory store accepts
@@ -70,8 +74,8 @@ export class Persistence implements ChangeSubscriber, LowerTier, Durability {
   }
 
   private stored(key: string, item: ItemView): void {
-    this.disk.put(key, { value: item.value, flags: item.flags, exptime: item.exptime, cas: item.cas, binaryKey: item.binaryKey });
-    if (this.tier !== null) this.enterTier(key, recordBytes(key, item.value.length));
+    this.disk.put(key, item);
+    if (this.tier !== null) this.enterTier(key, recordBytes(key, item.valueLength));
   }
 
   private removed(key: string): void {
@@ -122,8 +126,8 @@ export class Persistence implements ChangeSubscriber, LowerTier, Durability {
   /** Memory let go of an item: in tiered mode it moves to the disk's recent end (written again if the disk had dropped it). */
   private evicted(key: string, item: ItemView): void {
     if (this.tier === null) return;
-    if (!this.tier.has(key)) this.disk.put(key, { value: item.value, flags: item.flags, exptime: item.exptime, cas: item.cas, binaryKey: item.binaryKey });
-    this.enterTier(key, recordBytes(key, item.value.length));
+    if (!this.tier.has(key)) this.disk.put(key, item);
+    this.enterTier(key, recordBytes(key, item.valueLength));
   }
 
   private enterTier(key: string, bytes: number): void {
@@ -167,7 +171,7 @@ export class Persistence implements ChangeSubscriber, LowerTier, Durability {
    * counts, rate and time left, so a large data dir does not start in silence.
    * Works in slices so the event loop (and /readyz) keeps answering meanwhile.
    */
-  async load(memory: Pick<MemoryStore, 'restore'>, log: Logger): Promise<{ loaded: number; onDisk: number; expired: number }> {
+  async load(memory: RestoreTarget, log: Logger): Promise<{ loaded: number; onDisk: number; expired: number }> {
     const total = this.disk.count;
     const started = Date.now();
     let lastReport = started;

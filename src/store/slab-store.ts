@@ -14,39 +14,73 @@ import {
   type ChangeFeed,
   type LowerTier,
 } from './change-feed.js';
-import { itemSize, type MemoryStoreOptions } from './memory.js';
 import { SlabArena, type EvictionListener } from './slabs/arena.js';
-import { SlabRebalancer, type RebalanceListener } from './slabs/rebalancer.js';
+import { SlabRebalancer, type RebalanceListener, type RebalanceSettings } from './slabs/rebalancer.js';
+import type { StateEntry } from './slabs/state.js';
+import { LruSettings } from './slabs/lru.js';
+import { LruMaintainer } from './slabs/maintainer.js';
 import { ITEM_FETCHED, ITEM_KEY_BINARY, ITEM_STALE, ITEM_TOKEN_SENT, KEY_OFFSET, memcachedItemTotal } from './slabs/layout.js';
 import {
   STORE_BINARY_KEY,
   STORE_INVALIDATE,
   type ClassStats,
+  type MemoryStats,
   type DeltaResult,
   type ItemDump,
   type ItemView,
+  type LruClassStats,
+  type LruTuning,
   type Store,
   type StoreMode,
   type StoreResult,
   type StoredRecord,
+  type StoreLru,
 } from './store.js';
 
-/** How many items the background sweep looks at per clock tick (as MemoryStore's). */
+/** How many items the background sweep looks at per clock tick. */
 const SWEEP_PER_TICK = 10_000;
 const SPACE = 0x20;
+
+export interface SlabStoreOptions {
+  /** -m, in bytes: slab pages are carved from it. */
+  memoryLimit: number;
+  /** -I, in bytes. */
+  maxItemSize: number;
+  /** -M turns this off: a full cache refuses writes instead of evicting. */
+  evictions: boolean;
+  /** -C turns this off: items carry no CAS (it reads as 0) and cost 8 bytes less. */
+  casEnabled: boolean;
+  /** -f and -n: the size classes. */
+  slabGrowthFactor: number;
+  slabMinSize: number;
+  /** The segmented LRU's settings (-o lru_maintainer, hot_lru_pct, ...); memcached's defaults otherwise. */
+  lru?: LruTuning;
+  /** -o slab_chunk_max, in bytes (default half a page). */
+  slabChunkMax?: number;
+  /** -o hashpower (default 16). */
+  hashPower?: number;
+  /** -o no_slab_reassign turns this off: pages are then charged only their chunks. */
+  slabReassign?: boolean;
+  /** -L: a page per class at start. */
+  preallocate?: boolean;
+  /** Bytes counted as allocated before the first page: memcached's T_MEMD_INITIAL_MALLOC. */
+  initialMalloced?: number;
+  /** -o slab_reassign, slab_automove, slab_automove_ratio, slab_automove_window: the slab page mover. */
+  rebalance?: RebalanceSettings;
+}
 
 /**
  * The one view a SlabStore hands out: its getters read the arena at `ref`, so
  * it is valid until the next call into the store (store.ts's contract), which
- * may point it at another item. `value` is a copy (the ItemView interface hands
- * out a Buffer): the last one made is handed out again while no item has
- * changed since, so a hot item (or a large value asked for by many clients) is
- * copied once, not per hit; any change in the store drops it.
+ * may point it at another item. The value is only ever copied out of its
+ * chunk(s), never referenced: a chunk is reused as soon as its item goes.
  */
 class SlabItemView implements ItemView {
   ref = 0;
-  private copiedRef = 0;
-  private copied: Buffer | null = null;
+  /** The last copyValue(), of the item at sharedRef with CAS sharedCas. */
+  private shared: Buffer | null = null;
+  private sharedRef = 0;
+  private sharedCas = 0;
 
   constructor(private readonly arena: SlabArena) {}
 
@@ -56,23 +90,33 @@ class SlabItemView implements ItemView {
     return this;
   }
 
-  /** An item was written, freed or may have been (an allocation can evict): the copy may be stale. */
-  changed(): void {
-    this.copiedRef = 0;
-    this.copied = null;
-  }
-
-  get value(): Buffer {
-    if (this.copiedRef === this.ref && this.copied !== null) return this.copied;
-    const value = Buffer.allocUnsafe(this.arena.valueLength(this.ref));
-    this.arena.copyValueTo(this.ref, value, 0);
-    this.copied = value;
-    this.copiedRef = this.ref;
-    return value;
-  }
-
   get valueLength(): number {
     return this.arena.valueLength(this.ref);
+  }
+
+  copyValueTo(target: Buffer, offset: number): number {
+    return this.arena.copyValueTo(this.ref, target, offset);
+  }
+
+  /**
+   * The last copy is handed out again while its item is unchanged, so a large
+   * value asked for by many clients (replies queue it) is copied once. Every
+   * change of a value gives its item a new CAS, and so does every new item in a
+   * chunk; under -C every CAS is 0, and each call makes a copy of its own.
+   */
+  copyValue(): Buffer {
+    const arena = this.arena;
+    const ref = this.ref;
+    const cas = arena.cas(ref);
+    if (cas !== 0 && ref === this.sharedRef && cas === this.sharedCas && this.shared !== null) return this.shared;
+    const value = Buffer.allocUnsafe(arena.valueLength(ref));
+    arena.copyValueTo(ref, value, 0);
+    if (cas !== 0) {
+      this.shared = value;
+      this.sharedRef = ref;
+      this.sharedCas = cas;
+    }
+    return value;
   }
 
   /** The key as a latin1 string: only for the eviction log and the change feed, never on the memory-only path. */
@@ -125,13 +169,36 @@ class SlabItemView implements ItemView {
   }
 }
 
+/** The store's segmented LRU as `stats` and the `lru` command see it. */
+class SlabLru implements StoreLru {
+  constructor(
+    private readonly arena: SlabArena,
+    private readonly maintainer: LruMaintainer,
+  ) {}
+
+  get settings(): LruTuning {
+    return this.arena.lruSettings;
+  }
+
+  get juggles(): number {
+    return this.maintainer.juggles;
+  }
+
+  get bumpsDropped(): number {
+    return this.arena.bumpsDropped;
+  }
+
+  classStats(id: number): LruClassStats {
+    return this.arena.itemStats(id);
+  }
+}
+
 /**
  * The Store on slab memory (issue 15): items live in a SlabArena's chunks, found
  * by a hash over their key bytes, with no JS object, string or Buffer per item.
- * It keeps every rule of MemoryStore (memory.ts) — counters, flush_all with a
- * delay, expiry, CAS, incr/decr in place, the change feed and the tier below —
- * and differs where memcached's layout does: -m counts slab pages, and a full
- * class evicts from its own LRU.
+ * It keeps memcached's rules — counters, flush_all with a delay, expiry, CAS,
+ * incr/decr in place — and reports to the change feed and reads misses from the
+ * tier below; -m counts slab pages, and a full class evicts from its own LRU.
  *
  * Keys reach the feed and the tier below as latin1 strings (their interfaces take
  * strings today); they are built only when a feed or a tier is attached.
@@ -140,8 +207,12 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
   readonly arena: SlabArena;
   /** `slabs reassign`, `slabs automove` and their `stats`: memcached's slab page mover. */
   readonly rebalancer: SlabRebalancer;
+  readonly lru: StoreLru;
+  /** memcached's LRU maintainer: juggles the segments and moves hit COLD items to WARM, a bounded run at a time. */
+  readonly maintainer: LruMaintainer;
   private readonly view: SlabItemView;
   private casCounter = 0;
+  private lastClassId = 0;
   private memoryLimit: number;
   /** memcached's oldest_live: items last touched at or before it are gone once the clock reaches it. */
   private oldestLive = 0;
@@ -161,7 +232,7 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
   onEviction: ((item: ItemView & { readonly key: string }) => void) | null = null;
 
   constructor(
-    private readonly options: MemoryStoreOptions,
+    private readonly options: SlabStoreOptions,
     private readonly clock: Clock,
     private readonly counters: Counters,
   ) {
@@ -174,8 +245,15 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
       evictions: options.evictions,
       useCas: options.casEnabled,
       slabChunkMax: options.slabChunkMax,
+      lru: Object.assign(new LruSettings(), options.lru),
+      hashPower: options.hashPower,
+      slabReassign: options.slabReassign,
+      preallocate: options.preallocate,
       initialMalloced: options.initialMalloced,
     });
+    this.maintainer = new LruMaintainer(this.arena);
+    this.lru = new SlabLru(this.arena, this.maintainer);
+    if (this.arena.lruSettings.maintainer) this.maintainer.start();
     this.arena.evictionListener = this;
     this.rebalancer = new SlabRebalancer(this.arena, options.rebalance ?? { reassign: true, automove: 1, ratio: 0.8, window: 30 });
     this.rebalancer.listener = this;
@@ -195,9 +273,19 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
         expired_unfetched: 0,
         reclaimed: 0,
         outofmemory: 0,
+        evicted_nonzero: 0,
+        age: 0,
+        total_pages: 0,
+        used_chunks: 0,
+        free_chunks: 0,
       });
     }
     clock.onTick((now) => this.onTick(now));
+  }
+
+  /** Stops the maintainer's runs (the server is closing). */
+  stop(): void {
+    this.maintainer.stop();
   }
 
   reportTo(feed: ChangeFeed): void {
@@ -217,7 +305,6 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
     const arena = this.arena;
     arena.now = this.clock.now;
     const key = Buffer.from(name, 'latin1');
-    this.view.changed();
     if (arena.find(key, 0, key.length) !== 0) return false;
     const evictions = arena.evictions;
     arena.evictions = false;
@@ -230,6 +317,47 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
     if (record.binaryKey) arena.setFlag(ref, ITEM_KEY_BINARY);
     arena.link(ref);
     return true;
+  }
+
+  /**
+   * The arena's state and the store's own numbers (the CAS counter, a pending
+   * flush_all), by name, for a warm restart (-e, warm-restart.ts).
+   */
+  stateEntries(): StateEntry[] {
+    return [
+      ...this.arena.stateEntries(),
+      ...this.rebalancer.stateEntries(),
+      { kind: 'scalar', name: 'store.casCounter', get: () => this.casCounter, set: (value) => (this.casCounter = value) },
+      { kind: 'scalar', name: 'store.oldestLive', get: () => this.oldestLive, set: (value) => (this.oldestLive = value) },
+      { kind: 'scalar', name: 'store.flushPending', get: () => Number(this.flushPending), set: (value) => (this.flushPending = value !== 0) },
+    ];
+  }
+
+  /** Before the state is saved: the sweep lets go of the item it holds its place with. */
+  prepareSave(): void {
+    this.dropSweep();
+    // Queued COLD hits hold their items: done now, nothing of them is saved.
+    this.arena.processBumps(Number.POSITIVE_INFINITY);
+    // A page move under way ends now if no holder keeps it going (its state is saved either way).
+    this.rebalancer.finishNow();
+  }
+
+  /** After the state was loaded: nothing of the old process's readers or copies is left. */
+  stateLoaded(): void {
+    const arena = this.arena;
+    arena.now = this.clock.now;
+    arena.stateLoaded();
+    this.rebalancer.stateLoaded();
+    this.sweepAt = 0;
+    // The per-class reclaim figures came back; the global counters start from 0 as a new process's.
+    let reclaimed = 0;
+    let expiredUnfetched = 0;
+    for (let id = 1; id <= arena.classes.largest; id++) {
+      reclaimed += arena.reclaimed[id]!;
+      expiredUnfetched += arena.expiredUnfetched[id]!;
+    }
+    this.reclaimedCounted = reclaimed;
+    this.expiredUnfetchedCounted = expiredUnfetched;
   }
 
   get itemCount(): number {
@@ -248,15 +376,24 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
     return this.memoryLimit;
   }
 
-  /** Slab pages allocated, in classes or in the global pool (memcached's total_malloced). */
-  get totalMalloced(): number {
-    return this.arena.totalMalloced;
-  }
-
-  /** Pages already given to classes stay theirs; the new limit bounds pages handed out from now on, and pool pages past it are given back. */
-  setMemoryLimit(bytes: number): void {
+  /**
+   * Pages already given to classes stay theirs; the new limit bounds pages handed
+   * out from now on. Refused when -L preallocated the pages, as memcached refuses.
+   */
+  setMemoryLimit(bytes: number): boolean {
+    if (this.options.preallocate === true) return false;
     this.memoryLimit = bytes;
     this.arena.setMemoryLimit(bytes);
+    return true;
+  }
+
+  sizeClassOf(keyLength: number, valueLength: number, flags: number): number {
+    const total = memcachedItemTotal(keyLength, valueLength, flags, this.options.casEnabled);
+    return total > this.options.maxItemSize ? 0 : this.arena.classes.classOf(total);
+  }
+
+  get lastClass(): number {
+    return this.lastClassId;
   }
 
   fits(keyLength: number, valueLength: number, flags: number): boolean {
@@ -267,7 +404,7 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
     const arena = this.arena;
     for (let id = 1; id < this.classStats.length; id++) {
       const stats = this.classStats[id]!;
-      stats.number = arena.lru.count[id]!;
+      stats.number = arena.lru.classCount(id);
       stats.mem_requested = arena.pages.requested[id]!;
       stats.evicted = arena.evicted[id]!;
       stats.evicted_time = arena.evictedTime[id]!;
@@ -275,11 +412,33 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
       stats.expired_unfetched = arena.expiredUnfetched[id]!;
       stats.reclaimed = arena.reclaimed[id]!;
       stats.outofmemory = arena.outOfMemory[id]!;
-      stats.totalPages = arena.pages.totalPages[id]!;
-      stats.usedChunks = arena.pages.usedChunks(id);
-      stats.freeChunks = arena.pages.freeChunks(id);
+      stats.evicted_nonzero = arena.evictedNonzero[id]!;
+      const tail = arena.lruTail(id);
+      stats.age = tail === 0 ? 0 : Math.max(0, this.clock.now - arena.time(tail));
+      stats.total_pages = arena.pages.totalPages[id]!;
+      stats.used_chunks = arena.pages.usedChunks(id);
+      stats.free_chunks = arena.pages.freeChunks(id);
     }
     return this.classStats;
+  }
+
+  memoryStats(): MemoryStats {
+    const arena = this.arena;
+    return {
+      hash_power_level: arena.hashPower,
+      hash_bytes: arena.hashBytes,
+      hash_is_expanding: arena.isExpanding,
+      total_malloced: arena.totalMalloced,
+      malloc_fails: arena.mallocFails,
+    };
+  }
+
+  /** `stats reset`, with the counters: the arena's per-class figures start again from 0. */
+  resetStats(): void {
+    this.arena.resetItemStats();
+    this.rebalancer.resetStats();
+    this.reclaimedCounted = 0;
+    this.expiredUnfetchedCounted = 0;
   }
 
   dump(visit: (item: ItemDump) => boolean): void {
@@ -305,7 +464,7 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
   }
 
   private sizeOf(keyLength: number, valueLength: number, flags: number): number {
-    return itemSize(keyLength, valueLength, flags, this.options.casEnabled);
+    return memcachedItemTotal(keyLength, valueLength, flags, this.options.casEnabled);
   }
 
   get(key: Buffer, keyStart: number, keyEnd: number): ItemView | null {
@@ -354,7 +513,8 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
     const view = this.view.at(ref);
     this.arena.setExptime(ref, this.clock.expiryFrom(exptime));
     if (this.feed !== null) this.feed.emit(CHANGE_TOUCHED, view.key, view, 0);
-    this.access(ref);
+    // A touch marks the item as a fetch does, but memcached counts it in touch_hits, not the LRU's hits.
+    this.arena.bump(ref, false);
     return view;
   }
 
@@ -373,8 +533,8 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
     switch (mode) {
       case 'add':
         if (existing !== 0) {
-          // memcached moves the item up the LRU but does not count this as a fetch.
-          arena.bump(existing);
+          // memcached updates the item's place in the LRU (do_item_update) but does not count this as a fetch.
+          arena.update(existing);
           return 'not_stored';
         }
         break;
@@ -388,6 +548,7 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
         break;
       case 'cas':
         if (existing === 0) return 'not_found';
+        this.lastClassId = arena.classId(existing);
         if (this.options.casEnabled && arena.cas(existing) === casUnique) break;
         // Meta I: an older CAS still stores the value, marked stale; under -C nothing matches.
         if (this.options.casEnabled && (options & STORE_INVALIDATE) !== 0 && casUnique < arena.cas(existing)) {
@@ -400,7 +561,6 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
     }
 
     if (existing !== 0 && (mode === 'append' || mode === 'prepend')) {
-      this.view.changed();
       // Appending keeps the old item's flags and expiry, as memcached does.
       const oldFlags = arena.clientFlags(existing);
       const oldLength = arena.valueLength(existing);
@@ -445,7 +605,7 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
     const ref = this.lookup(key, keyStart, keyEnd, true);
     if (ref === 0) return false;
     const name = this.feed === null ? '' : key.toString('latin1', keyStart, keyEnd);
-    this.view.changed();
+    this.lastClassId = this.arena.classId(ref);
     this.arena.free(ref);
     if (this.feed !== null) this.feed.emit(CHANGE_DELETED, name, null, 0);
     return true;
@@ -460,7 +620,7 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
     // memcached refuses an empty value before it compares the CAS, other non-numbers after.
     if (length === 0) return 'non_numeric';
     if (casUnique !== 0 && arena.cas(ref) !== casUnique) return 'exists';
-    this.view.changed();
+    this.lastClassId = arena.classId(ref);
     // strtoull skips any run of leading spaces and zeros, so a long value may still be a number:
     // such a value (rare) is read through a buffer of its own.
     const scratch = length <= this.scratch.length ? this.scratch : Buffer.allocUnsafe(length);
@@ -516,8 +676,6 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
     const view = this.view.at(ref);
     if (this.onEviction !== null) this.onEviction(view);
     if (this.feed !== null) this.feed.emit(CHANGE_EVICTED, view.key, view, 0);
-    // A listener may have copied the value: the chunk is about to be reused, so the copy must go.
-    view.changed();
   }
 
   /** The slab mover lets go of an item: not an eviction in `stats`, but memory no longer has it. */
@@ -526,12 +684,6 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
       const view = this.view.at(ref);
       this.feed.emit(dead ? CHANGE_REMOVED : CHANGE_EVICTED, view.key, dead ? null : view, 0);
     }
-    this.view.changed();
-  }
-
-  /** The slab mover copied items to other chunks. */
-  moved(): void {
-    this.view.changed();
   }
 
   private flushDue(): void {
@@ -575,7 +727,6 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
       return 0;
     }
     const arena = this.arena;
-    this.view.changed();
     const ref = arena.allocate(keyEnd - keyStart, record.value.length, record.flags, record.exptime);
     if (ref <= 0) return 0;
     if (record.cas > this.casCounter) this.casCounter = record.cas;
@@ -593,8 +744,7 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
   }
 
   /**
-   * Stores a new item in place of `existing` (0: none), as MemoryStore's put: the
-   * old item goes first, so its room counts as free. The new ref, or 0 when there
+   * Stores a new item in place of `existing` (0: none): the old item goes first, so its room counts as free. The new ref, or 0 when there
    * was no room (the old item is then gone too, and the tier below told so).
    */
   private put(
@@ -604,7 +754,6 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
     flags: number, exptime: number, binaryKey: boolean, stale = false, tokenSent = false,
   ): number {
     const arena = this.arena;
-    this.view.changed();
     // The data may be the scratch of applyDelta or a request buffer; neither lives in the arena.
     if (existing !== 0) arena.free(existing);
     const ref = arena.allocate(keyEnd - keyStart, dataEnd - dataStart, flags, exptime);
@@ -652,12 +801,18 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
     }
   }
 
+  /** A fetch hit: fetched/active marks, no relink (the maintainer moves items; see SlabArena.bump). */
   private access(ref: number): void {
-    this.arena.setFlag(ref, ITEM_FETCHED);
     this.arena.bump(ref);
   }
 
   private reclaim(ref: number): void {
+    this.countReclaim(ref);
+    this.remove(ref);
+  }
+
+  /** Counts a dead item's memory as reclaimed (memcached's reclaimed, expired_unfetched). */
+  private countReclaim(ref: number): void {
     const arena = this.arena;
     const id = arena.classId(ref);
     this.counters.reclaimed++;
@@ -668,24 +823,26 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
       arena.expiredUnfetched[id]!++;
       this.expiredUnfetchedCounted++;
     }
-    this.remove(ref);
   }
 
   /** Frees an item that is gone without a delete (expired, flushed), reporting it. */
   private remove(ref: number): void {
     const name = this.feed === null ? '' : this.view.at(ref).key;
-    this.view.changed();
     this.arena.free(ref);
     if (this.feed !== null) this.feed.emit(CHANGE_REMOVED, name, null, 0);
   }
 
-  /** Frees every item; the caller reports the flush. */
+  /**
+   * Frees every item; the caller reports the flush. memcached leaves flushed items
+   * to be reclaimed as it comes upon them; their memory comes back here at once,
+   * and is counted as reclaimed then.
+   */
   private clear(): void {
     const arena = this.arena;
-    this.view.changed();
     this.dropSweep();
     for (let ref = arena.nextItem(0); ref !== 0; ) {
       const next = arena.nextItem(ref);
+      this.countReclaim(ref);
       arena.free(ref);
       ref = next;
     }
@@ -694,6 +851,9 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
   private onTick(now: number): void {
     this.arena.now = now;
     this.countArenaReclaims();
+    // cache_memlimit lowered -m below what is charged: pages with no chunk in use go back.
+    const pages = this.arena.pages;
+    if (pages.memoryLimit !== 0 && pages.malloced > pages.memoryLimit) pages.releaseFreePages();
     if (this.flushPending && this.oldestLive <= now) this.flushDue();
     this.sweepExpired(now);
     this.rebalancer.tick(now);
@@ -701,7 +861,7 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
 
   /**
    * The arena reclaims dead items at an LRU tail on its own when it needs a chunk
-   * (MemoryStore counted those as it made room): add them to the global counters,
+   * (not through lookup or the sweep): add them to the global counters,
    * once a tick, from its per-class figures.
    */
   private countArenaReclaims(): void {

@@ -6,9 +6,24 @@
  * separately so the connection can hold the reply, never the command.
  */
 
-/** What a read sees of a stored item. Valid until the next call into the store. */
+/**
+ * What a read sees of a stored item. Valid until the next call into the store.
+ * The value is not handed out as a reference to the item's memory, which is
+ * reused once the item goes: a reply copies a small value straight into its
+ * output chunk (copyValueTo), so a hit allocates nothing; a holder that keeps
+ * the bytes past the call (a reply's large value, the change log, a replication
+ * frame) takes a copy (copyValue).
+ */
 export interface ItemView {
-  readonly value: Buffer;
+  readonly valueLength: number;
+  /** Copies the value into target at offset (target has room); returns the offset after it. */
+  copyValueTo(target: Buffer, offset: number): number;
+  /**
+   * A Buffer holding a copy of the value, never the item's memory. The same Buffer
+   * may be handed out again for the same version of the item, so holders may keep
+   * it but must not write to it.
+   */
+  copyValue(): Buffer;
   readonly flags: number;
   /** Absolute unix seconds, 0 for never. */
   readonly exptime: number;
@@ -47,10 +62,72 @@ export interface ClassStats {
   expired_unfetched: number;
   reclaimed: number;
   outofmemory: number;
-  /** Slab pages the class holds and its chunks in use and free (the slab store; undefined on the heap store). */
-  totalPages?: number;
-  usedChunks?: number;
-  freeChunks?: number;
+  /** Evicted items that had an expiry time. */
+  evicted_nonzero: number;
+  /** Seconds since the last access of the oldest item in the class's LRU (0 when empty). */
+  age: number;
+  /** Pages given to the class, and its chunks in use and free (`stats slabs`). */
+  total_pages: number;
+  used_chunks: number;
+  free_chunks: number;
+}
+
+/** `stats` figures about the store's memory, as memcached names them. */
+export interface MemoryStats {
+  /** The hash table: power of two of its buckets, bytes of bucket tables, whether it is doubling now. */
+  hash_power_level: number;
+  hash_bytes: number;
+  hash_is_expanding: boolean;
+  /** Bytes charged for pages handed to classes (`stats slabs`). */
+  total_malloced: number;
+  /** Pages whose memory could not be had. */
+  malloc_fails: number;
+}
+
+/** The segmented LRU's settings: -o lru_maintainer, hot_lru_pct, ..., changed by the `lru` command. */
+export interface LruTuning {
+  /** memcached's lru_maintainer_thread. */
+  maintainer: boolean;
+  segmented: boolean;
+  hotLruPct: number;
+  warmLruPct: number;
+  hotMaxFactor: number;
+  warmMaxFactor: number;
+  tempLru: boolean;
+  temporaryTtl: number;
+}
+
+/** A class's segmented-LRU figures in `stats items`. */
+export interface LruClassStats {
+  number_hot: number;
+  number_warm: number;
+  number_cold: number;
+  number_temp: number;
+  age_hot: number;
+  age_warm: number;
+  /** Seconds since the last access of COLD's tail item. */
+  age: number;
+  evicted_active: number;
+  lrutail_reflocked: number;
+  moves_to_cold: number;
+  moves_to_warm: number;
+  moves_within_lru: number;
+  direct_reclaims: number;
+  hits_to_hot: number;
+  hits_to_warm: number;
+  hits_to_cold: number;
+  hits_to_temp: number;
+}
+
+/** A store with memcached's segmented LRU (the slab store). */
+export interface StoreLru {
+  /** Live settings: changing them changes what the store does next. */
+  readonly settings: LruTuning;
+  /** memcached's lru_maintainer_juggles. */
+  readonly juggles: number;
+  /** memcached's lru_bumps_dropped. */
+  readonly bumpsDropped: number;
+  classStats(id: number): LruClassStats;
 }
 
 /** One live item as `lru_crawler metadump` and `stats cachedump` list it. */
@@ -128,18 +205,29 @@ export interface Store {
   applyDelta(key: Buffer, keyStart: number, keyEnd: number, delta: bigint, incr: boolean, casUnique?: number): DeltaResult;
   /** Invalidates every item now (delay 0) or at the given protocol exptime. */
   flushAll(delay: number): void;
+  /** The size class an item of these lengths is filed under (memcached's slabs_clsid); 0 when it can never be stored. */
+  sizeClassOf(keyLength: number, valueLength: number, flags: number): number;
+  /**
+   * The size class of the item the last delete(), applyDelta() or 'cas' store()
+   * found (for a 'cas', the item it compared against), for memcached's per-class
+   * counters; valid until the next call.
+   */
+  readonly lastClass: number;
   /** True when a value of this length under a key of this length can ever be stored (memcached's -I). */
   fits(keyLength: number, valueLength: number, flags: number): boolean;
-  /** `cache_memlimit`: a new -m, in bytes; evicts at once if the store is over it. */
-  setMemoryLimit(bytes: number): void;
+  /** `cache_memlimit`: a new -m, in bytes; false when -m cannot move (memory preallocated with -L). */
+  setMemoryLimit(bytes: number): boolean;
   /** Per size class figures, indexed by class id (0 unused). */
   sizeClassStats(): readonly ClassStats[];
+  /** The segmented LRU, where the store has one. */
+  readonly lru?: StoreLru;
+  memoryStats(): MemoryStats;
+  /** `stats reset`: the per-class counters (evicted, reclaimed, ...) back to 0. */
+  resetStats(): void;
   /** Visits live items until visit returns false. */
   dump(visit: (item: ItemDump) => boolean): void;
   /** Gauges for `stats`: items now, bytes they take, and the limit. */
   readonly itemCount: number;
   readonly bytesUsed: number;
   readonly bytesLimit: number;
-  /** memcached's total_malloced: bytes of slab pages allocated (the slab store; undefined on the heap store). */
-  readonly totalMalloced?: number;
 }

@@ -17,6 +17,7 @@ import {
   H_META,
   H_TIME,
   H_VALUE_LENGTH,
+  ITEM_ACTIVE,
   ITEM_CHUNKED,
   ITEM_DATA_CHUNK,
   ITEM_FETCHED,
@@ -28,9 +29,11 @@ import {
   memcachedChunkedHeaderTotal,
   memcachedItemTotal,
 } from './layout.js';
-import { ClassLru } from './lru.js';
+import { CLASS_MASK, COLD_LRU, HOT_LRU, LRU_IDS, LruSettings, SegmentedLru, TEMP_LRU, WARM_LRU } from './lru.js';
+import type { LruTuning } from '../store.js';
 import { murmur3 } from './murmur3.js';
 import { CLASS_SLOTS, SlabPages } from './pages.js';
+import { fixedArray, scalarField, type StateEntry } from './state.js';
 
 /** allocate(): the item can never fit (memcached's "object too large for cache"). */
 export const TOO_LARGE = -1;
@@ -43,6 +46,14 @@ export const MAX_KEY_LENGTH = 250;
 const TAIL_SEARCH = 5;
 /** Chunk allocation rounds of evict-then-retry, as memcached's do_item_alloc_pull. */
 const ALLOC_TRIES = 10;
+/** lru_pull_tail flags, as memcached's. */
+export const LRU_PULL_EVICT = 1;
+/** memcached's ITEM_UPDATE_INTERVAL: in flat mode a hit relinks an item at most once a minute. */
+const ITEM_UPDATE_INTERVAL = 60;
+/** Hits on COLD items waiting for the maintainer to move them to WARM (memcached's per-thread LRU_BUMP_BUF_SIZE). */
+const BUMP_QUEUE_SIZE = 8192;
+/** Rounds of one class's juggle per run, as memcached's lru_maintainer_juggle. */
+const JUGGLE_ROUNDS = 500;
 const TWO_32 = 4294967296;
 /** Values up to this many bytes are copied out by a loop rather than Buffer.copy (measured with bench/slabs-lookup.ts). */
 const SHORT_COPY = 64;
@@ -66,8 +77,14 @@ export interface SlabArenaOptions {
   evictions?: boolean;
   /** false under -C: items are charged 8 bytes less, as memcached's. */
   useCas?: boolean;
-  /** Bytes counted as allocated before any page (memcached's T_MEMD_INITIAL_MALLOC test hook). */
+  /** The segmented LRU's settings (shared with whoever changes them: the `lru` command); memcached's defaults if not given. */
+  lru?: LruTuning;
+  /** memcached's slab_reassign (default on): with it, or with chunked items, every page is charged whole against -m. */
+  slabReassign?: boolean;
+  /** Bytes counted as allocated before the first page (memcached's T_MEMD_INITIAL_MALLOC, for its test suite). */
   initialMalloced?: number;
+  /** -L: give every class its first page at start, as memcached's slabs_preallocate. */
+  preallocate?: boolean;
 }
 
 /** Told about each item about to be evicted (not about expired ones reclaimed); the item is still readable. */
@@ -84,6 +101,25 @@ export interface ItemClassStats {
   outofmemory: number;
   reclaimed: number;
   expired_unfetched: number;
+  number_hot: number;
+  number_warm: number;
+  number_cold: number;
+  number_temp: number;
+  /** Seconds since the last access of the item at each segment's tail (age is COLD's). */
+  age_hot: number;
+  age_warm: number;
+  age: number;
+  evicted_nonzero: number;
+  evicted_active: number;
+  lrutail_reflocked: number;
+  moves_to_cold: number;
+  moves_to_warm: number;
+  moves_within_lru: number;
+  direct_reclaims: number;
+  hits_to_hot: number;
+  hits_to_warm: number;
+  hits_to_cold: number;
+  hits_to_temp: number;
 }
 
 /** `stats slabs` for one class. */
@@ -118,7 +154,8 @@ export class SlabArena {
   readonly classes: SizeClasses;
   readonly pages: SlabPages;
   readonly hashTable: HashTable;
-  readonly lru: ClassLru;
+  readonly lru: SegmentedLru;
+  readonly lruSettings: LruTuning;
   readonly maxItemSize: number;
   readonly useCas: boolean;
   evictions: boolean;
@@ -130,10 +167,29 @@ export class SlabArena {
 
   readonly evicted = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
   readonly evictedUnfetched = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
+  /** Evicted items that had an expiry time (memcached's evicted_nonzero). */
+  readonly evictedNonzero = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
   readonly evictedTime = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
   readonly outOfMemory = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
   readonly reclaimed = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
   readonly expiredUnfetched = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
+  readonly evictedActive = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
+  readonly lrutailReflocked = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
+  readonly movesToCold = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
+  readonly movesToWarm = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
+  readonly movesWithinLru = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
+  readonly directReclaims = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
+  /** memcached's lru_hits: hits per LRU id (class | segment). */
+  readonly hits = new Float64Array(new SharedArrayBuffer(LRU_IDS * 8));
+  /**
+   * Hits that made a COLD item active, waiting for processBumps to move it to
+   * WARM (memcached's lru_bump_buf): a ring of pinned refs, so none is reused while queued.
+   */
+  readonly bumpQueue = new Uint32Array(new SharedArrayBuffer(BUMP_QUEUE_SIZE * 4));
+  private bumpStart = 0;
+  bumpLength = 0;
+  /** memcached's lru_bumps_dropped: active COLD hits not queued because the queue was full. */
+  bumpsDropped = 0;
 
   private readonly chunkMax: number;
 
@@ -142,15 +198,26 @@ export class SlabArena {
     const pageSize = options.pageSize ?? 1024 * 1024;
     // SizeClasses ends its classes at half of the size it is given: give it twice the chunk max, so the
     // classes are memcached's for any -I (memcached's slab_chunk_size_max does not follow -I).
-    const slabChunkMax = options.slabChunkMax ?? pageSize / 2;
+    const slabChunkMax = Math.min(options.slabChunkMax ?? pageSize / 2, pageSize);
     this.classes = new SizeClasses(options.growthFactor ?? 1.25, options.minSize ?? 48, 2 * slabChunkMax);
-    this.pages = new SlabPages(this.classes, options.memoryLimit, pageSize, options.initialMalloced ?? 0);
+    this.pages = new SlabPages(this.classes, options.memoryLimit, pageSize, {
+      initialMalloced: options.initialMalloced,
+      chargeWholePages: (options.slabReassign ?? true) || slabChunkMax !== pageSize,
+    });
     this.hashTable = new HashTable(this.pages, options.hashPower ?? DEFAULT_HASH_POWER);
-    this.lru = new ClassLru(this.pages);
+    this.lru = new SegmentedLru(this.pages);
+    this.lruSettings = options.lru ?? new LruSettings();
     this.maxItemSize = maxItemSize;
     this.useCas = options.useCas ?? true;
     this.evictions = options.evictions ?? true;
     this.chunkMax = this.classes.chunkSizes[this.classes.largest]!;
+    if (options.preallocate === true) {
+      for (let id = 1; id <= this.classes.largest; id++) {
+        if (!this.pages.newPage(id)) {
+          throw new RangeError(`max memory must be at least ${this.classes.largest} megabytes to preallocate a page per slab class`);
+        }
+      }
+    }
   }
 
   // ---- lookup ----
@@ -188,7 +255,7 @@ export class SlabArena {
         return NO_MEMORY;
       }
       pages.requested[id]! += total;
-      this.initHeader(ref, id, 0, keyLength, valueLength, clientFlags, exptime);
+      this.initHeader(ref, id | this.segmentOf(exptime), 0, keyLength, valueLength, clientFlags, exptime);
       return ref;
     }
     // A chunked item: header and key in a small chunk, the value over a chain of data chunks.
@@ -202,7 +269,7 @@ export class SlabArena {
       return NO_MEMORY;
     }
     pages.requested[headerId]! += headerTotal;
-    this.initHeader(head, lruId, ITEM_CHUNKED, keyLength, valueLength, clientFlags, exptime);
+    this.initHeader(head, lruId | this.segmentOf(exptime), ITEM_CHUNKED, keyLength, valueLength, clientFlags, exptime);
     const refWord = (pages.offsetOf(head) + dataRefOffset(keyLength)) >>> 2;
     const headWords = pages.words[(head >>> 16) - 1]!;
     headWords[refWord] = 0;
@@ -249,7 +316,7 @@ export class SlabArena {
     words[field + H_META] = meta | (ITEM_LINKED << 16);
     words[field + H_TIME] = this.now;
     this.hashTable.insert(ref);
-    this.lru.linkAtHead((meta >>> 8) & 0xff, ref);
+    this.lru.linkAtHead((meta >>> 8) & 0xff, ref, this.itemTotal(ref));
     this.totalItems++;
   }
 
@@ -264,7 +331,7 @@ export class SlabArena {
     const meta = this.getWord(ref, H_META);
     if (((meta >>> 16) & ITEM_LINKED) === 0) return false;
     this.hashTable.remove(ref);
-    this.lru.unlink((meta >>> 8) & 0xff, ref);
+    this.lru.unlink((meta >>> 8) & 0xff, ref, this.itemTotal(ref));
     this.setWord(ref, H_META, meta & ~(ITEM_LINKED << 16));
     return true;
   }
@@ -290,12 +357,110 @@ export class SlabArena {
     if (holds === 0 && this.hasFlag(ref, ITEM_FREE_ON_RELEASE)) this.releaseChunks(ref);
   }
 
-  /** Moves a linked item to the head of its LRU and stamps its access time. */
-  bump(ref: number): void {
+  /**
+   * A fetch hit, as memcached's do_item_bump. Segmented: nothing is relinked
+   * here; the first hit marks the item fetched, the next one active (and stamps
+   * its time), and an active COLD item is queued for processBumps to move to
+   * WARM. Flat: fetched, and do_item_update's once-a-minute relink. A fetch
+   * counts in its segment's hits (memcached's lru_hits); a touch does not.
+   */
+  bump(ref: number, countHit = true): void {
+    const page = (ref >>> 16) - 1;
+    const words = this.pages.words[page]!;
+    const field = ((ref & 0xffff) * this.pages.pageChunkSize[page]!) >>> 2;
+    const meta = words[field + H_META]!;
+    const lruId = (meta >>> 8) & 0xff;
+    if (countHit) this.hits[lruId]!++;
+    if (!this.lruSettings.segmented) {
+      words[field + H_META] = meta | (ITEM_FETCHED << 16);
+      this.update(ref);
+      return;
+    }
+    const flags = meta >>> 16;
+    if ((flags & ITEM_ACTIVE) !== 0) return;
+    if ((flags & ITEM_FETCHED) === 0) {
+      words[field + H_META] = meta | (ITEM_FETCHED << 16);
+      return;
+    }
+    words[field + H_META] = meta | (ITEM_ACTIVE << 16);
+    if ((lruId & ~CLASS_MASK) !== COLD_LRU) words[field + H_TIME] = this.now;
+    else if (!this.queueBump(ref)) words[field + H_META] = meta;
+  }
+
+  /**
+   * An item was used other than by a fetch (an `add` that found it), or a
+   * queued COLD hit comes due: memcached's do_item_update. Segmented: an active
+   * COLD item moves to WARM, any other is stamped. Flat: relinked at the head,
+   * at most once per ITEM_UPDATE_INTERVAL.
+   */
+  update(ref: number): void {
     const meta = this.getWord(ref, H_META);
     if (((meta >>> 16) & ITEM_LINKED) === 0) return;
-    this.lru.moveToHead((meta >>> 8) & 0xff, ref);
-    this.setWord(ref, H_TIME, this.now);
+    const now = this.now;
+    const lruId = (meta >>> 8) & 0xff;
+    if (this.lruSettings.segmented) {
+      this.setWord(ref, H_TIME, now);
+      if ((lruId & ~CLASS_MASK) === COLD_LRU && ((meta >>> 16) & ITEM_ACTIVE) !== 0) {
+        this.setWord(ref, H_META, meta & ~(ITEM_ACTIVE << 16));
+        this.relink(ref, WARM_LRU);
+        this.movesToWarm[lruId & CLASS_MASK]!++;
+      }
+      return;
+    }
+    if (this.getWord(ref, H_TIME) < now - ITEM_UPDATE_INTERVAL) {
+      this.setWord(ref, H_TIME, now);
+      this.relink(ref, lruId & ~CLASS_MASK);
+    }
+  }
+
+  /** Moves the queued COLD hits (up to limit) to WARM, as memcached's lru_maintainer_bumps. How many were done. */
+  processBumps(limit: number): number {
+    let done = 0;
+    const queue = this.bumpQueue;
+    while (this.bumpLength > 0 && done < limit) {
+      const ref = queue[this.bumpStart]!;
+      this.bumpStart = (this.bumpStart + 1) % BUMP_QUEUE_SIZE;
+      this.bumpLength--;
+      // Unlinked while queued (deleted, evicted, replaced): its chunk is still held, so the header reads true.
+      if (this.isLinked(ref)) this.update(ref);
+      this.unpin(ref);
+      done++;
+    }
+    return done;
+  }
+
+  private queueBump(ref: number): boolean {
+    if (this.bumpLength === BUMP_QUEUE_SIZE) {
+      this.bumpsDropped++;
+      return false;
+    }
+    this.pin(ref);
+    this.bumpQueue[(this.bumpStart + this.bumpLength) % BUMP_QUEUE_SIZE] = ref;
+    this.bumpLength++;
+    return true;
+  }
+
+  /** The segment a new item starts in (memcached's do_item_alloc): TEMP for a short TTL, HOT, or COLD when flat. */
+  private segmentOf(exptime: number): number {
+    const settings = this.lruSettings;
+    if (settings.tempLru && exptime !== 0 && exptime >= this.now && exptime - this.now <= settings.temporaryTtl) return TEMP_LRU;
+    return settings.segmented ? HOT_LRU : COLD_LRU;
+  }
+
+  /** Takes a linked item from its LRU to the head of another segment of its class. */
+  private relink(ref: number, segment: number): void {
+    const meta = this.getWord(ref, H_META);
+    const from = (meta >>> 8) & 0xff;
+    const to = (from & CLASS_MASK) | segment;
+    const total = this.itemTotal(ref);
+    this.lru.unlink(from, ref, total);
+    this.setWord(ref, H_META, (meta & ~0xff00) | (to << 8));
+    this.lru.linkAtHead(to, ref, total);
+  }
+
+  /** What memcached charges the item (its ITEM_ntotal): the bytes it counts in its LRU's sizes_bytes. */
+  private itemTotal(ref: number): number {
+    return memcachedItemTotal(this.getWord(ref, H_META) & 0xff, this.getWord(ref, H_VALUE_LENGTH), this.getWord(ref, H_CLIENT_FLAGS), this.useCas);
   }
 
   // ---- bytes in and out ----
@@ -393,6 +558,11 @@ export class SlabArena {
 
   /** The class whose LRU and `stats items` the item belongs to. */
   classId(ref: number): number {
+    return (this.getWord(ref, H_META) >>> 8) & CLASS_MASK;
+  }
+
+  /** The LRU the item is in: its class | HOT_LRU, WARM_LRU, COLD_LRU or TEMP_LRU. */
+  lruId(ref: number): number {
     return (this.getWord(ref, H_META) >>> 8) & 0xff;
   }
 
@@ -431,7 +601,7 @@ export class SlabArena {
     this.setWord(ref, H_CAS_HIGH, Math.floor(cas / TWO_32));
   }
 
-  /** Flag bits: ITEM_FETCHED, ITEM_STALE, ITEM_TOKEN_SENT, ITEM_KEY_BINARY (ITEM_LINKED, ITEM_CHUNKED read only). */
+  /** Flag bits: ITEM_FETCHED, ITEM_ACTIVE, ITEM_STALE, ITEM_TOKEN_SENT, ITEM_KEY_BINARY (ITEM_LINKED, ITEM_CHUNKED read only). */
   hasFlag(ref: number, bit: number): boolean {
     return ((this.getWord(ref, H_META) >>> 16) & bit) !== 0;
   }
@@ -458,6 +628,7 @@ export class SlabArena {
 
   // ---- iteration (dumps, crawlers): LRU order, newest first ----
 
+  /** The newest item of an LRU id (a class id alone is its HOT segment), or 0. */
   lruHead(id: number): number {
     return this.lru.head[id]!;
   }
@@ -478,16 +649,14 @@ export class SlabArena {
 
   /** Every linked item once: nextItem(0) is the first, 0 follows the last. Not stable across unlinks of `ref`. */
   nextItem(ref: number): number {
-    let id = 1;
+    let id = 0;
     if (ref !== 0) {
       const older = this.older(ref);
       if (older !== 0) return older;
-      id = this.classId(ref) + 1;
+      id = this.lruId(ref) + 1;
     }
-    for (; id <= this.classes.largest; id++) {
-      const head = this.lru.head[id]!;
-      if (head !== 0) return head;
-    }
+    // In LRU id order: every class's HOT, then WARM, COLD and TEMP (empty ids have head 0).
+    for (const head = this.lru.head; id < LRU_IDS; id++) if (head[id] !== 0) return head[id]!;
     return 0;
   }
 
@@ -509,9 +678,14 @@ export class SlabArena {
     return this.hashTable.isExpanding;
   }
 
-  /** memcached's total_malloced: bytes of pages handed to classes. */
+  /** memcached's total_malloced: bytes charged for pages handed to classes. */
   get totalMalloced(): number {
-    return this.pages.initialMalloced + this.pages.mallocedPages * this.pages.pageSize;
+    return this.pages.malloced;
+  }
+
+  /** Pages whose memory could not be had (memcached's malloc_fails). */
+  get mallocFails(): number {
+    return this.pages.mallocFails;
   }
 
   get totalEvictions(): number {
@@ -521,15 +695,48 @@ export class SlabArena {
   }
 
   itemStats(id: number): ItemClassStats {
+    const count = this.lru.count;
     return {
-      number: this.lru.count[id]!,
+      number: this.lru.classCount(id),
       evicted: this.evicted[id]!,
       evicted_unfetched: this.evictedUnfetched[id]!,
       evicted_time: this.evictedTime[id]!,
       outofmemory: this.outOfMemory[id]!,
       reclaimed: this.reclaimed[id]!,
       expired_unfetched: this.expiredUnfetched[id]!,
+      number_hot: count[id | HOT_LRU]!,
+      number_warm: count[id | WARM_LRU]!,
+      number_cold: count[id | COLD_LRU]!,
+      number_temp: count[id | TEMP_LRU]!,
+      age_hot: this.tailAge(id | HOT_LRU),
+      age_warm: this.tailAge(id | WARM_LRU),
+      age: this.tailAge(id | COLD_LRU),
+      evicted_nonzero: this.evictedNonzero[id]!,
+      evicted_active: this.evictedActive[id]!,
+      lrutail_reflocked: this.lrutailReflocked[id]!,
+      moves_to_cold: this.movesToCold[id]!,
+      moves_to_warm: this.movesToWarm[id]!,
+      moves_within_lru: this.movesWithinLru[id]!,
+      direct_reclaims: this.directReclaims[id]!,
+      hits_to_hot: this.hits[id | HOT_LRU]!,
+      hits_to_warm: this.hits[id | WARM_LRU]!,
+      hits_to_cold: this.hits[id | COLD_LRU]!,
+      hits_to_temp: this.hits[id | TEMP_LRU]!,
     };
+  }
+
+  /** `stats reset`: memcached's item_stats_reset (and, for the hits, its thread stats reset) zeroes the per-class counters. */
+  resetItemStats(): void {
+    for (const counter of [
+      this.evicted, this.evictedUnfetched, this.evictedTime, this.outOfMemory, this.reclaimed, this.expiredUnfetched,
+      this.evictedNonzero, this.evictedActive, this.lrutailReflocked, this.movesToCold, this.movesToWarm,
+      this.movesWithinLru, this.directReclaims, this.hits,
+    ]) counter.fill(0);
+  }
+
+  private tailAge(lruId: number): number {
+    const tail = this.lru.tail[lruId]!;
+    return tail === 0 ? 0 : Math.max(0, this.now - this.getWord(tail, H_TIME));
   }
 
   slabStats(id: number): SlabClassStats {
@@ -549,51 +756,199 @@ export class SlabArena {
     this.pages.setMemoryLimit(bytes);
   }
 
-  // ---- inside ----
+  // ---- warm restart (-e) ----
 
-  /** A chunk of class id: free, carved from a page, or freed by reclaiming or evicting from the class's LRU tail. */
-  private allocChunk(id: number): number {
-    for (let tries = 0; tries < ALLOC_TRIES; tries++) {
-      const ref = this.pages.alloc(id);
-      if (ref !== 0) return ref;
-      if (!this.pullTail(id)) return 0;
-    }
-    return 0;
+  /**
+   * Every typed array, page and number that makes up the arena's state, by name:
+   * the memory file (memory-file.ts) saves and loads by this list. Whatever is
+   * added to the arena (or its pages, hash table, LRU) must be listed here;
+   * test/warm-restart.test.ts fails on a typed array that is not.
+   */
+  stateEntries(): StateEntry[] {
+    const lru = this.lru;
+    return [
+      ...this.pages.stateEntries(),
+      ...this.hashTable.stateEntries(),
+      fixedArray('lru.head', lru.head),
+      fixedArray('lru.tail', lru.tail),
+      fixedArray('lru.count', lru.count),
+      fixedArray('arena.evicted', this.evicted),
+      fixedArray('arena.evictedUnfetched', this.evictedUnfetched),
+      fixedArray('arena.evictedTime', this.evictedTime),
+      fixedArray('arena.outOfMemory', this.outOfMemory),
+      fixedArray('arena.reclaimed', this.reclaimed),
+      fixedArray('arena.expiredUnfetched', this.expiredUnfetched),
+      fixedArray('lru.bytes', lru.bytes),
+      fixedArray('arena.evictedNonzero', this.evictedNonzero),
+      fixedArray('arena.evictedActive', this.evictedActive),
+      fixedArray('arena.lrutailReflocked', this.lrutailReflocked),
+      fixedArray('arena.movesToCold', this.movesToCold),
+      fixedArray('arena.movesToWarm', this.movesToWarm),
+      fixedArray('arena.movesWithinLru', this.movesWithinLru),
+      fixedArray('arena.directReclaims', this.directReclaims),
+      fixedArray('arena.hits', this.hits),
+      // Drained before a save (SlabStore.prepareSave), so it loads empty and its holds are gone.
+      fixedArray('arena.bumpQueue', this.bumpQueue),
+      scalarField('arena.oldestLive', this, 'oldestLive'),
+      scalarField('arena.totalItems', this, 'totalItems'),
+    ];
   }
 
   /**
-   * Frees room in a class, as memcached's lru_pull_tail: of the few items at
-   * the LRU's tail, dead ones are reclaimed; only when none is, the oldest
-   * unpinned item is evicted (unless evictions are off). Whether anything went.
+   * After a warm restart's load: released page slots are released again, and
+   * holds belonged to the old process's readers, so none is left (as
+   * memcached's restart_fixup clears refcounts).
    */
-  private pullTail(id: number): boolean {
+  stateLoaded(): void {
+    this.pages.stateLoaded();
+    for (let ref = this.nextItem(0); ref !== 0; ref = this.nextItem(ref)) {
+      this.setWord(ref, H_HOLDS, 0);
+      this.clearFlag(ref, ITEM_FREE_ON_RELEASE);
+    }
+  }
+
+  // ---- inside ----
+
+  /**
+   * A chunk of class id: free, carved from a page, or freed from the class's
+   * LRUs, as memcached's do_item_alloc_pull: flat, reclaim at the COLD tail
+   * first; when no chunk is free, evict from the COLD tail, and (segmented)
+   * when COLD has nothing to give, push the HOT tail down into COLD and retry.
+   */
+  private allocChunk(id: number): number {
+    const segmented = this.lruSettings.segmented;
+    let ref = 0;
+    let tries = 0;
+    for (; tries < ALLOC_TRIES; tries++) {
+      if (!segmented) this.pullTail(id, COLD_LRU, 0, 0, 0);
+      ref = this.pages.alloc(id);
+      if (ref !== 0) break;
+      if (this.pullTail(id, COLD_LRU, 0, LRU_PULL_EVICT, 0) <= 0) {
+        if (!segmented) break;
+        this.pullTail(id, HOT_LRU, 0, 0, 0);
+      }
+    }
+    if (tries > 0) this.directReclaims[id]! += tries;
+    return ref;
+  }
+
+  /**
+   * memcached's lru_pull_tail on one LRU (classId | segment): of the few items
+   * at its tail, dead ones are reclaimed; the first live one decides. HOT and
+   * WARM: an active item is rescued (HOT to WARM, WARM to its own head), one
+   * past the segment's share of totalBytes or idle longer than maxAge goes to
+   * COLD. COLD: with LRU_PULL_EVICT it is evicted (unless -M), else an active
+   * one moves to WARM. TEMP: reclaims only. Pinned items (held by a reply or the
+   * bump queue; memcached's lrutail_reflocked) may move but are neither
+   * reclaimed nor evicted here. The number of items removed or moved.
+   */
+  pullTail(classId: number, segment: number, totalBytes: number, flags: number, maxAge: number): number {
+    const id = classId | segment;
+    const lru = this.lru;
+    const settings = this.lruSettings;
     let removed = 0;
-    let ref = this.lru.tail[id]!;
-    for (let i = 0; i < TAIL_SEARCH && ref !== 0; i++) {
-      const newer = this.newer(ref);
-      if (this.getWord(ref, H_HOLDS) === 0 && this.isDead(ref)) {
-        this.reclaimed[id]!++;
-        if (!this.hasFlag(ref, ITEM_FETCHED)) this.expiredUnfetched[id]!++;
-        this.free(ref);
+    let search = lru.tail[id]!;
+    for (let tries = TAIL_SEARCH; tries > 0 && search !== 0; tries--) {
+      const next = lru.newer(search);
+      if (this.getWord(search, H_HOLDS) !== 0) {
+        this.lrutailReflocked[classId]!++;
+        // A held item may move between segments (a queued COLD hit is held), but is not freed here:
+        // its chunk would not come free until the last hold goes.
+        if (segment === COLD_LRU && (flags & LRU_PULL_EVICT) !== 0) {
+          search = next;
+          continue;
+        }
+      } else if (this.isDead(search)) {
+        this.reclaimed[classId]!++;
+        if (!this.hasFlag(search, ITEM_FETCHED)) this.expiredUnfetched[classId]!++;
+        this.free(search);
         removed++;
+        search = next;
+        continue;
       }
-      ref = newer;
-    }
-    if (removed > 0) return true;
-    if (!this.evictions) return false;
-    ref = this.lru.tail[id]!;
-    for (let i = 0; i < TAIL_SEARCH && ref !== 0; i++) {
-      if (this.getWord(ref, H_HOLDS) === 0) {
-        this.evicted[id]!++;
-        this.evictedTime[id] = this.now - this.getWord(ref, H_TIME);
-        if (!this.hasFlag(ref, ITEM_FETCHED)) this.evictedUnfetched[id]!++;
-        if (this.evictionListener !== null) this.evictionListener.evicting(this, ref);
-        this.free(ref);
-        return true;
+      const active = this.hasFlag(search, ITEM_ACTIVE);
+      if (segment === HOT_LRU || segment === WARM_LRU) {
+        if (active) {
+          this.clearFlag(search, ITEM_ACTIVE);
+          removed++;
+          if (segment === WARM_LRU) {
+            // Rescued within WARM: back to its head, and look at the next one.
+            this.movesWithinLru[classId]!++;
+            this.relink(search, WARM_LRU);
+            search = next;
+            continue;
+          }
+          this.movesToWarm[classId]!++;
+          this.relink(search, WARM_LRU);
+        } else {
+          let limit = segment === HOT_LRU ? Math.floor((totalBytes * settings.hotLruPct) / 100) : 0;
+          // As memcached's switch falling through from HOT: a zero HOT limit takes WARM's.
+          if (limit === 0) limit = Math.floor((totalBytes * settings.warmLruPct) / 100);
+          if (lru.bytes[id]! > limit || this.now - this.getWord(search, H_TIME) > maxAge) {
+            this.movesToCold[classId]!++;
+            this.relink(search, COLD_LRU);
+            removed++;
+          }
+        }
+        break;
       }
-      ref = this.newer(ref);
+      if (segment === COLD_LRU) {
+        if ((flags & LRU_PULL_EVICT) !== 0) {
+          if (!this.evictions) break;
+          this.evicted[classId]!++;
+          this.evictedTime[classId] = this.now - this.getWord(search, H_TIME);
+          if (this.getWord(search, H_EXPTIME) !== 0) this.evictedNonzero[classId]!++;
+          if (!this.hasFlag(search, ITEM_FETCHED)) this.evictedUnfetched[classId]!++;
+          if (active) this.evictedActive[classId]!++;
+          if (this.evictionListener !== null) this.evictionListener.evicting(this, search);
+          this.free(search);
+          removed++;
+        } else if (active && settings.segmented) {
+          this.movesToWarm[classId]!++;
+          this.clearFlag(search, ITEM_ACTIVE);
+          this.relink(search, WARM_LRU);
+          removed++;
+        }
+      }
+      // TEMP: only reclaims.
+      break;
     }
-    return false;
+    return removed;
+  }
+
+  /**
+   * One class's share of the maintainer's work, as memcached's
+   * lru_maintainer_juggle: reclaim at the TEMP tail, then size HOT and WARM
+   * against the class's bytes and COLD's age (flat mode drains them into COLD),
+   * and rescue active items from COLD, up to `rounds` rounds. How many rounds moved something.
+   */
+  juggle(classId: number, rounds = JUGGLE_ROUNDS): number {
+    const settings = this.lruSettings;
+    const lru = this.lru;
+    let didMoves = 0;
+    if (settings.tempLru) {
+      for (let i = 0; i < rounds; i++) {
+        if (this.pullTail(classId, TEMP_LRU, 0, 0, 0) <= 0) break;
+        didMoves++;
+      }
+    }
+    let totalBytes = 0;
+    let hotAge = 0;
+    let warmAge = 0;
+    if (settings.segmented) {
+      const coldAge = this.tailAge(classId | COLD_LRU);
+      totalBytes = lru.bytes[classId | COLD_LRU]! + lru.bytes[classId | HOT_LRU]! + lru.bytes[classId | WARM_LRU]!;
+      hotAge = Math.floor(coldAge * settings.hotMaxFactor);
+      warmAge = Math.floor(coldAge * settings.warmMaxFactor);
+    }
+    for (let i = 0; i < rounds; i++) {
+      let doMore = 0;
+      if (this.pullTail(classId, HOT_LRU, totalBytes, 0, hotAge) > 0 || this.pullTail(classId, WARM_LRU, totalBytes, 0, warmAge) > 0) doMore++;
+      if (settings.segmented) doMore += this.pullTail(classId, COLD_LRU, totalBytes, 0, 0);
+      if (doMore === 0) break;
+      didMoves++;
+    }
+    return didMoves;
   }
 
   private initHeader(

@@ -1,5 +1,6 @@
 import { H_HASH, H_HASH_NEXT, H_META, KEY_OFFSET } from './layout.js';
 import type { SlabPages } from './pages.js';
+import { scalarField, type StateArray, type StateEntry } from './state.js';
 
 /** memcached's HASHPOWER_DEFAULT. */
 export const DEFAULT_HASH_POWER = 16;
@@ -132,6 +133,30 @@ export class HashTable {
       return false;
     }
     return true;
+  }
+
+  /** The tables, their size and how far a doubling got, for a warm restart (state.ts). */
+  stateEntries(): StateEntry[] {
+    const table = (name: string, get: () => Uint32Array | null, set: (array: Uint32Array | null) => void): StateEntry => ({
+      kind: 'table',
+      name,
+      create: (length) => new Uint32Array(new SharedArrayBuffer(length * 4)),
+      get,
+      set: (array: StateArray | null) => set(array as Uint32Array | null),
+    });
+    return [
+      scalarField('hash.hashPower', this, 'hashPower'),
+      scalarField('hash.count', this, 'count'),
+      { kind: 'scalar', name: 'hash.expandBucket', get: () => this.expandBucket, set: (value) => (this.expandBucket = value) },
+      table('hash.primary', () => this.primary, (array) => {
+        if (array === null || array.length !== 2 ** this.hashPower) throw new RangeError('hash table: primary table of the wrong size');
+        this.primary = array;
+      }),
+      table('hash.old', () => this.old, (array) => {
+        if (array !== null && array.length * 2 !== this.primary.length) throw new RangeError('hash table: old table of the wrong size');
+        this.old = array;
+      }),
+    ];
   }
 
   private startExpanding(): void {

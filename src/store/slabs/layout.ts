@@ -13,8 +13,8 @@
  *
  *   0 hash-chain next   1 LRU prev (newer)   2 LRU next (older)   3 last access
  *   4 exptime (0: never)   5 CAS low   6 CAS high   7 client flags
- *   8 value length   9 key hash   10 meta: key length (bits 0-7), LRU class
- *   (8-15), flag bits (16-31)   11 holds (pins by readers; see SlabArena.pin)
+ *   8 value length   9 key hash   10 meta: key length (bits 0-7), LRU id (8-15:
+ *   class | HOT/WARM/COLD/TEMP segment, as memcached's slabs_clsid), flag bits (16-31)   11 holds (pins by readers; see SlabArena.pin)
  *
  * then the key bytes at 48, then the value bytes. A chunked item (value past the
  * largest chunk) keeps header and key in its first chunk, the ref of its first
@@ -61,6 +61,8 @@ export const ITEM_DATA_CHUNK = 0x8000;
 export const D_NEXT = 0;
 export const D_PREV = 1;
 export const D_HEAD = 2;
+/** memcached's ITEM_ACTIVE: hit twice (or once more after it was), so the segmented LRU keeps it out of COLD. */
+export const ITEM_ACTIVE = 256;
 
 /**
  * memcached's item_chunk is 48 bytes; a data chunk reserves as much, so that a

@@ -1,11 +1,17 @@
 import type { SizeClasses } from '../size-classes.js';
 import { H_META, ITEM_SLABBED, MAX_CHUNKS_PER_PAGE, MAX_PAGES } from './layout.js';
+import { fixedArray, scalarField, type StateEntry } from './state.js';
 
-/** The most classes size-classes.ts makes (memcached's MAX_NUMBER_OF_SLAB_CLASSES - 1), plus the unused 0. */
-export const CLASS_SLOTS = 64;
+/** What a released page's slot holds until newPage fills it again. */
+const RELEASED_PAGE = new SharedArrayBuffer(0);
+const RELEASED_BYTES = Buffer.from(RELEASED_PAGE);
+const RELEASED_WORDS = new Uint32Array(RELEASED_PAGE);
 
 /** The page-pool class (memcached's SLAB_GLOBAL_PAGE_POOL): pages no class holds. */
 export const GLOBAL_PAGE_POOL = 0;
+
+/** The most classes size-classes.ts makes (memcached's MAX_NUMBER_OF_SLAB_CLASSES - 1), plus the unused 0. */
+export const CLASS_SLOTS = 64;
 
 /**
  * Slab pages and classes, as memcached's slabs.c: `-m` is carved into pages
@@ -15,27 +21,52 @@ export const GLOBAL_PAGE_POOL = 0;
  * that the slab mover can take one chunk out of it) and the unused tail of its
  * newest page, cut a chunk at a time so untouched memory stays untouched.
  *
- * A page leaves its class only through the slab mover (rebalancer.ts), to
- * another class or to the global page pool, which new pages are taken from
- * before any more memory is allocated (memcached's get_page_from_global_pool).
+ * A page leaves its class only through the slab mover (rebalancer.ts) or
+ * releaseFreePages, to another class or to the global page pool (class 0),
+ * which new pages are taken from before any more memory is allocated
+ * (memcached's get_page_from_global_pool). Pool pages stay charged in
+ * `malloced`; while more is charged than -m allows, the pool gives their memory
+ * back (memcached's memory_release) and the slot waits, released, for newPage.
  *
  * Every page is its own SharedArrayBuffer (so a page can be handed to a worker
  * thread and -m need not be reserved up front); the tables are typed arrays on
  * SharedArrayBuffers too.
  */
+/** How SlabPages counts and hands out pages beyond -m and the page size. */
+export interface SlabPagesOptions {
+  /**
+   * Bytes counted as allocated before the first page (memcached's
+   * T_MEMD_INITIAL_MALLOC, which its test suite uses to fake a 4 GiB heap).
+   */
+  initialMalloced?: number;
+  /**
+   * False as memcached without slab_reassign and without chunked items: a page
+   * is charged only its chunks (chunk size × chunks per page), not the page size.
+   */
+  chargeWholePages?: boolean;
+}
+
 export class SlabPages {
   readonly pageSize: number;
-  /** Pages `-m` allows; a class with no page may still take one past it, as memcached's do_slabs_newslab allows. */
-  maxPages: number;
-  /** Page slots used so far (pages in classes, in the pool, and slots whose memory was released). */
+  /** -m in bytes (memcached's mem_limit); 0: none. */
+  memoryLimit: number;
+  /**
+   * Bytes charged for pages handed to classes (memcached's mem_malloced, which
+   * `stats slabs` shows as total_malloced): a class with no page may take one
+   * past -m, as memcached's do_slabs_newslab allows.
+   */
+  malloced: number;
+  /** Pages whose memory could not be had (memcached's malloc_fails). */
+  mallocFails = 0;
+  /** Page slots used so far (pages in classes, in the pool, and released slots, which are reused first). */
   pageCount = 0;
-  /** memcached's mem_malloced in pages: pages allocated and not released (in classes or in the pool). */
-  mallocedPages = 0;
-  /** The global page pool, a stack of page indexes, and the slots whose memory was given back (memory_release). */
+  /** The global page pool (class 0), a stack of page indexes: emptied pages, memory still held and charged. */
   readonly poolPages = new Uint32Array(new SharedArrayBuffer(MAX_PAGES * 4));
   poolCount = 0;
-  readonly releasedPages = new Uint32Array(new SharedArrayBuffer(MAX_PAGES * 4));
+  /** Slots whose memory was given back (memory_release), a stack for newPage to fill again. */
+  readonly releasedSlots = new Uint32Array(new SharedArrayBuffer(MAX_PAGES * 4));
   releasedCount = 0;
+  private readonly chargeWholePages: boolean;
   /** Per page: the page as a Buffer (copies by range without allocating), and as u32 words. */
   readonly bytes: Buffer[] = [];
   readonly words: Uint32Array[] = [];
@@ -59,11 +90,12 @@ export class SlabPages {
     readonly classes: SizeClasses,
     memoryLimit: number,
     pageSize: number,
-    /** Bytes counted as allocated before any page (memcached's T_MEMD_INITIAL_MALLOC, for its 64bit.t). */
-    readonly initialMalloced = 0,
+    options: SlabPagesOptions = {},
   ) {
     this.pageSize = pageSize;
-    this.maxPages = this.pagesWithin(memoryLimit);
+    this.memoryLimit = memoryLimit;
+    this.malloced = options.initialMalloced ?? 0;
+    this.chargeWholePages = options.chargeWholePages ?? true;
     this.largestClass = classes.largest;
     for (let id = 1; id <= classes.largest; id++) {
       const size = classes.chunkSizes[id]!;
@@ -75,14 +107,18 @@ export class SlabPages {
     }
   }
 
-  /** A lower limit also gives back pool pages past it (memcached's do_slabs_adjust_mem_limit). */
+  /**
+   * cache_memlimit: pages already given stay their classes'; the limit bounds pages
+   * handed out from now on, and pool pages past it are given back at once.
+   */
   setMemoryLimit(memoryLimit: number): void {
-    this.maxPages = this.pagesWithin(memoryLimit);
+    this.memoryLimit = memoryLimit;
     this.releaseExcess();
   }
 
-  private pagesWithin(memoryLimit: number): number {
-    return Math.max(0, Math.min(MAX_PAGES, Math.floor((memoryLimit - this.initialMalloced) / this.pageSize)));
+  /** What a new page of the class is charged against -m (memcached's do_slabs_newslab len). */
+  pageCharge(id: number): number {
+    return this.chargeWholePages ? this.pageSize : this.chunkSize[id]! * this.perPage[id]!;
   }
 
   /** A free chunk of the class, or 0 when the class has none and may not take another page. */
@@ -184,7 +220,11 @@ export class SlabPages {
    */
   reassignPage(page: number, dst: number): void {
     const src = this.pageClass[page]!;
-    if (src !== GLOBAL_PAGE_POOL) this.totalPages[src]!--;
+    if (src !== GLOBAL_PAGE_POOL) {
+      this.totalPages[src]!--;
+      // A pool page is charged a whole page (it may go to any class); only no_slab_reassign charges less, and it moves no page.
+      this.malloced += this.pageSize - this.pageCharge(src);
+    }
     if (dst === GLOBAL_PAGE_POOL) {
       this.pageClass[page] = GLOBAL_PAGE_POOL;
       this.pageChunkSize[page] = 0;
@@ -195,17 +235,26 @@ export class SlabPages {
     this.assign(page, dst);
   }
 
-  /** Page memory in the pool past -m goes back (memcached's memory_release). */
-  private releaseExcess(): void {
-    while (this.mallocedPages > this.maxPages && this.poolCount > 0) {
+  /**
+   * Page memory in the pool past -m goes back (memcached's memory_release, run
+   * when a page reaches the pool and when cache_memlimit is lowered); bytes freed.
+   */
+  private releaseExcess(): number {
+    let freed = 0;
+    while (this.memoryLimit !== 0 && this.malloced > this.memoryLimit && this.poolCount > 0) {
       const page = this.poolPages[--this.poolCount]!;
-      const empty = new SharedArrayBuffer(0);
-      this.buffers[page] = empty;
-      this.bytes[page] = Buffer.from(empty);
-      this.words[page] = new Uint32Array(empty);
-      this.releasedPages[this.releasedCount++] = page;
-      this.mallocedPages--;
+      this.releaseSlot(page);
+      this.malloced -= this.pageSize;
+      freed += this.pageSize;
     }
+    return freed;
+  }
+
+  private releaseSlot(page: number): void {
+    this.buffers[page] = RELEASED_PAGE;
+    this.bytes[page] = RELEASED_BYTES;
+    this.words[page] = RELEASED_WORDS;
+    this.releasedSlots[this.releasedCount++] = page;
   }
 
   /**
@@ -248,28 +297,122 @@ export class SlabPages {
     return this.freeCount[id]! + this.carveLeft[id]!;
   }
 
-  /** A page for the class: from the pool first, else new memory while -m allows (or the class has none). */
-  private newPage(id: number): boolean {
-    let page = this.takeFromPool();
-    if (page === -1) {
-      if (this.mallocedPages >= this.maxPages && this.totalPages[id]! > 0) return false;
+  /** Everything the pages hold, for a warm restart (state.ts). */
+  stateEntries(): StateEntry[] {
+    return [
+      {
+        kind: 'blocks',
+        name: 'pages.pages',
+        blockSize: this.pageSize,
+        // A released slot is saved as a zeroed page; stateLoaded() releases it again.
+        blocks: () => this.bytes.map((bytes) => (bytes === RELEASED_BYTES ? Buffer.alloc(this.pageSize) : bytes)),
+        allocate: (count) => this.replacePages(count),
+      },
+      fixedArray('pages.pageClass', this.pageClass),
+      fixedArray('pages.pageChunkSize', this.pageChunkSize),
+      fixedArray('pages.chunkSize', this.chunkSize),
+      fixedArray('pages.perPage', this.perPage),
+      fixedArray('pages.totalPages', this.totalPages),
+      fixedArray('pages.freeHead', this.freeHead),
+      fixedArray('pages.freeCount', this.freeCount),
+      fixedArray('pages.carveNext', this.carveNext),
+      fixedArray('pages.carveLeft', this.carveLeft),
+      fixedArray('pages.requested', this.requested),
+      fixedArray('pages.poolPages', this.poolPages),
+      fixedArray('pages.releasedSlots', this.releasedSlots),
+      scalarField('pages.malloced', this, 'malloced'),
+      scalarField('pages.poolCount', this, 'poolCount'),
+      scalarField('pages.releasedCount', this, 'releasedCount'),
+    ];
+  }
+
+  /** After a warm restart's load: the released slots (saved as zeroed pages) are released again; pool pages keep their memory. */
+  stateLoaded(): void {
+    for (let i = 0; i < this.releasedCount; i++) {
+      const page = this.releasedSlots[i]!;
+      this.buffers[page] = RELEASED_PAGE;
+      this.bytes[page] = RELEASED_BYTES;
+      this.words[page] = RELEASED_WORDS;
+    }
+  }
+
+  /** Drops every page for `count` new zeroed ones (a warm restart fills them). */
+  private replacePages(count: number): Buffer[] {
+    if (count > MAX_PAGES) throw new RangeError(`${count} pages exceed ${MAX_PAGES}`);
+    this.buffers.length = 0;
+    this.bytes.length = 0;
+    this.words.length = 0;
+    for (let page = 0; page < count; page++) {
       const buffer = new SharedArrayBuffer(this.pageSize);
-      if (this.releasedCount > 0) {
-        page = this.releasedPages[--this.releasedCount]!;
-        this.buffers[page] = buffer;
-        this.bytes[page] = Buffer.from(buffer);
-        this.words[page] = new Uint32Array(buffer);
-      } else {
-        if (this.pageCount >= MAX_PAGES) return false;
-        page = this.pageCount++;
-        this.buffers.push(buffer);
-        this.bytes.push(Buffer.from(buffer));
-        this.words.push(new Uint32Array(buffer));
+      this.buffers.push(buffer);
+      this.bytes.push(Buffer.from(buffer));
+      this.words.push(new Uint32Array(buffer));
+    }
+    this.pageCount = count;
+    return this.bytes;
+  }
+
+  /**
+   * Gives the class a page, as memcached's do_slabs_newslab: from the pool first,
+   * else new memory while -m allows (or the class has none yet); false otherwise.
+   */
+  newPage(id: number): boolean {
+    let page = this.poolCount > 0 ? this.poolPages[--this.poolCount]! : -1;
+    if (page !== -1) {
+      // A pool page was charged a whole page; the class is charged what it takes.
+      this.malloced += this.pageCharge(id) - this.pageSize;
+    } else {
+      const reuse = this.releasedCount > 0;
+      if (!reuse && this.pageCount >= MAX_PAGES) return false;
+      const charge = this.pageCharge(id);
+      if (this.memoryLimit !== 0 && this.malloced + charge > this.memoryLimit && this.totalPages[id]! > 0) return false;
+      let buffer: SharedArrayBuffer;
+      try {
+        buffer = new SharedArrayBuffer(this.pageSize);
+      } catch {
+        this.mallocFails++;
+        return false;
       }
-      this.mallocedPages++;
+      this.malloced += charge;
+      page = reuse ? this.releasedSlots[--this.releasedCount]! : this.pageCount++;
+      this.buffers[page] = buffer;
+      this.bytes[page] = Buffer.from(buffer);
+      this.words[page] = new Uint32Array(buffer);
     }
     // carveLeft is 0 here (the class asked for a page), so the page is cut from as needed.
     this.assign(page, id);
     return true;
+  }
+
+  /**
+   * While more is charged than -m allows (cache_memlimit lowered it), moves pages
+   * with no chunk in use to the global pool, which gives their memory back down
+   * to the limit (memcached's page mover and memory_release; a page still holding
+   * an item stays: moving items out of a page is the rebalancer's). Bytes freed.
+   */
+  releaseFreePages(): number {
+    const before = this.malloced;
+    this.releaseExcess();
+    for (let id = 1; id <= this.largestClass && this.memoryLimit !== 0 && this.malloced > this.memoryLimit; id++) {
+      if (this.totalPages[id]! === 0) continue;
+      const size = this.chunkSize[id]!;
+      const perPage = this.perPage[id]!;
+      // Free chunks per page: those on the free list, and the uncut rest of the newest page.
+      const freeIn = new Uint32Array(this.pageCount);
+      for (let ref = this.freeHead[id]!; ref !== 0; ref = this.words[(ref >>> 16) - 1]![((ref & 0xffff) * size) >>> 2]!) {
+        freeIn[(ref >>> 16) - 1]!++;
+      }
+      const carvePage = this.carveLeft[id]! > 0 ? (this.carveNext[id]! >>> 16) - 1 : -1;
+      if (carvePage >= 0) freeIn[carvePage]! += this.carveLeft[id]!;
+      for (let page = 0; page < this.pageCount && this.malloced > this.memoryLimit; page++) {
+        if (this.pageClass[page] !== id || freeIn[page] !== perPage) continue;
+        // Every chunk cut from the page is on the free list: take them out, then stop cutting it.
+        const cutChunks = this.uncarvedFrom(page);
+        for (let i = 0; i < cutChunks; i++) this.cut(((page + 1) << 16) | i);
+        this.stopCarving(page);
+        this.reassignPage(page, GLOBAL_PAGE_POOL);
+      }
+    }
+    return before - this.malloced;
   }
 }

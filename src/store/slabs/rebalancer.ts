@@ -16,6 +16,7 @@ import {
 } from './layout.js';
 import { GLOBAL_PAGE_POOL } from './pages.js';
 import { SlabAutomove } from './slab-automove.js';
+import { fixedArray, type StateEntry } from './state.js';
 
 /** `slabs reassign` answers, as memcached's reassign_result_type. */
 export const REASSIGN_OK = 0;
@@ -46,8 +47,6 @@ export interface RebalanceSettings {
 export interface RebalanceListener {
   /** The item leaves memory: dead (expired or flushed) or not (no room to rescue it, or busy too long). Still readable. */
   dropping(ref: number, dead: boolean): void;
-  /** Items moved to other chunks: any copy of an item keyed by its chunk is stale. */
-  moved(): void;
 }
 
 /**
@@ -97,7 +96,7 @@ export class SlabRebalancer {
   private moveInlineReclaim = 0;
   private moveBusyDeletes = 0;
   /** Chunks of the page already emptied (memcached's slab_rebal.completed). */
-  private readonly completed = new Uint8Array(MAX_CHUNKS_PER_PAGE);
+  private readonly completed = new Uint8Array(new SharedArrayBuffer(MAX_CHUNKS_PER_PAGE));
   private slice: NodeJS.Immediate | NodeJS.Timeout | null = null;
   private readonly runSlice = (): void => this.step();
 
@@ -144,6 +143,44 @@ export class SlabRebalancer {
   resetStats(): void {
     this.rescues = this.chunkRescues = this.evictionsNomem = this.inlineReclaim = 0;
     this.busyItems = this.busyDeletes = this.slabsMoved = 0;
+  }
+
+  /**
+   * The move under way and the counters, for a warm restart (state.ts): a save
+   * finishes the move first when it can (finishNow), but a page whose items are
+   * held stays half-emptied, and is taken up where it was after the load.
+   */
+  stateEntries(): StateEntry[] {
+    const scalar = (name: string, get: () => number, set: (value: number) => void): StateEntry => ({ kind: 'scalar', name: `mover.${name}`, get, set });
+    return [
+      scalar('running', () => Number(this.running), (v) => (this.running = v !== 0)),
+      scalar('src', () => this.src, (v) => (this.src = v)),
+      scalar('dst', () => this.dst, (v) => (this.dst = v)),
+      scalar('page', () => this.page, (v) => (this.page = v)),
+      scalar('pos', () => this.pos, (v) => (this.pos = v)),
+      scalar('end', () => this.end, (v) => (this.end = v)),
+      scalar('chunkSize', () => this.chunkSize, (v) => (this.chunkSize = v)),
+      scalar('passBusy', () => this.passBusy, (v) => (this.passBusy = v)),
+      scalar('busyLoops', () => this.busyLoops, (v) => (this.busyLoops = v)),
+      scalar('moveRescues', () => this.moveRescues, (v) => (this.moveRescues = v)),
+      scalar('moveChunkRescues', () => this.moveChunkRescues, (v) => (this.moveChunkRescues = v)),
+      scalar('moveEvictionsNomem', () => this.moveEvictionsNomem, (v) => (this.moveEvictionsNomem = v)),
+      scalar('moveInlineReclaim', () => this.moveInlineReclaim, (v) => (this.moveInlineReclaim = v)),
+      scalar('moveBusyDeletes', () => this.moveBusyDeletes, (v) => (this.moveBusyDeletes = v)),
+      scalar('rescues', () => this.rescues, (v) => (this.rescues = v)),
+      scalar('chunkRescues', () => this.chunkRescues, (v) => (this.chunkRescues = v)),
+      scalar('evictionsNomem', () => this.evictionsNomem, (v) => (this.evictionsNomem = v)),
+      scalar('inlineReclaim', () => this.inlineReclaim, (v) => (this.inlineReclaim = v)),
+      scalar('busyItems', () => this.busyItems, (v) => (this.busyItems = v)),
+      scalar('busyDeletes', () => this.busyDeletes, (v) => (this.busyDeletes = v)),
+      scalar('slabsMoved', () => this.slabsMoved, (v) => (this.slabsMoved = v)),
+      fixedArray('mover.completed', this.completed),
+    ];
+  }
+
+  /** After a warm restart's load: a move that was under way goes on. */
+  stateLoaded(): void {
+    if (this.running) this.schedule(false);
   }
 
   /** Pages in the global pool (`stats` slab_global_page_pool). */
@@ -292,7 +329,6 @@ export class SlabRebalancer {
         return;
       }
     }
-    if (copied > 0 && this.listener !== null) this.listener.moved();
     if (!all) this.schedule(busy > 0);
   }
 
@@ -403,8 +439,8 @@ export class SlabRebalancer {
     const size = this.chunkSize;
     const from = pages.offsetOf(ref);
     pages.bytes[(ref >>> 16) - 1]!.copy(pages.bytes[(target >>> 16) - 1]!, pages.offsetOf(target), from, from + size);
-    // The LRU: the copy takes the original's place between its neighbours.
-    const lruId = arena.classId(ref);
+    // The LRU: the copy takes the original's place between its neighbours, in the LRU its header names (class | segment).
+    const lruId = arena.lruId(ref);
     const lru = arena.lru;
     const newer = this.word(ref, H_LRU_PREV);
     const older = this.word(ref, H_LRU_NEXT);
@@ -451,7 +487,6 @@ export class SlabRebalancer {
     this.inlineReclaim += this.moveInlineReclaim;
     this.busyDeletes += this.moveBusyDeletes;
     this.moveRescues = this.moveChunkRescues = this.moveEvictionsNomem = this.moveInlineReclaim = this.moveBusyDeletes = 0;
-    if (this.listener !== null) this.listener.moved();
   }
 
   private word(ref: number, field: number): number {

@@ -1,4 +1,5 @@
 import type { SlabArena } from './arena.js';
+import { COLD_LRU } from './lru.js';
 import { CLASS_SLOTS } from './pages.js';
 
 /** memcached's slab_automove.c: a class is a source only with more pages than this. */
@@ -132,7 +133,8 @@ export class SlabAutomove {
 
   /** Seconds since the last access of the item at the class's LRU tail (memcached reads its COLD tail), 0 when empty. */
   private tailAge(id: number): number {
-    const tail = this.arena.lruTail(id);
+    // Items age into COLD (flat mode keeps every item there), so its tail is the class's oldest.
+    const tail = this.arena.lruTail(id | COLD_LRU);
     return tail === 0 ? 0 : Math.max(0, this.arena.now - this.arena.time(tail));
   }
 
