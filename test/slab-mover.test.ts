@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SlabArena } from '../src/store/slabs/arena.js';
 import { H_LRU_NEXT, H_LRU_PREV } from '../src/store/slabs/layout.js';
+import { COLD_LRU, HOT_LRU, TEMP_LRU, WARM_LRU } from '../src/store/slabs/lru.js';
 import {
   REASSIGN_BADCLASS,
   REASSIGN_NOSPARE,
@@ -61,20 +62,25 @@ function word(arena: SlabArena, ref: number, field: number): number {
 function assertWhole(arena: SlabArena): number {
   let total = 0;
   for (let id = 1; id <= arena.classes.largest; id++) {
-    let count = 0;
-    let newer = 0;
-    for (let ref = arena.lruHead(id); ref !== 0; ref = word(arena, ref, H_LRU_NEXT)) {
-      assert.equal(word(arena, ref, H_LRU_PREV), newer, `class ${id}: back link`);
-      assert.ok(arena.isLinked(ref), `class ${id}: item on the LRU is linked`);
-      const key = Buffer.alloc(arena.keyLength(ref));
-      arena.copyKeyTo(ref, key, 0);
-      assert.equal(arena.find(key, 0, key.length), ref, `class ${id}: ${key.toString()} found at its ref`);
-      newer = ref;
-      count++;
+    // Each class's four segments (HOT, WARM, COLD, TEMP): an LRU id is class | segment.
+    for (const segment of [HOT_LRU, WARM_LRU, COLD_LRU, TEMP_LRU]) {
+      const lruId = id | segment;
+      let count = 0;
+      let newer = 0;
+      for (let ref = arena.lruHead(lruId); ref !== 0; ref = word(arena, ref, H_LRU_NEXT)) {
+        assert.equal(word(arena, ref, H_LRU_PREV), newer, `LRU ${lruId}: back link`);
+        assert.ok(arena.isLinked(ref), `LRU ${lruId}: item on the LRU is linked`);
+        assert.equal(arena.lruId(ref), lruId, `LRU ${lruId}: the item's header names its LRU`);
+        const key = Buffer.alloc(arena.keyLength(ref));
+        arena.copyKeyTo(ref, key, 0);
+        assert.equal(arena.find(key, 0, key.length), ref, `LRU ${lruId}: ${key.toString()} found at its ref`);
+        newer = ref;
+        count++;
+      }
+      assert.equal(arena.lruTail(lruId), newer, `LRU ${lruId}: tail`);
+      assert.equal(arena.lru.count[lruId], count, `LRU ${lruId}: count`);
+      total += count;
     }
-    assert.equal(arena.lruTail(id), newer, `class ${id}: tail`);
-    assert.equal(arena.lru.count[id], count, `class ${id}: count`);
-    total += count;
   }
   assert.equal(arena.currItems, total, 'hash table count = items on the LRUs');
   return total;
@@ -83,15 +89,11 @@ function assertWhole(arena: SlabArena): number {
 class Dropped implements RebalanceListener {
   evicted: string[] = [];
   dead: string[] = [];
-  moves = 0;
   constructor(private readonly arena: SlabArena) {}
   dropping(ref: number, dead: boolean): void {
     const key = Buffer.alloc(this.arena.keyLength(ref));
     this.arena.copyKeyTo(ref, key, 0);
     (dead ? this.dead : this.evicted).push(key.toString());
-  }
-  moved(): void {
-    this.moves++;
   }
 }
 
@@ -247,6 +249,38 @@ describe('slab page mover', () => {
     assertWhole(arena);
   });
 
+  it('waits for an item the segmented LRU\'s bump queue pins, then rescues it into the segment its header names', () => {
+    const arena = new SlabArena({ memoryLimit: 16 * MiB });
+    const id = fill(arena, 3000, 900);
+    for (let i = 1; i < 3000; i += 3) arena.free(arena.find(keyOf(i), 0, keyOf(i).length));
+    // The maintainer's juggles push HOT's tail (the oldest items, on the first page) down into COLD.
+    for (let run = 0; run < 20; run++) arena.juggle(id);
+    const page = arena.pages.firstPageOf(id);
+    let queued = 0;
+    for (let index = 0; index < arena.pages.perPage[id]! && queued === 0; index++) {
+      const ref = ((page + 1) << 16) | index;
+      if (arena.isLinked(ref) && arena.lruId(ref) === (id | COLD_LRU)) queued = ref;
+    }
+    assert.notEqual(queued, 0, 'an item of the first page is in COLD');
+    const key = Buffer.alloc(arena.keyLength(queued));
+    arena.copyKeyTo(queued, key, 0);
+    const value = valueAt(arena, key);
+    arena.bump(queued);
+    arena.bump(queued); // the second hit makes it active: queued for WARM, pinned while queued
+    assert.equal(arena.bumpLength, 1);
+    const rebalancer = mover(arena);
+    assert.equal(rebalancer.reassign(id, 0), REASSIGN_OK);
+    assert.equal(rebalancer.finishNow(5), false, 'the move waits for the queued item');
+    assert.equal(arena.find(key, 0, key.length), queued, 'the queued item stays where it is');
+    arena.processBumps(Number.POSITIVE_INFINITY);
+    assert.equal(rebalancer.finishNow(), true);
+    const moved = arena.find(key, 0, key.length);
+    assert.notEqual((moved >>> 16) - 1, page);
+    assert.equal(arena.lruId(moved), id | WARM_LRU, 'moved to WARM by the queue, and rescued there');
+    assert.deepEqual(valueAt(arena, key), value);
+    assertWhole(arena);
+  });
+
   it('answers as memcached: BADCLASS, SAME, NOSPARE; -1 picks any class with a spare page', () => {
     const arena = new SlabArena({ memoryLimit: 16 * MiB });
     const id = fill(arena, 3000, 900);
@@ -301,7 +335,7 @@ describe('slab page mover', () => {
 
 describe('slab page mover against a model (seeded)', () => {
   for (const seed of [7, 10]) {
-    it(`keeps every value byte for byte through random sets, deletes, pins and page moves in slices (seed ${seed})`, () => {
+    it(`keeps every value byte for byte through random sets, hits, juggles between LRU segments, deletes, pins and page moves in slices (seed ${seed})`, () => {
       let state = seed;
       const random = (): number => {
         state = (state * 1103515245 + 12345) & 0x7fffffff;
@@ -338,6 +372,9 @@ describe('slab page mover against a model (seeded)', () => {
           model.delete(name);
         } else if (r < 0.8) {
           check(name);
+          // A hit, as a get makes it: marks the item, and an active COLD one is queued (pinned) for WARM.
+          const ref = arena.find(key, 0, key.length);
+          if (ref !== 0) arena.bump(ref);
         } else if (r < 0.82) {
           const ref = arena.find(key, 0, key.length);
           if (ref !== 0 && pinned.length < 5) {
@@ -356,11 +393,17 @@ describe('slab page mover against a model (seeded)', () => {
           const src = random() < 0.7 ? -1 : Math.floor(random() * (arena.classes.largest + 1));
           const size = Math.min(16384, sizes[Math.floor(random() * sizes.length)]! + 70);
           rebalancer.reassign(src, random() < 0.3 ? 0 : arena.classes.classOf(size));
-        } else {
+        } else if (r < 0.95) {
           slice();
+        } else if (r < 0.98) {
+          // The LRU maintainer's work: items move between HOT, WARM and COLD (the mover relinks them in theirs).
+          arena.juggle(1 + Math.floor(random() * arena.classes.largest), 50);
+        } else {
+          arena.processBumps(20);
         }
       }
       for (const held of pinned) arena.unpin(held.ref);
+      arena.processBumps(Number.POSITIVE_INFINITY);
       assert.equal(rebalancer.finishNow(), true);
       assert.ok(rebalancer.slabsMoved > 100, `pages moved: ${rebalancer.slabsMoved}`);
       assert.ok(rebalancer.rescues > 0 && rebalancer.chunkRescues > 0 && rebalancer.evictionsNomem > 0);
