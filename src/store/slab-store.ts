@@ -853,7 +853,7 @@ export class SlabStore implements Store, EvictionListener, RebalanceListener {
     this.countArenaReclaims();
     // cache_memlimit lowered -m below what is charged: pages with no chunk in use go back.
     const pages = this.arena.pages;
-    if (pages.memoryLimit !== 0 && pages.malloced > pages.memoryLimit) pages.releaseFreePages();
+    if (pages.releasePending) pages.releaseFreePages();
     if (this.flushPending && this.oldestLive <= now) this.flushDue();
     this.sweepExpired(now);
     this.rebalancer.tick(now);

@@ -56,6 +56,12 @@ export class SlabPages {
    * past -m, as memcached's do_slabs_newslab allows.
    */
   malloced: number;
+  /**
+   * cache_memlimit was lowered below what is charged: free pages of classes go to
+   * the pool (and their memory back) as they empty, until the charge is within it.
+   * Not set by a class's first page past -m, which memcached lets stand.
+   */
+  releasePending = false;
   /** Pages whose memory could not be had (memcached's malloc_fails). */
   mallocFails = 0;
   /** Page slots used so far (pages in classes, in the pool, and released slots, which are reused first). */
@@ -114,6 +120,7 @@ export class SlabPages {
   setMemoryLimit(memoryLimit: number): void {
     this.memoryLimit = memoryLimit;
     this.releaseExcess();
+    this.releasePending = memoryLimit !== 0 && this.malloced > memoryLimit;
   }
 
   /** What a new page of the class is charged against -m (memcached's do_slabs_newslab len). */
@@ -323,6 +330,7 @@ export class SlabPages {
       scalarField('pages.malloced', this, 'malloced'),
       scalarField('pages.poolCount', this, 'poolCount'),
       scalarField('pages.releasedCount', this, 'releasedCount'),
+      scalarField('pages.releasePending', this, 'releasePending'),
     ];
   }
 
@@ -413,6 +421,7 @@ export class SlabPages {
         this.reassignPage(page, GLOBAL_PAGE_POOL);
       }
     }
+    if (this.malloced <= this.memoryLimit || this.memoryLimit === 0) this.releasePending = false;
     return before - this.malloced;
   }
 }
