@@ -304,8 +304,8 @@ export class MnemoServer implements ServerContext {
     clearTimeout(timer);
     // A page move under way ends now, so the arena is whole (every chunk in use, free or in the pool);
     // before the disk closes, as the items it lets go of are reported on the feed.
-    this.slabRebalancer?.finishNow();
-    this.slabRebalancer?.stop();
+    this.slabRebalancer.finishNow();
+    this.slabRebalancer.stop();
     await this.udp?.close();
     await this.replication?.close();
     await this.persistence?.close();

@@ -146,9 +146,10 @@ export class SlabRebalancer {
   }
 
   /**
-   * The move under way and the counters, for a warm restart (state.ts): a save
-   * finishes the move first when it can (finishNow), but a page whose items are
-   * held stays half-emptied, and is taken up where it was after the load.
+   * The move under way, for a warm restart (state.ts): a save finishes the move
+   * first when it can (finishNow), but a page whose items are held stays
+   * half-emptied, and is taken up where it was after the load, its own counts
+   * with it. The `stats` counters start from 0, as every other counter does.
    */
   stateEntries(): StateEntry[] {
     const scalar = (name: string, get: () => number, set: (value: number) => void): StateEntry => ({ kind: 'scalar', name: `mover.${name}`, get, set });
@@ -167,13 +168,6 @@ export class SlabRebalancer {
       scalar('moveEvictionsNomem', () => this.moveEvictionsNomem, (v) => (this.moveEvictionsNomem = v)),
       scalar('moveInlineReclaim', () => this.moveInlineReclaim, (v) => (this.moveInlineReclaim = v)),
       scalar('moveBusyDeletes', () => this.moveBusyDeletes, (v) => (this.moveBusyDeletes = v)),
-      scalar('rescues', () => this.rescues, (v) => (this.rescues = v)),
-      scalar('chunkRescues', () => this.chunkRescues, (v) => (this.chunkRescues = v)),
-      scalar('evictionsNomem', () => this.evictionsNomem, (v) => (this.evictionsNomem = v)),
-      scalar('inlineReclaim', () => this.inlineReclaim, (v) => (this.inlineReclaim = v)),
-      scalar('busyItems', () => this.busyItems, (v) => (this.busyItems = v)),
-      scalar('busyDeletes', () => this.busyDeletes, (v) => (this.busyDeletes = v)),
-      scalar('slabsMoved', () => this.slabsMoved, (v) => (this.slabsMoved = v)),
       fixedArray('mover.completed', this.completed),
     ];
   }
