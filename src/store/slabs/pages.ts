@@ -13,6 +13,21 @@ export const GLOBAL_PAGE_POOL = 0;
 /** The most classes size-classes.ts makes (memcached's MAX_NUMBER_OF_SLAB_CLASSES - 1), plus the unused 0. */
 export const CLASS_SLOTS = 64;
 
+/** How SlabPages counts and hands out pages beyond -m and the page size. */
+export interface SlabPagesOptions {
+  /**
+   * Bytes counted as allocated before the first page (memcached's
+   * T_MEMD_INITIAL_MALLOC, which its test suite uses to fake a 4 GiB heap).
+   */
+  initialMalloced?: number;
+  /**
+   * False as memcached without slab_reassign and without chunked items: a page
+   * is charged only its chunks (chunk size × chunks per page), not the page size.
+   */
+  chargeWholePages?: boolean;
+}
+
+
 /**
  * Slab pages and classes, as memcached's slabs.c: `-m` is carved into pages
  * allocated when a class first needs one, each page given to one size class
@@ -32,28 +47,14 @@ export const CLASS_SLOTS = 64;
  * thread and -m need not be reserved up front); the tables are typed arrays on
  * SharedArrayBuffers too.
  */
-/** How SlabPages counts and hands out pages beyond -m and the page size. */
-export interface SlabPagesOptions {
-  /**
-   * Bytes counted as allocated before the first page (memcached's
-   * T_MEMD_INITIAL_MALLOC, which its test suite uses to fake a 4 GiB heap).
-   */
-  initialMalloced?: number;
-  /**
-   * False as memcached without slab_reassign and without chunked items: a page
-   * is charged only its chunks (chunk size × chunks per page), not the page size.
-   */
-  chargeWholePages?: boolean;
-}
-
 export class SlabPages {
   readonly pageSize: number;
   /** -m in bytes (memcached's mem_limit); 0: none. */
   memoryLimit: number;
   /**
-   * Bytes charged for pages handed to classes (memcached's mem_malloced, which
-   * `stats slabs` shows as total_malloced): a class with no page may take one
-   * past -m, as memcached's do_slabs_newslab allows.
+   * Bytes charged for pages in classes and in the pool (memcached's mem_malloced,
+   * which `stats slabs` shows as total_malloced): a class with no page may take
+   * one past -m, as memcached's do_slabs_newslab allows.
    */
   malloced: number;
   /**
