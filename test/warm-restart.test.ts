@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { SlabArena } from '../src/store/slabs/arena.js';
 import { loadMemoryFile, saveMemoryFile, type MemoryFileLog } from '../src/store/slabs/memory-file.js';
+import { REASSIGN_OK, SlabRebalancer } from '../src/store/slabs/rebalancer.js';
 import type { StateEntry } from '../src/store/slabs/state.js';
 import { connectClient, statLines, type RawClient } from './helpers/client.js';
 import { runMnemo, startMnemo, type RunningServer } from './helpers/mnemo.js';
@@ -338,6 +339,90 @@ describe('the arena state a memory file holds', () => {
     }
     for (let i = 0; i < 400; i += 7) assert.notEqual(loaded.find(Buffer.from(`key${i}`), 0, `key${i}`.length), 0);
     assert.equal(loaded.currItems, 400);
+  });
+
+  it('lists every typed array the slab mover holds (add new ones to SlabRebalancer.stateEntries)', () => {
+    const mover = new SlabRebalancer(new SlabArena({ memoryLimit: 8 * 1024 * 1024 }), { reassign: true, automove: 0, ratio: 0.8, window: 30 });
+    mover.stop();
+    const found = new Map<ArrayBufferLike, string>();
+    typedArrays({ ...mover, arena: null }, 'mover', new Set(), found);
+    const listed = listedBuffers(mover.stateEntries());
+    assert.deepEqual([...found].filter(([buffer]) => !listed.has(buffer)).map(([, path]) => path), []);
+  });
+
+  it('the global page pool, released page slots and a page move under way load as they were', () => {
+    const MiB = 1024 * 1024;
+    const options = { memoryLimit: 8 * MiB };
+    const settings = { reassign: true, automove: 0, ratio: 0.8, window: 30 };
+    const arena = new SlabArena(options);
+    const mover = new SlabRebalancer(arena, settings);
+    mover.stop(); // no timers: finishNow drives the moves
+    const value = Buffer.alloc(900, 0x61);
+    for (let i = 0; i < 3000; i++) {
+      const key = Buffer.from(`key${i}`);
+      const ref = arena.allocate(key.length, value.length, 0, 0);
+      arena.writeKey(ref, key, 0, key.length);
+      arena.writeValue(ref, 0, value, 0, value.length);
+      arena.link(ref);
+    }
+    const id = arena.classId(arena.find(Buffer.from('key0'), 0, 4));
+    for (let i = 0; i < 3000; i += 2) arena.free(arena.find(Buffer.from(`key${i}`), 0, `key${i}`.length));
+    for (let move = 0; move < 2; move++) {
+      assert.equal(mover.reassign(id, 0), REASSIGN_OK);
+      assert.equal(mover.finishNow(), true);
+    }
+    assert.equal(arena.pages.poolCount, 2);
+    const beforeMove = arena.currItems;
+    arena.setMemoryLimit(arena.totalMalloced - MiB); // the pool gives one page's memory back
+    assert.equal(arena.pages.poolCount, 1);
+    assert.equal(arena.pages.releasedCount, 1);
+    const released = arena.pages.releasedSlots[0]!;
+    // A move held up by a pinned item.
+    const page = arena.pages.firstPageOf(id);
+    let pinned = 0;
+    for (let index = 0; pinned === 0; index++) if (arena.isLinked(((page + 1) << 16) | index)) pinned = ((page + 1) << 16) | index;
+    arena.pin(pinned);
+    assert.equal(mover.reassign(id, 0), REASSIGN_OK);
+    assert.equal(mover.finishNow(3), false);
+    const malloced = arena.totalMalloced;
+
+    const path = memoryFile();
+    saveMemoryFile(path, [], [...arena.stateEntries(), ...mover.stateEntries()], quiet);
+    const loaded = new SlabArena(options);
+    const loadedMover = new SlabRebalancer(loaded, settings);
+    loadedMover.stop();
+    const result = loadMemoryFile(path, [...loaded.stateEntries(), ...loadedMover.stateEntries()], () => null, quiet);
+    assert.equal(result.loaded, true, result.loaded ? '' : result.reason);
+    loaded.stateLoaded();
+    loadedMover.stateLoaded();
+    assert.equal(loaded.pages.poolCount, 1);
+    assert.equal(loaded.pages.releasedCount, 1);
+    assert.equal(loaded.pages.bytes[released]!.length, 0, 'the released slot holds no memory again');
+    assert.equal(loaded.totalMalloced, malloced);
+    assert.equal(loadedMover.isRunning, true, 'the move under way goes on');
+    assert.equal(loadedMover.slabsMoved, 0, 'stats counters start from 0, as every counter');
+    // The old process's pin is gone: the move ends; every item is kept or counted evicted (those
+    // evicted before the save too: the move's own counts were saved with it).
+    assert.equal(loadedMover.finishNow(), true);
+    assert.equal(loaded.pages.poolCount, 2);
+    assert.ok(loadedMover.evictionsNomem > 0);
+    assert.equal(loaded.currItems + loadedMover.evictionsNomem, beforeMove);
+    for (let i = 1; i < 3000; i += 2) {
+      const ref = loaded.find(Buffer.from(`key${i}`), 0, `key${i}`.length);
+      if (ref === 0) continue;
+      const out = Buffer.alloc(loaded.valueLength(ref));
+      loaded.copyValueTo(ref, out, 0);
+      assert.deepEqual(out, value);
+    }
+    // New pages come from the pool first, then the released slot is filled again.
+    const before = loaded.pages.pageCount;
+    assert.equal(loaded.pages.newPage(id), true);
+    assert.equal(loaded.pages.newPage(id), true);
+    assert.equal(loaded.pages.newPage(id), true);
+    assert.equal(loaded.pages.poolCount, 0);
+    assert.equal(loaded.pages.releasedCount, 0);
+    assert.equal(loaded.pages.pageCount, before, 'no new slot while the released one was free');
+    assert.ok(loaded.pages.bytes[released]!.length > 0);
   });
 
   it('refuses a file whose arrays have other lengths (another build), naming the first', () => {

@@ -157,11 +157,15 @@ A memcached-compatible cache server. Flags use memcached's names and meanings.
                               LRU's lru_maintainer, no_lru_maintainer, hot_lru_pct=<n>,
                               warm_lru_pct=<n>, hot_max_factor=<f>, warm_max_factor=<f>,
                               temporary_ttl=<s>, no_modern (flat LRU, whole-page chunks),
-                              slab_chunk_max=<bytes> (largest chunk; larger items are
-                              chunked), no_chunked_items, hashpower=<12..28> (starting
-                              hash table), lru_crawler, no_lru_crawler,
-                              lru_crawler_sleep=<us>, lru_crawler_tocrawl=<n> (the LRU
-                              crawler: on by default, off with no_modern)
+                              slab_reassign / no_slab_reassign (the "slabs reassign" page
+                              mover, on by default), slab_automove=<0|1|2> (default 1:
+                              pages move from classes with free memory to ones that evict;
+                              2: every eviction pulls a page), slab_automove_ratio=<r>,
+                              slab_automove_window=<runs>, slab_chunk_max=<bytes> (largest
+                              chunk; larger items are chunked), no_chunked_items,
+                              hashpower=<12..28> (starting hash table), lru_crawler,
+                              no_lru_crawler, lru_crawler_sleep=<us>, lru_crawler_tocrawl=<n>
+                              (the LRU crawler: on by default, off with no_modern)
   -W, --disable-watch         refuse the "watch" command (memcached's log stream)
   -L, --enable-largepages     give each slab class its first page at start (memcached's
                               preallocation: -m must hold them; cache_memlimit is refused)

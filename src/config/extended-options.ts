@@ -111,6 +111,7 @@ export function applyExtendedOption(config: Config, suboption: string): void {
     throw new ConfigError(`-o/--extended: lru_crawler_tocrawl=${value}: lru_crawler_tocrawl takes a numeric 32bit value`);
   }
 
+  checkSlabOption(name, value);
   config.extended.set(name, kind === 'bare' ? 'yes' : kind === 'optional' && value === '' ? '1' : value);
   if (name === 'idle_timeout') config.idleTimeout = Number(value);
   if (name === 'track_sizes') config.trackSizes = true;
@@ -225,4 +226,27 @@ export function settleSlabSettings(config: Config, preallocate: boolean): void {
     }
     config.preallocate = true;
   }
+}
+
+/** memcached's checks of the slab mover's suboptions (its messages). */
+function checkSlabOption(name: string, value: string): void {
+  const fail = (message: string): never => {
+    throw new ConfigError(`-o/--extended: ${message}`);
+  };
+  if (name === 'slab_automove' && value !== '' && Number(value) > 2) fail('slab_automove must be between 0 and 2');
+  if (name === 'slab_automove_ratio' && !(Number(value) > 0 && Number(value) <= 1)) fail('slab_automove_ratio must be > 0 and < 1');
+  if (name === 'slab_automove_window' && Number(value) < 3) fail('slab_automove_window must be > 2');
+}
+
+/** memcached's slab_reassign, slab_automove, slab_automove_ratio and slab_automove_window, defaults and all. */
+export function slabRebalanceSettings(config: Config): { reassign: boolean; automove: number; ratio: number; window: number; lruMaintainer: boolean } {
+  const extended = config.extended;
+  const noModern = extended.has('no_modern');
+  return {
+    reassign: !extended.has('no_slab_reassign') && !noModern,
+    automove: extended.has('no_slab_automove') || noModern ? 0 : Number(extended.get('slab_automove') ?? 1),
+    ratio: Number(extended.get('slab_automove_ratio') ?? 0.8),
+    window: Number(extended.get('slab_automove_window') ?? 30),
+    lruMaintainer: !extended.has('no_lru_maintainer'),
+  };
 }

@@ -90,6 +90,8 @@ function general(ctx: ServerContext): Pairs {
   stat('hash_power_level', memory.hash_power_level);
   stat('hash_bytes', memory.hash_bytes);
   stat('hash_is_expanding', memory.hash_is_expanding ? 1 : 0);
+  const rebalancer = ctx.slabRebalancer ?? null;
+  if (rebalancer !== null && rebalancer.settings.reassign) for (const [name, value] of rebalancer.stats()) stat(name, value);
   const crawler = store.crawler;
   if (crawler !== undefined && crawler.enabled) {
     stat('lru_crawler_running', crawler.running ? 1 : 0);
@@ -110,6 +112,7 @@ function general(ctx: ServerContext): Pairs {
   stat('bytes', store.bytesUsed);
   stat('curr_items', store.itemCount);
   stat('total_items', c.total_items);
+  if (rebalancer !== null) stat('slab_global_page_pool', rebalancer.globalPagePool);
   stat('expired_unfetched', c.expired_unfetched);
   stat('evicted_unfetched', c.evicted_unfetched);
   if (store.lru?.settings.maintainer === true) stat('evicted_active', lruTotals(ctx).evicted_active);
@@ -213,9 +216,7 @@ function settings(ctx: ServerContext): Pairs {
     ['item_size_max', config.maxItemSize],
     ['maxconns_fast', extended.has('no_maxconns_fast') || noModern ? 'no' : 'yes'],
     ['hashpower_init', config.hashPowerInit],
-    ['slab_reassign', extended.has('no_slab_reassign') || noModern ? 'no' : 'yes'],
-    ['slab_automove', option('slab_automove', 1)],
-    ['slab_chunk_max', config.slabChunkMax],
+    ...slabSettings(ctx),
     ['lru_crawler', yesNo(ctx.store.crawler?.enabled ?? config.lruCrawler)],
     ['lru_crawler_sleep', ctx.store.crawler?.sleep ?? config.lruCrawlerSleep],
     ['lru_crawler_tocrawl', ctx.store.crawler?.tocrawl ?? config.lruCrawlerToCrawl],
@@ -307,6 +308,24 @@ function items(ctx: ServerContext): Pairs {
     }
   }
   return text;
+}
+
+/**
+ * slab_reassign through slab_chunk_max: the slab mover's settings as they are now
+ * (`slabs automove` changes them); without a mover, as the flags gave them.
+ */
+function slabSettings(ctx: ServerContext): Pairs {
+  const extended = ctx.config.extended;
+  const settings = ctx.slabRebalancer?.settings;
+  const automove = extended.has('no_slab_automove') || extended.has('no_modern') ? 0 : Number(extended.get('slab_automove') ?? 1);
+  return [
+    ['slab_reassign', yesNo(settings?.reassign ?? !(extended.has('no_slab_reassign') || extended.has('no_modern')))],
+    ['slab_automove', settings?.automove ?? automove],
+    ['slab_automove_ratio', (settings?.ratio ?? Number(extended.get('slab_automove_ratio') ?? 0.8)).toFixed(2)],
+    ['slab_automove_window', settings?.window ?? Number(extended.get('slab_automove_window') ?? 30)],
+    // memcached's default is half a 1 MB page, whatever -I is (a whole page under no_modern).
+    ['slab_chunk_max', ctx.config.slabChunkMax],
+  ];
 }
 
 type LruTotals = Pick<LruClassStats, 'evicted_active' | 'lrutail_reflocked' | 'moves_to_cold' | 'moves_to_warm' | 'moves_within_lru' | 'direct_reclaims'>;

@@ -96,6 +96,14 @@ const REASSIGN_DISABLED = reply('CLIENT_ERROR slab reassignment disabled');
 const REASSIGN_BADCLASS = reply('BADCLASS invalid src or dst class id');
 const REASSIGN_SAME = reply('SAME src and dst class are identical');
 const REASSIGN_NOSPARE = reply('NOSPARE source class has no spare pages');
+/** Indexed by SlabRebalancer.reassign's result (memcached's reassign_result_type). */
+const REASSIGN_REPLIES = [
+  reply('OK'),
+  reply('BUSY currently processing reassign request'),
+  REASSIGN_BADCLASS,
+  REASSIGN_NOSPARE,
+  REASSIGN_SAME,
+];
 /** memcached's MAX_NUMBER_OF_SLAB_CLASSES minus one: class ids run 1..63. */
 const LARGEST_CLASS_ID = 63;
 
@@ -906,25 +914,28 @@ export class TextProtocol implements MetaHost {
   }
 
   /**
-   * `slabs reassign <src> <dst>` and `slabs automove <0|1|2>|ratio <r>`, checked as
-   * memcached's process_slabs_command checks them. Mnemo holds no slab pages, so a
-   * valid reassign finds no spare page to move (NOSPARE), and the automove setting
-   * is kept for `stats settings` only.
+   * `slabs reassign <src> <dst>` and `slabs automove <0|1|2>|ratio <r>`, checked and
+   * answered as memcached's process_slabs_command. The slab store's mover does the
+   * move (in the background: OK means it started); on the heap store there are no
+   * pages, so a valid reassign finds no spare one (NOSPARE).
    */
   private slabs(buf: Buffer, next: number): number {
     const ntokens = tokens.count;
     const out = this.out;
     const sub = 1;
+    const rebalancer = this.ctx.slabRebalancer ?? null;
     if (ntokens === 5 && tokens.is(buf, sub, REASSIGN)) {
-      if (this.ctx.config.extended.has('no_slab_reassign')) {
+      const enabled = rebalancer !== null ? rebalancer.settings.reassign : !this.ctx.config.extended.has('no_slab_reassign');
+      if (!enabled) {
         out.bytes(REASSIGN_DISABLED);
         return next;
       }
       const src = parseI32(buf, tokens.start[2]!, tokens.end[2]!);
       const dst = parseI32(buf, tokens.start[3]!, tokens.end[3]!);
       if (Number.isNaN(src) || Number.isNaN(dst)) out.bytes(BAD_FORMAT);
+      else if (rebalancer !== null) out.bytes(REASSIGN_REPLIES[rebalancer.reassign(src, dst)]!);
       else if (src === dst) out.bytes(REASSIGN_SAME);
-      else if (src < -1 || src > LARGEST_CLASS_ID || dst < 1 || dst > LARGEST_CLASS_ID) out.bytes(REASSIGN_BADCLASS);
+      else if (src < -1 || src > LARGEST_CLASS_ID || dst < 0 || dst > LARGEST_CLASS_ID) out.bytes(REASSIGN_BADCLASS);
       else out.bytes(REASSIGN_NOSPARE);
       return next;
     }
@@ -938,6 +949,7 @@ export class TextProtocol implements MetaHost {
           return next;
         }
         extended.set('slab_automove_ratio', String(ratio));
+        if (rebalancer !== null) rebalancer.settings.ratio = ratio;
       } else {
         const level = parseU32(buf, tokens.start[2]!, tokens.end[2]!);
         if (Number.isNaN(level)) {
@@ -949,6 +961,7 @@ export class TextProtocol implements MetaHost {
           return next;
         }
         extended.set('slab_automove', String(level));
+        if (rebalancer !== null) rebalancer.settings.automove = level;
       }
       this.answer(OK);
       return next;

@@ -10,6 +10,7 @@ import type { PartialValueBudget } from './partial-values.js';
 import type { Durability } from '../store/change-feed.js';
 import type { Persistence } from '../store/persistence.js';
 import type { Store } from '../store/store.js';
+import type { SlabRebalancer } from '../store/slabs/rebalancer.js';
 
 /** What `stats conns` shows of one connection or listener, addresses in memcached's form. */
 export interface ConnectionInfo {
@@ -53,6 +54,8 @@ export interface ServerContext {
   readonly durability: Durability | null;
   /** --peer/--replication-port: replication with peers (its `stats` lines), or null. */
   readonly replication?: { stats(): Array<[string, string | number]> } | null;
+  /** The slab store's page mover (`slabs reassign`, `slabs automove`, `stats` slab_*), or null. */
+  readonly slabRebalancer?: SlabRebalancer | null;
   /** -S: passwords binary connections authenticate against. */
   readonly saslPasswords: PasswordFile | null;
   /** -Y: passwords text connections authenticate against. */

@@ -4,6 +4,7 @@ import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { Clock } from '../base/clock.js';
 import type { Config } from '../config/config.js';
+import { slabRebalanceSettings } from '../config/extended-options.js';
 import { Connection } from './connection.js';
 import type { ConnectionInfo, ServerContext } from './context.js';
 import { endpointText } from '../protocol/stats-text.js';
@@ -19,6 +20,7 @@ import { MemoryGuard } from './memory-guard.js';
 import { PartialValueBudget, partialValueLimit } from './partial-values.js';
 import { Persistence } from '../store/persistence.js';
 import { SlabStore, type SlabStoreOptions } from '../store/slab-store.js';
+import type { SlabRebalancer } from '../store/slabs/rebalancer.js';
 import { WarmRestart } from '../store/warm-restart.js';
 import { Replicator } from '../replication/replicator.js';
 import type { Store } from '../store/store.js';
@@ -59,6 +61,8 @@ export class MnemoServer implements ServerContext {
   readonly durability: Durability | null = null;
   /** --peer/--replication-port: replication with peers, or null. */
   readonly replication: Replicator | null = null;
+  /** The slab store's page mover (`slabs reassign`, `slabs automove`). */
+  readonly slabRebalancer: SlabRebalancer;
   /** -e: the memory file a graceful stop saves the cache to and the next start loads, or null. */
   readonly warmRestart: WarmRestart | null = null;
   private readonly memoryStore: SlabStore;
@@ -94,10 +98,12 @@ export class MnemoServer implements ServerContext {
       initialMalloced: testInitialMalloc(),
       lru: { ...config.lru },
       crawler: { enabled: config.lruCrawler, sleep: config.lruCrawlerSleep, tocrawl: config.lruCrawlerToCrawl, background: config.lru.maintainer },
+      rebalance: slabRebalanceSettings(config),
     };
     const memory = new SlabStore(storeOptions, this.clock, this.counters);
     this.store = memory;
     this.memoryStore = memory;
+    this.slabRebalancer = memory.rebalancer;
     if (config.memoryFile !== null) this.warmRestart = new WarmRestart(config.memoryFile, memory, this.clock, config, log);
     // One change feed, subscribers in a fixed order: the disk, then the peers. Memory
     // alone has no feed at all (each change costs the store one null check).
@@ -297,6 +303,10 @@ export class MnemoServer implements ServerContext {
     }, graceMs);
     await Promise.all(closed);
     clearTimeout(timer);
+    // A page move under way ends now, so the arena is whole (every chunk in use, free or in the pool);
+    // before the disk closes, as the items it lets go of are reported on the feed.
+    this.slabRebalancer.finishNow();
+    this.slabRebalancer.stop();
     await this.udp?.close();
     await this.replication?.close();
     await this.persistence?.close();

@@ -15,6 +15,7 @@ import {
   type LowerTier,
 } from './change-feed.js';
 import { SlabArena, type EvictionListener } from './slabs/arena.js';
+import { SlabRebalancer, type RebalanceListener, type RebalanceSettings } from './slabs/rebalancer.js';
 import type { StateEntry } from './slabs/state.js';
 import { LruSettings } from './slabs/lru.js';
 import { LruMaintainer } from './slabs/maintainer.js';
@@ -66,6 +67,8 @@ export interface SlabStoreOptions {
   initialMalloced?: number;
   /** The LRU crawler's settings; memcached's defaults when absent. */
   crawler?: CrawlerSettings;
+  /** -o slab_reassign, slab_automove, slab_automove_ratio, slab_automove_window: the slab page mover. */
+  rebalance?: RebalanceSettings;
 }
 
 /**
@@ -202,8 +205,10 @@ class SlabLru implements StoreLru {
  * Keys reach the feed and the tier below as latin1 strings (their interfaces take
  * strings today); they are built only when a feed or a tier is attached.
  */
-export class SlabStore implements Store, EvictionListener, CrawlerOwner {
+export class SlabStore implements Store, EvictionListener, CrawlerOwner, RebalanceListener {
   readonly arena: SlabArena;
+  /** `slabs reassign`, `slabs automove` and their `stats`: memcached's slab page mover. */
+  readonly rebalancer: SlabRebalancer;
   readonly lru: StoreLru;
   /** memcached's LRU maintainer: juggles the segments and moves hit COLD items to WARM, a bounded run at a time. */
   readonly maintainer: LruMaintainer;
@@ -252,6 +257,8 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner {
     this.lru = new SlabLru(this.arena, this.maintainer);
     if (this.arena.lruSettings.maintainer) this.maintainer.start();
     this.arena.evictionListener = this;
+    this.rebalancer = new SlabRebalancer(this.arena, options.rebalance ?? { reassign: true, automove: 1, ratio: 0.8, window: 30 });
+    this.rebalancer.listener = this;
     this.arena.now = clock.now;
     this.view = new SlabItemView(this.arena);
     this.crawler = new LruCrawler(this.arena, this, options.crawler ?? { enabled: true, sleep: 100, tocrawl: 0, background: true });
@@ -324,6 +331,7 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner {
   stateEntries(): StateEntry[] {
     return [
       ...this.arena.stateEntries(),
+      ...this.rebalancer.stateEntries(),
       { kind: 'scalar', name: 'store.casCounter', get: () => this.casCounter, set: (value) => (this.casCounter = value) },
       { kind: 'scalar', name: 'store.oldestLive', get: () => this.oldestLive, set: (value) => (this.oldestLive = value) },
       { kind: 'scalar', name: 'store.flushPending', get: () => Number(this.flushPending), set: (value) => (this.flushPending = value !== 0) },
@@ -334,6 +342,8 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner {
   prepareSave(): void {
     // Queued COLD hits hold their items: done now, nothing of them is saved.
     this.arena.processBumps(Number.POSITIVE_INFINITY);
+    // A page move under way ends now if no holder keeps it going (its state is saved either way).
+    this.rebalancer.finishNow();
   }
 
   /** After the state was loaded: nothing of the old process's readers or copies is left. */
@@ -341,6 +351,7 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner {
     const arena = this.arena;
     arena.now = this.clock.now;
     arena.stateLoaded();
+    this.rebalancer.stateLoaded();
     // The per-class reclaim figures came back; the global counters start from 0 as a new process's.
     let reclaimed = 0;
     let expiredUnfetched = 0;
@@ -428,6 +439,7 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner {
   /** `stats reset`, with the counters: the arena's per-class figures start again from 0. */
   resetStats(): void {
     this.arena.resetItemStats();
+    this.rebalancer.resetStats();
     this.reclaimedCounted = 0;
     this.expiredUnfetchedCounted = 0;
   }
@@ -661,10 +673,20 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner {
   evicting(arena: SlabArena, ref: number): void {
     this.counters.evictions++;
     if (!arena.hasFlag(ref, ITEM_FETCHED)) this.counters.evicted_unfetched++;
+    // slab_automove 2: every eviction asks for a page for its class (a move starts on the next turn of the loop).
+    if (this.rebalancer.settings.automove === 2) this.rebalancer.evicted(arena.classId(ref));
     if (this.onEviction === null && this.feed === null) return;
     const view = this.view.at(ref);
     if (this.onEviction !== null) this.onEviction(view);
     if (this.feed !== null) this.feed.emit(CHANGE_EVICTED, view.key, view, 0);
+  }
+
+  /** The slab mover lets go of an item: not an eviction in `stats`, but memory no longer has it. */
+  dropping(ref: number, dead: boolean): void {
+    if (this.feed !== null) {
+      const view = this.view.at(ref);
+      this.feed.emit(dead ? CHANGE_REMOVED : CHANGE_EVICTED, view.key, dead ? null : view, 0);
+    }
   }
 
   private flushDue(): void {
@@ -833,9 +855,10 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner {
     this.countArenaReclaims();
     // cache_memlimit lowered -m below what is charged: pages with no chunk in use go back.
     const pages = this.arena.pages;
-    if (pages.memoryLimit !== 0 && pages.malloced > pages.memoryLimit) pages.releaseFreePages();
+    if (pages.releasePending) pages.releaseFreePages();
     if (this.flushPending && this.oldestLive <= now) this.flushDue();
     this.crawler.tick();
+    this.rebalancer.tick(now);
   }
 
   /** The crawler found a dead item: free it and report it, its expired_unfetched in the counters now. */

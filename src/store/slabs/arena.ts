@@ -2,6 +2,9 @@ import { SizeClasses } from '../size-classes.js';
 import { HashTable, DEFAULT_HASH_POWER } from './hash-table.js';
 import {
   DATA_CHUNK_HEADER,
+  D_HEAD,
+  D_NEXT,
+  D_PREV,
   H_CAS_HIGH,
   H_CAS_LOW,
   H_CLIENT_FLAGS,
@@ -16,6 +19,7 @@ import {
   H_VALUE_LENGTH,
   ITEM_ACTIVE,
   ITEM_CHUNKED,
+  ITEM_DATA_CHUNK,
   ITEM_FETCHED,
   ITEM_FREE_ON_RELEASE,
   ITEM_LINKED,
@@ -288,9 +292,12 @@ export class SlabArena {
       }
       // A data chunk is charged whole (it holds one item's bytes only).
       pages.requested[id]! += pages.chunkSize[id]!;
-      this.setWord(chunk, 0, 0);
+      this.setWord(chunk, D_NEXT, 0);
+      this.setWord(chunk, D_PREV, previous === 0 ? head : previous);
+      this.setWord(chunk, D_HEAD, head);
+      this.setWord(chunk, H_META, ITEM_DATA_CHUNK << 16);
       if (previous === 0) headWords[refWord] = chunk;
-      else this.setWord(previous, 0, chunk);
+      else this.setWord(previous, D_NEXT, chunk);
       previous = chunk;
       remaining -= pages.chunkSize[id]! - DATA_CHUNK_HEADER;
     }
@@ -986,7 +993,8 @@ export class SlabArena {
       while (chunk !== 0) {
         const id = pages.classOfChunk(chunk);
         pages.requested[id]! -= pages.chunkSize[id]!;
-        const next = this.getWord(chunk, 0);
+        const next = this.getWord(chunk, D_NEXT);
+        this.setWord(chunk, H_META, ITEM_SLABBED << 16);
         pages.free(chunk);
         chunk = next;
       }

@@ -19,8 +19,13 @@
  * then the key bytes at 48, then the value bytes. A chunked item (value past the
  * largest chunk) keeps header and key in its first chunk, the ref of its first
  * data chunk at the next 4-aligned offset after the key, and the value in a
- * chain of data chunks: u32 0 is the next data chunk's ref, the value bytes
- * start at DATA_CHUNK_HEADER.
+ * chain of data chunks: u32 0 is the next data chunk's ref, u32 1 the previous
+ * one's (the header's for the first), u32 2 the header's, u32 10 (meta) has
+ * ITEM_DATA_CHUNK set; the value bytes start at DATA_CHUNK_HEADER. The back
+ * links let the slab mover (rebalancer.ts) move one data chunk of an item.
+ *
+ * A chunk on a free list has ITEM_SLABBED in its meta word, u32 0 and 1 are
+ * its free-list links (pages.ts).
  */
 export const HEADER_BYTES = 48;
 export const KEY_OFFSET = 48;
@@ -49,6 +54,13 @@ export const ITEM_CHUNKED = 32;
 export const ITEM_FREE_ON_RELEASE = 64;
 /** Freed; guards against double frees. */
 export const ITEM_SLABBED = 128;
+/** A data chunk of a chunked item, not an item header (a high bit, apart from the item flags). */
+export const ITEM_DATA_CHUNK = 0x8000;
+
+/** Data chunk fields (u32 indexes): the previous chunk (or the header), and the header. */
+export const D_NEXT = 0;
+export const D_PREV = 1;
+export const D_HEAD = 2;
 /** memcached's ITEM_ACTIVE: hit twice (or once more after it was), so the segmented LRU keeps it out of COLD. */
 export const ITEM_ACTIVE = 256;
 
