@@ -17,7 +17,7 @@ import {
 import { SlabArena, type EvictionListener } from './slabs/arena.js';
 import { SlabRebalancer, type RebalanceListener, type RebalanceSettings } from './slabs/rebalancer.js';
 import type { StateEntry } from './slabs/state.js';
-import { LruSettings } from './slabs/lru.js';
+import { COLD_LRU, LruSettings } from './slabs/lru.js';
 import { LruMaintainer } from './slabs/maintainer.js';
 import { LruCrawler, type CrawlerOwner } from './slabs/crawler.js';
 import { ITEM_FETCHED, ITEM_KEY_BINARY, ITEM_STALE, ITEM_TOKEN_SENT, KEY_OFFSET, memcachedItemTotal } from './slabs/layout.js';
@@ -447,10 +447,11 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner, Rebalan
   dump(visit: (item: ItemDump) => boolean): void {
     const arena = this.arena;
     const now = this.clock.now;
+    arena.now = now;
     const view = this.view;
     for (let ref = arena.nextItem(0); ref !== 0; ref = arena.nextItem(ref)) {
       const exptime = arena.exptime(ref);
-      if (exptime !== 0 && exptime <= now) continue;
+      if ((exptime !== 0 && exptime <= now) || arena.isFlushed(ref)) continue;
       view.at(ref);
       const more = visit({
         key: view.key,
@@ -529,6 +530,13 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner, Rebalan
   ): StoreResult {
     if (!this.writable) return 'no_memory';
     const arena = this.arena;
+    // memcached allocates the new item before it looks for the old one, and in a flat LRU
+    // an allocation first reclaims dead items at its class's tail: an expired or flushed
+    // item there is counted reclaimed (issue_183.t), not found and counted get_flushed.
+    if (!arena.lruSettings.segmented && mode !== 'append' && mode !== 'prepend') {
+      const id = this.sizeClassOf(keyEnd - keyStart, dataEnd - dataStart, flags);
+      if (id !== 0 && arena.pullTail(id, COLD_LRU, 0, 0, 0) > 0) this.countArenaReclaims();
+    }
     // A plain set replaces whatever the disk holds: no need to read it first.
     const existing = this.lookup(key, keyStart, keyEnd, mode !== 'set');
     const binaryKey = (options & STORE_BINARY_KEY) !== 0;
@@ -656,6 +664,25 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner, Rebalan
 
   flushAll(delay: number): void {
     const now = this.clock.now;
+    const arena = this.arena;
+    arena.now = now;
+    // Items an earlier immediate flush left in place go now: a new oldestLive would bring them back.
+    if (arena.oldestCas !== 0) {
+      this.clearFlushed();
+      arena.oldestCas = 0;
+    }
+    if (delay <= 0 && arena.useCas) {
+      // memcached's way with CAS on: nothing is freed here. What was stored before
+      // now has an older CAS than the flush's (the second alone would also take
+      // items stored after the flush in the same second): a get that finds one
+      // counts get_flushed and removes it, a set of its key reclaims it, and the LRU
+      // tails and the crawler's next runs reclaim the rest.
+      this.oldestLive = arena.oldestLive = now - 1;
+      arena.oldestCas = this.casCounter + 1;
+      this.flushPending = false;
+      if (this.feed !== null) this.feed.emit(CHANGE_FLUSHED, '', null, 0);
+      return;
+    }
     const oldestLive = delay > 0 ? this.clock.expiryFrom(delay) - 1 : now - 1;
     this.oldestLive = oldestLive;
     this.arena.oldestLive = oldestLive;
@@ -705,8 +732,7 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner, Rebalan
       if (!fromBacking || this.lower === null) return 0;
       return this.fetchFromBacking(key, keyStart, keyEnd);
     }
-    const oldestLive = this.oldestLive;
-    if (arena.time(ref) <= oldestLive && oldestLive <= now) {
+    if (arena.isFlushed(ref)) {
       this.counters.get_flushed++;
       this.remove(ref);
       return 0;
@@ -840,6 +866,19 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner, Rebalan
    * to be reclaimed as it comes upon them; their memory comes back here at once,
    * and is counted as reclaimed then.
    */
+  /** Frees the items a lazy flush (flushAll) left in place. */
+  private clearFlushed(): void {
+    const arena = this.arena;
+    for (let ref = arena.nextItem(0); ref !== 0; ) {
+      const next = arena.nextItem(ref);
+      if (arena.isFlushed(ref)) {
+        this.countReclaim(ref);
+        arena.free(ref);
+      }
+      ref = next;
+    }
+  }
+
   private clear(): void {
     const arena = this.arena;
     for (let ref = arena.nextItem(0); ref !== 0; ) {

@@ -162,6 +162,8 @@ export class SlabArena {
   now = 0;
   /** flush_all: items last stored at or before it are dead once it has come (memcached's settings.oldest_live). */
   oldestLive = 0;
+  /** An immediate flush_all's first CAS (memcached's oldest_cas): items with a lower one are flushed; 0 for none. */
+  oldestCas = 0;
   evictionListener: EvictionListener | null = null;
   totalItems = 0;
 
@@ -618,12 +620,26 @@ export class SlabArena {
     return this.hasFlag(ref, ITEM_LINKED);
   }
 
-  /** Expired, or stored at or before a flush_all that has come. */
+  /** Expired, or flushed. */
   isDead(ref: number): boolean {
     const exptime = this.getWord(ref, H_EXPTIME);
     if (exptime !== 0 && exptime <= this.now) return true;
+    return this.isFlushed(ref);
+  }
+
+  /**
+   * Gone by a flush_all that has come, as memcached's item_is_flushed: stored at or
+   * before oldestLive, or (an immediate flush with CAS on) given a CAS older than
+   * the flush's, which also takes items stored earlier in the flush's own second.
+   */
+  isFlushed(ref: number): boolean {
     const oldestLive = this.oldestLive;
-    return oldestLive !== 0 && oldestLive <= this.now && this.getWord(ref, H_TIME) <= oldestLive;
+    if (oldestLive === 0 || oldestLive > this.now) return false;
+    if (this.getWord(ref, H_TIME) <= oldestLive) return true;
+    const oldestCas = this.oldestCas;
+    if (oldestCas === 0) return false;
+    const cas = this.cas(ref);
+    return cas !== 0 && cas < oldestCas;
   }
 
   // ---- iteration (dumps, crawlers): LRU order, newest first ----
@@ -790,6 +806,7 @@ export class SlabArena {
       // Drained before a save (SlabStore.prepareSave), so it loads empty and its holds are gone.
       fixedArray('arena.bumpQueue', this.bumpQueue),
       scalarField('arena.oldestLive', this, 'oldestLive'),
+      scalarField('arena.oldestCas', this, 'oldestCas'),
       scalarField('arena.totalItems', this, 'totalItems'),
     ];
   }

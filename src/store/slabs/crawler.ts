@@ -339,7 +339,7 @@ export class LruCrawler implements ItemCrawler {
           if (this.isGone(ref)) {
             this.reclaimed[id]!++;
             // As memcached's crawler_expired_eval: a flushed item does not count as expired unfetched.
-            const unfetched = (flags & ITEM_FETCHED) === 0 && !this.isFlushed(ref);
+            const unfetched = (flags & ITEM_FETCHED) === 0 && !arena.isFlushed(ref);
             if (unfetched) arena.expiredUnfetched[id]!++;
             this.owner.reclaimCrawled(ref, unfetched);
           } else if (mode === AUTOEXPIRE) {
@@ -390,13 +390,7 @@ export class LruCrawler implements ItemCrawler {
    */
   private isGone(ref: number): boolean {
     const exptime = this.arena.exptime(ref);
-    return (exptime !== 0 && exptime < this.arena.now) || this.isFlushed(ref);
-  }
-
-  private isFlushed(ref: number): boolean {
-    const arena = this.arena;
-    const oldestLive = arena.oldestLive;
-    return oldestLive !== 0 && oldestLive <= arena.now && arena.time(ref) <= oldestLive;
+    return (exptime !== 0 && exptime < this.arena.now) || this.arena.isFlushed(ref);
   }
 
   /** Hands one live item to the metadump's client. */
