@@ -911,7 +911,7 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner, Rebalan
 
   /**
    * The arena reclaims dead items at an LRU tail on its own when it needs a chunk
-   * (not through lookup or the sweep): add them to the global counters,
+   * (not through lookup or the crawler): add them to the global counters,
    * once a tick, from its per-class figures.
    */
   private countArenaReclaims(): void {
