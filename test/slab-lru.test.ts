@@ -11,11 +11,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { SlabArena, type EvictionListener } from '../src/store/slabs/arena.js';
 import { ITEM_ACTIVE, ITEM_FETCHED, memcachedItemTotal } from '../src/store/slabs/layout.js';
-import { COLD_LRU, HOT_LRU, LruSettings, TEMP_LRU, WARM_LRU } from '../src/store/slabs/lru.js';
+import { COLD_LRU, HOT_LRU, TEMP_LRU, WARM_LRU } from '../src/store/slabs/lru.js';
+import { DEFAULTS, type LruConfig } from '../src/config/config.js';
 import { LruMaintainer } from '../src/store/slabs/maintainer.js';
 import { connectClient, statLines, type RawClient } from './helpers/client.js';
 import { runMnemo, startMnemo, type RunningServer } from './helpers/mnemo.js';
 import { Random } from './helpers/random.js';
+import { arenaSet } from './helpers/arena.js';
 
 const MiB = 1024 * 1024;
 /** The 192-byte class's chunks in a 1 MiB page (10-byte keys, 100-byte values). */
@@ -25,19 +27,12 @@ function keyOf(i: number): Buffer {
   return Buffer.from(`k${String(i).padStart(9, '0')}`);
 }
 
-function segmented(changes: Partial<LruSettings> = {}): LruSettings {
-  return Object.assign(new LruSettings(), changes);
+function segmented(changes: Partial<LruConfig> = {}): LruConfig {
+  return { ...DEFAULTS.lru, ...changes };
 }
 
 function set(arena: SlabArena, key: Buffer, value: Buffer, exptime = 0): number {
-  const ref = arena.allocate(key.length, value.length, 0, exptime);
-  if (ref <= 0) return ref;
-  arena.writeKey(ref, key, 0, key.length);
-  arena.writeValue(ref, 0, value, 0, value.length);
-  const old = arena.find(key, 0, key.length);
-  if (old !== 0) arena.replace(old, ref);
-  else arena.link(ref);
-  return ref;
+  return arenaSet(arena, key, value, 0, exptime);
 }
 
 function find(arena: SlabArena, i: number): number {

@@ -19,6 +19,7 @@ import {
   SlabRebalancer,
   type RebalanceListener,
 } from '../src/store/slabs/rebalancer.js';
+import { arenaSet } from './helpers/arena.js';
 
 const MiB = 1024 * 1024;
 
@@ -30,17 +31,6 @@ function valueOf(i: number, length: number): Buffer {
   const value = Buffer.alloc(length);
   for (let j = 0; j < length; j++) value[j] = (i * 131 + j * 7) & 0xff;
   return value;
-}
-
-function set(arena: SlabArena, key: Buffer, value: Buffer): number {
-  const ref = arena.allocate(key.length, value.length, 0, 0);
-  if (ref <= 0) return ref;
-  arena.writeKey(ref, key, 0, key.length);
-  arena.writeValue(ref, 0, value, 0, value.length);
-  const old = arena.find(key, 0, key.length);
-  if (old !== 0) arena.replace(old, ref);
-  else arena.link(ref);
-  return ref;
 }
 
 function valueAt(arena: SlabArena, key: Buffer): Buffer | null {
@@ -105,7 +95,7 @@ function mover(arena: SlabArena): SlabRebalancer {
 
 /** Fills one class with n items of the given value length; returns the class id. */
 function fill(arena: SlabArena, n: number, length: number, from = 0): number {
-  for (let i = from; i < from + n; i++) assert.ok(set(arena, keyOf(i), valueOf(i, length)) > 0, `stored ${i}`);
+  for (let i = from; i < from + n; i++) assert.ok(arenaSet(arena, keyOf(i), valueOf(i, length)) > 0, `stored ${i}`);
   const last = keyOf(from + n - 1);
   return arena.classId(arena.find(last, 0, last.length));
 }
@@ -191,7 +181,7 @@ describe('slab page mover', () => {
     const before = arena.pages.freeChunks(dst);
     assert.ok(before >= arena.pages.perPage[dst]!);
     const big = arena.pages.chunkSize[dst]! - 100;
-    for (let i = 0; i < arena.pages.perPage[dst]!; i++) assert.ok(set(arena, keyOf(100000 + i), valueOf(i, big)) > 0);
+    for (let i = 0; i < arena.pages.perPage[dst]!; i++) assert.ok(arenaSet(arena, keyOf(100000 + i), valueOf(i, big)) > 0);
     assertWhole(arena);
   });
 
@@ -200,7 +190,7 @@ describe('slab page mover', () => {
     const largest = arena.classes.largest;
     assert.equal(arena.pages.chunkSize[largest], 16384);
     const length = 40000; // two 16 KiB data chunks and a smaller last one
-    for (let i = 0; i < 300; i++) assert.ok(set(arena, keyOf(i), valueOf(i, length)) > 0);
+    for (let i = 0; i < 300; i++) assert.ok(arenaSet(arena, keyOf(i), valueOf(i, length)) > 0);
     for (let i = 0; i < 300; i += 2) arena.free(arena.find(keyOf(i), 0, keyOf(i).length));
     const rebalancer = mover(arena);
     assert.equal(rebalancer.reassign(largest, 0), REASSIGN_OK);
@@ -211,7 +201,7 @@ describe('slab page mover', () => {
     assertWhole(arena);
 
     // Now a full largest class: moving a page evicts the items whose chunks it holds, whole.
-    for (let i = 1000; i < 3000; i++) set(arena, keyOf(i), valueOf(i, length));
+    for (let i = 1000; i < 3000; i++) arenaSet(arena, keyOf(i), valueOf(i, length));
     const itemsBefore = assertWhole(arena);
     assert.equal(rebalancer.reassign(largest, 0), REASSIGN_OK);
     assert.equal(rebalancer.finishNow(), true);
@@ -312,13 +302,13 @@ describe('slab page mover', () => {
     assert.equal(rebalancer.globalPagePool, 3);
     assert.equal(arena.totalMalloced, malloced, 'pool pages still count in total_malloced');
     // Another class takes its pages from the pool before any new memory.
-    for (let i = 0; i < 40; i++) assert.ok(set(arena, keyOf(50000 + i), valueOf(i, 60000)) > 0);
+    for (let i = 0; i < 40; i++) assert.ok(arenaSet(arena, keyOf(50000 + i), valueOf(i, 60000)) > 0);
     assert.equal(rebalancer.globalPagePool, 0);
     assert.equal(arena.totalMalloced, malloced);
     for (let i = 0; i < 40; i++) assert.deepEqual(valueAt(arena, keyOf(50000 + i)), valueOf(i, 60000));
     // Back to the pool, then -m lowered: memory past it goes.
     for (let i = 0; i < 40; i++) arena.free(arena.find(keyOf(50000 + i), 0, keyOf(50000 + i).length));
-    const big = arena.classId(set(arena, keyOf(1), valueOf(1, 60000)));
+    const big = arena.classId(arenaSet(arena, keyOf(1), valueOf(1, 60000)));
     while (arena.pages.totalPages[big]! > 1) {
       assert.equal(rebalancer.reassign(big, 0), REASSIGN_OK);
       assert.equal(rebalancer.finishNow(), true);
@@ -363,7 +353,7 @@ describe('slab page mover against a model (seeded)', () => {
         if (r < 0.4) {
           const value = Buffer.alloc(sizes[Math.floor(random() * sizes.length)]! + Math.floor(random() * 40), Math.floor(random() * 256));
           value[0] = op & 0xff;
-          const ref = set(arena, key, value);
+          const ref = arenaSet(arena, key, value);
           if (ref > 0) model.set(name, value);
           else model.delete(name);
         } else if (r < 0.5) {

@@ -9,9 +9,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { NO_MEMORY, SlabArena, TOO_LARGE, type EvictionListener } from '../src/store/slabs/arena.js';
 import { ITEM_FETCHED, ITEM_STALE, memcachedItemTotal } from '../src/store/slabs/layout.js';
-import { COLD_LRU, LruSettings } from '../src/store/slabs/lru.js';
+import { COLD_LRU } from '../src/store/slabs/lru.js';
+import { DEFAULTS, type LruConfig } from '../src/config/config.js';
 import { murmur3 } from '../src/store/slabs/murmur3.js';
 import { Random } from './helpers/random.js';
+import { arenaSet } from './helpers/arena.js';
 
 const MiB = 1024 * 1024;
 
@@ -25,22 +27,9 @@ function valueOf(i: number, length: number): Buffer {
   return value;
 }
 
-/** allocate + write + link, replacing any item with the key; the ref, or the allocation failure. */
-function set(arena: SlabArena, key: Buffer, value: Buffer, flags = 0, exptime = 0): number {
-  const ref = arena.allocate(key.length, value.length, flags, exptime);
-  if (ref <= 0) return ref;
-  arena.writeKey(ref, key, 0, key.length);
-  arena.writeValue(ref, 0, value, 0, value.length);
-  // found after allocating: the allocation may have evicted the old item
-  const old = arena.find(key, 0, key.length);
-  if (old !== 0) arena.replace(old, ref);
-  else arena.link(ref);
-  return ref;
-}
-
 /** memcached's compat LRU (-o no_modern): every item in COLD, no maintainer. */
-function flatLru(): LruSettings {
-  return Object.assign(new LruSettings(), { maintainer: false, segmented: false });
+function flatLru(): LruConfig {
+  return { ...DEFAULTS.lru, maintainer: false, segmented: false };
 }
 
 function get(arena: SlabArena, key: Buffer): Buffer | null {
@@ -68,7 +57,7 @@ describe('slab classes and capacity', () => {
     // 10-byte key, 100-byte value, flags 0, CAS: 48 + 8 + 11 + 102 = 169 bytes -> the 192-byte class
     assert.equal(memcachedItemTotal(10, 100, 0, true), 169);
     const value = valueOf(0, 100);
-    for (let i = 0; i < 450_000; i++) assert.ok(set(arena, keyOf(i), value) > 0);
+    for (let i = 0; i < 450_000; i++) assert.ok(arenaSet(arena, keyOf(i), value) > 0);
     const id = arena.classId(arena.find(keyOf(449_999), 0, 10));
     const slabs = arena.slabStats(id);
     assert.equal(slabs.chunk_size, 192);
@@ -91,7 +80,7 @@ describe('slab classes and capacity', () => {
     const arena = new SlabArena({ memoryLimit: 64 * MiB });
     // 48 + 8 + 11 + 1026 = 1093 bytes -> the 1184-byte class
     const value = valueOf(1, 1024);
-    for (let i = 0; i < 70_000; i++) assert.ok(set(arena, keyOf(i), value) > 0);
+    for (let i = 0; i < 70_000; i++) assert.ok(arenaSet(arena, keyOf(i), value) > 0);
     const slabs = arena.slabStats(arena.classId(arena.find(keyOf(69_999), 0, 10)));
     assert.equal(slabs.chunk_size, 1184);
     assert.equal(slabs.chunks_per_page, 885);
@@ -124,7 +113,7 @@ describe('per-class LRU and eviction', () => {
     };
     arena.evictionListener = listener;
     const value = valueOf(1, 100);
-    for (let i = 0; i < perPage; i++) set(arena, keyOf(i), value);
+    for (let i = 0; i < perPage; i++) arenaSet(arena, keyOf(i), value);
     assert.equal(arena.currItems, perPage);
     const id = arena.classId(arena.find(keyOf(0), 0, 10));
     assert.equal(arena.slabStats(id).free_chunks, 0);
@@ -137,8 +126,8 @@ describe('per-class LRU and eviction', () => {
     arena.bump(bumped);
     assert.ok(arena.hasFlag(bumped, ITEM_FETCHED));
     assert.equal(arena.time(bumped), 100);
-    set(arena, keyOf(perPage), value);
-    set(arena, keyOf(perPage + 1), value);
+    arenaSet(arena, keyOf(perPage), value);
+    arenaSet(arena, keyOf(perPage + 1), value);
     assert.deepEqual(evictedKeys, [keyOf(0).toString(), keyOf(2).toString()]);
     assert.equal(get(arena, keyOf(0)), null);
     assert.deepEqual(get(arena, keyOf(1)), value, 'bumped survives');
@@ -161,32 +150,32 @@ describe('per-class LRU and eviction', () => {
   it('-M: a full class refuses (outofmemory) and keeps every item', () => {
     const arena = new SlabArena({ memoryLimit: MiB, evictions: false });
     const value = valueOf(2, 100);
-    for (let i = 0; i < perPage; i++) assert.ok(set(arena, keyOf(i), value) > 0);
+    for (let i = 0; i < perPage; i++) assert.ok(arenaSet(arena, keyOf(i), value) > 0);
     assert.equal(arena.allocate(10, 100, 0, 0), NO_MEMORY);
-    assert.equal(set(arena, keyOf(perPage), value), NO_MEMORY);
+    assert.equal(arenaSet(arena, keyOf(perPage), value), NO_MEMORY);
     const id = arena.classId(arena.find(keyOf(0), 0, 10));
     assert.equal(arena.itemStats(id).outofmemory, 2);
     assert.equal(arena.itemStats(id).evicted, 0);
     for (let i = 0; i < perPage; i++) assert.notEqual(arena.find(keyOf(i), 0, 10), 0);
     // Another class still gets its first page past -m, as memcached's do_slabs_newslab allows
-    assert.ok(set(arena, keyOf(0), valueOf(3, 1000)) > 0);
+    assert.ok(arenaSet(arena, keyOf(0), valueOf(3, 1000)) > 0);
   });
 
   it('reclaims expired items at the tail before evicting live ones', () => {
     const arena = new SlabArena({ memoryLimit: MiB });
     const value = valueOf(4, 100);
     arena.now = 100;
-    for (let i = 0; i < perPage; i++) set(arena, keyOf(i), value, 0, i < 3 ? 110 : 0);
+    for (let i = 0; i < perPage; i++) arenaSet(arena, keyOf(i), value, 0, i < 3 ? 110 : 0);
     const id = arena.classId(arena.find(keyOf(0), 0, 10));
     arena.now = 110;
     assert.ok(arena.isDead(arena.find(keyOf(0), 0, 10)));
-    for (let i = 0; i < 3; i++) set(arena, keyOf(perPage + i), value);
+    for (let i = 0; i < 3; i++) arenaSet(arena, keyOf(perPage + i), value);
     let stats = arena.itemStats(id);
     assert.equal(stats.reclaimed, 3);
     assert.equal(stats.expired_unfetched, 3);
     assert.equal(stats.evicted, 0);
     for (let i = 3; i < perPage + 3; i++) assert.notEqual(arena.find(keyOf(i), 0, 10), 0, `key ${i}`);
-    set(arena, keyOf(perPage + 3), value);
+    arenaSet(arena, keyOf(perPage + 3), value);
     stats = arena.itemStats(id);
     assert.equal(stats.evicted, 1);
     assert.equal(arena.find(keyOf(3), 0, 10), 0, 'then the oldest live item goes');
@@ -195,11 +184,11 @@ describe('per-class LRU and eviction', () => {
   it('flush_all (oldestLive) makes older items dead and reclaimable', () => {
     const arena = new SlabArena({ memoryLimit: MiB });
     arena.now = 10;
-    for (let i = 0; i < perPage; i++) set(arena, keyOf(i), valueOf(5, 100));
+    for (let i = 0; i < perPage; i++) arenaSet(arena, keyOf(i), valueOf(5, 100));
     arena.now = 11;
     arena.oldestLive = 10;
     assert.ok(arena.isDead(arena.find(keyOf(7), 0, 10)));
-    set(arena, keyOf(perPage), valueOf(5, 100));
+    arenaSet(arena, keyOf(perPage), valueOf(5, 100));
     const id = arena.classId(arena.find(keyOf(perPage), 0, 10));
     assert.equal(arena.itemStats(id).reclaimed, 5, 'the five items looked at from the tail');
     assert.equal(arena.itemStats(id).evicted, 0);
@@ -209,14 +198,14 @@ describe('per-class LRU and eviction', () => {
   it('a pinned item is neither evicted nor reused until unpinned', () => {
     const arena = new SlabArena({ memoryLimit: MiB });
     const value = valueOf(6, 100);
-    for (let i = 0; i < perPage; i++) set(arena, keyOf(i), value);
+    for (let i = 0; i < perPage; i++) arenaSet(arena, keyOf(i), value);
     const pinned = arena.find(keyOf(0), 0, 10);
     arena.pin(pinned);
-    set(arena, keyOf(perPage), value);
+    arenaSet(arena, keyOf(perPage), value);
     assert.equal(arena.find(keyOf(0), 0, 10), pinned, 'the tail was passed by');
     assert.equal(arena.find(keyOf(1), 0, 10), 0);
     // Overwritten while a reply holds it: its bytes stay until unpin
-    const newer = set(arena, keyOf(0), valueOf(7, 100));
+    const newer = arenaSet(arena, keyOf(0), valueOf(7, 100));
     assert.notEqual(newer, pinned);
     assert.equal(arena.find(keyOf(0), 0, 10), newer);
     const id = arena.classId(pinned);
@@ -231,7 +220,7 @@ describe('per-class LRU and eviction', () => {
   it('a deleted item held twice keeps its chunk until both holds go', () => {
     const arena = new SlabArena({ memoryLimit: MiB });
     const value = valueOf(8, 2000);
-    const ref = set(arena, keyOf(0), value);
+    const ref = arenaSet(arena, keyOf(0), value);
     const id = arena.classId(ref);
     arena.pin(ref);
     arena.pin(ref);
@@ -239,7 +228,7 @@ describe('per-class LRU and eviction', () => {
     assert.equal(arena.find(keyOf(0), 0, 10), 0, 'gone from the table at once');
     assert.equal(arena.itemStats(id).number, 0);
     const freeAfterDelete = arena.slabStats(id).free_chunks;
-    const other = set(arena, keyOf(1), valueOf(9, 2000));
+    const other = arenaSet(arena, keyOf(1), valueOf(9, 2000));
     assert.notEqual(other, ref, 'a held chunk is not handed out');
     arena.unpin(ref);
     const held = Buffer.alloc(2000);
@@ -296,7 +285,7 @@ describe('chunked items', () => {
     const arena = new SlabArena({ memoryLimit: 16 * MiB, maxItemSize: 4 * MiB });
     assert.equal(arena.slabStats(arena.classes.largest).chunk_size, 512 * 1024);
     const value = new Random(4).bytes(4 * MiB - 100);
-    assert.ok(set(arena, keyOf(1), value) > 0);
+    assert.ok(arenaSet(arena, keyOf(1), value) > 0);
     assert.deepEqual(get(arena, keyOf(1)), value);
     assert.equal(arena.allocate(10, 4 * MiB, 0, 0), TOO_LARGE);
   });
@@ -306,7 +295,7 @@ describe('chunked items', () => {
     const values: Buffer[] = [];
     for (let i = 0; i < 12; i++) {
       values.push(valueOf(i, 900_000));
-      assert.ok(set(arena, keyOf(i), values[i]!) > 0, `item ${i}`);
+      assert.ok(arenaSet(arena, keyOf(i), values[i]!) > 0, `item ${i}`);
     }
     const largest = arena.classes.largest;
     assert.ok(arena.itemStats(largest).evicted > 0);
@@ -332,7 +321,7 @@ describe('hash table', () => {
     let fullChecks = 0;
     const powers = new Set<number>();
     for (let i = 0; i < count; i++) {
-      assert.ok(set(arena, keyOf(i), value) > 0);
+      assert.ok(arenaSet(arena, keyOf(i), value) > 0);
       if (arena.isExpanding) {
         powers.add(arena.hashPower);
         assert.equal(arena.hashBytes, 4 * (2 ** arena.hashPower + 2 ** (arena.hashPower - 1)), 'both tables while moving');
@@ -369,7 +358,7 @@ describe('chunk reuse', () => {
     const arena = new SlabArena({ memoryLimit: 8 * MiB });
     const value = valueOf(9, 100);
     const refs: number[] = [];
-    for (let i = 0; i < 3000; i++) refs.push(set(arena, keyOf(i), value));
+    for (let i = 0; i < 3000; i++) refs.push(arenaSet(arena, keyOf(i), value));
     const id = arena.classId(refs[0]!);
     let slabs = arena.slabStats(id);
     assert.equal(slabs.total_pages, 1);
@@ -390,21 +379,21 @@ describe('chunk reuse', () => {
     assert.equal(arena.itemStats(id).number, 2000);
     assert.equal(arena.currItems, 2000);
     for (let i = 0; i < 1000; i++) {
-      const ref = set(arena, keyOf(10_000 + i), value);
+      const ref = arenaSet(arena, keyOf(10_000 + i), value);
       assert.ok(freed.has(ref), 'a freed chunk, not a new one');
     }
     slabs = arena.slabStats(id);
     assert.equal(slabs.used_chunks, 3000);
     assert.equal(slabs.total_pages, 1);
     assert.equal(arena.currItems, 3000);
-    const once = set(arena, keyOf(20_000), value);
+    const once = arenaSet(arena, keyOf(20_000), value);
     arena.free(once);
     assert.throws(() => arena.free(once), /double free/);
   });
 
   it('keeps header fields: CAS past 2^32, flags, exptime, flag bits', () => {
     const arena = new SlabArena({ memoryLimit: 2 * MiB });
-    const ref = set(arena, Buffer.from('key'), Buffer.from('value'), 0xfffffffe, 12345);
+    const ref = arenaSet(arena, Buffer.from('key'), Buffer.from('value'), 0xfffffffe, 12345);
     arena.setCas(ref, 2 ** 40 + 17);
     assert.equal(arena.cas(ref), 2 ** 40 + 17);
     assert.equal(arena.clientFlags(ref), 0xfffffffe);
@@ -445,7 +434,7 @@ describe('differential against a Map', () => {
       if (roll < 45) {
         const size = random.chance(0.002) ? random.range(520_000, 700_000) : random.chance(0.1) ? random.range(1000, 20_000) : random.range(0, 400);
         const value = random.bytes(size);
-        const ref = set(arena, key, value, random.u32());
+        const ref = arenaSet(arena, key, value, random.u32());
         if (ref > 0) {
           reference.set(name, value);
           if (size > 512 * 1024) chunkedStored++;
@@ -484,7 +473,7 @@ describe('page accounting (memcached mem_malloced)', () => {
   it('charges a whole page with slab_reassign, and only its chunks without it and with whole-page chunks', () => {
     const modern = new SlabArena({ memoryLimit: 64 * MiB });
     const old = new SlabArena({ memoryLimit: 64 * MiB, slabReassign: false, slabChunkMax: MiB });
-    for (const arena of [modern, old]) assert.ok(set(arena, keyOf(1), valueOf(1, 100)) > 0);
+    for (const arena of [modern, old]) assert.ok(arenaSet(arena, keyOf(1), valueOf(1, 100)) > 0);
     assert.equal(modern.totalMalloced, MiB);
     const id = old.classId(old.find(keyOf(1), 0, 10));
     const slabs = old.slabStats(id);
@@ -497,11 +486,11 @@ describe('page accounting (memcached mem_malloced)', () => {
     assert.equal(arena.totalMalloced, 4 * MiB - 32);
     const big = valueOf(0, 400 * 1024);
     const results: number[] = [];
-    for (let i = 0; i < 5; i++) results.push(set(arena, keyOf(i), big));
+    for (let i = 0; i < 5; i++) results.push(arenaSet(arena, keyOf(i), big));
     assert.ok(results.includes(NO_MEMORY), 'the class is held to its first page');
     assert.equal(arena.totalMalloced, 5 * MiB - 32);
     // Another class still gets its first page.
-    assert.ok(set(arena, keyOf(100), valueOf(100, 100)) > 0);
+    assert.ok(arenaSet(arena, keyOf(100), valueOf(100, 100)) > 0);
     assert.equal(arena.totalMalloced, 6 * MiB - 32);
   });
 
@@ -516,7 +505,7 @@ describe('page accounting (memcached mem_malloced)', () => {
     const value = valueOf(7, 66560);
     const refs: number[] = [];
     for (let i = 0; ; i++) {
-      const ref = set(arena, keyOf(i), value);
+      const ref = arenaSet(arena, keyOf(i), value);
       if (ref <= 0) break;
       refs.push(ref);
     }
@@ -532,7 +521,7 @@ describe('page accounting (memcached mem_malloced)', () => {
     // Every free chunk of the kept pages is handed out once, and no page past -m comes.
     const again = new Set<number>();
     for (let i = 0; ; i++) {
-      const ref = set(arena, keyOf(1_000_000 + i), value);
+      const ref = arenaSet(arena, keyOf(1_000_000 + i), value);
       if (ref <= 0) break;
       assert.ok(!again.has(ref));
       again.add(ref);

@@ -1,3 +1,4 @@
+import { fmix32 } from '../store/slabs/murmur3.js';
 import { compareVersions } from './hlc.js';
 
 /** Anti-entropy compares the version table in this many buckets of keys (a power of two). */
@@ -20,15 +21,6 @@ function hashKey(key: string): void {
   b = Math.imul(b ^ (b >>> 16), 2246822507) ^ Math.imul(a ^ (a >>> 13), 3266489909);
   keyA = a >>> 0;
   keyB = b >>> 0;
-}
-
-function fmix(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
 }
 
 /** How long a delete's tombstone is kept to beat writes older than it that arrive late. */
@@ -111,8 +103,8 @@ export class VersionTable {
   private toggle(bucket: number, hlc: number, node: number, tomb: boolean): void {
     const lo = hlc % 4294967296;
     const hi = (hlc - lo) / 4294967296;
-    const a = fmix(keyA ^ fmix(lo ^ fmix(hi ^ fmix(node ^ (tomb ? 0x9e3779b9 : 0)))));
-    const b = fmix(keyB ^ fmix((hi + 0x7f4a7c15) ^ fmix(lo ^ fmix(node + (tomb ? 0x632be5ab : 1)))));
+    const a = fmix32(keyA ^ fmix32(lo ^ fmix32(hi ^ fmix32(node ^ (tomb ? 0x9e3779b9 : 0)))));
+    const b = fmix32(keyB ^ fmix32((hi + 0x7f4a7c15) ^ fmix32(lo ^ fmix32(node + (tomb ? 0x632be5ab : 1)))));
     this.digestA[bucket]! ^= a;
     this.digestB[bucket]! ^= b;
     this.rootA = (this.rootA ^ a) >>> 0;

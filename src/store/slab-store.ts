@@ -17,7 +17,8 @@ import {
 import { SlabArena, type EvictionListener } from './slabs/arena.js';
 import { SlabRebalancer, type RebalanceListener, type RebalanceSettings } from './slabs/rebalancer.js';
 import type { StateEntry } from './slabs/state.js';
-import { COLD_LRU, LruSettings } from './slabs/lru.js';
+import { COLD_LRU } from './slabs/lru.js';
+import { DEFAULTS, type LruConfig } from '../config/config.js';
 import { LruMaintainer } from './slabs/maintainer.js';
 import { LruCrawler, type CrawlerOwner } from './slabs/crawler.js';
 import { ITEM_FETCHED, ITEM_KEY_BINARY, ITEM_STALE, ITEM_TOKEN_SENT, KEY_OFFSET, memcachedItemTotal } from './slabs/layout.js';
@@ -30,7 +31,6 @@ import {
   type ItemDump,
   type ItemView,
   type LruClassStats,
-  type LruTuning,
   type Store,
   type StoreMode,
   type StoreResult,
@@ -54,7 +54,7 @@ export interface SlabStoreOptions {
   slabGrowthFactor: number;
   slabMinSize: number;
   /** The segmented LRU's settings (-o lru_maintainer, hot_lru_pct, ...); memcached's defaults otherwise. */
-  lru?: LruTuning;
+  lru?: LruConfig;
   /** -o slab_chunk_max, in bytes (default half a page). */
   slabChunkMax?: number;
   /** -o hashpower (default 16). */
@@ -178,7 +178,7 @@ class SlabLru implements StoreLru {
     private readonly maintainer: LruMaintainer,
   ) {}
 
-  get settings(): LruTuning {
+  get settings(): LruConfig {
     return this.arena.lruSettings;
   }
 
@@ -247,7 +247,7 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner, Rebalan
       evictions: options.evictions,
       useCas: options.casEnabled,
       slabChunkMax: options.slabChunkMax,
-      lru: Object.assign(new LruSettings(), options.lru),
+      lru: { ...DEFAULTS.lru, ...options.lru },
       hashPower: options.hashPower,
       slabReassign: options.slabReassign,
       preallocate: options.preallocate,

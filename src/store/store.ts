@@ -5,6 +5,7 @@
  * Calls are synchronous: a backend that must wait for the disk exposes that wait
  * separately so the connection can hold the reply, never the command.
  */
+import type { LruConfig } from '../config/config.js';
 
 /**
  * What a read sees of a stored item. Valid until the next call into the store.
@@ -84,19 +85,6 @@ export interface MemoryStats {
   malloc_fails: number;
 }
 
-/** The segmented LRU's settings: -o lru_maintainer, hot_lru_pct, ..., changed by the `lru` command. */
-export interface LruTuning {
-  /** memcached's lru_maintainer_thread. */
-  maintainer: boolean;
-  segmented: boolean;
-  hotLruPct: number;
-  warmLruPct: number;
-  hotMaxFactor: number;
-  warmMaxFactor: number;
-  tempLru: boolean;
-  temporaryTtl: number;
-}
-
 /** A class's segmented-LRU figures in `stats items`. */
 export interface LruClassStats {
   number_hot: number;
@@ -122,7 +110,7 @@ export interface LruClassStats {
 /** A store with memcached's segmented LRU (the slab store). */
 export interface StoreLru {
   /** Live settings: changing them changes what the store does next. */
-  readonly settings: LruTuning;
+  readonly settings: LruConfig;
   /** memcached's lru_maintainer_juggles. */
   readonly juggles: number;
   /** memcached's lru_bumps_dropped. */

@@ -29,8 +29,9 @@ import {
   memcachedChunkedHeaderTotal,
   memcachedItemTotal,
 } from './layout.js';
-import { CLASS_MASK, COLD_LRU, HOT_LRU, LRU_IDS, LruSettings, SegmentedLru, TEMP_LRU, WARM_LRU } from './lru.js';
-import type { LruTuning } from '../store.js';
+import { CLASS_MASK, COLD_LRU, HOT_LRU, LRU_IDS, SegmentedLru, TEMP_LRU, WARM_LRU } from './lru.js';
+import { DEFAULTS, type LruConfig } from '../../config/config.js';
+import type { LruClassStats } from '../store.js';
 import { murmur3 } from './murmur3.js';
 import { CLASS_SLOTS, SlabPages } from './pages.js';
 import { fixedArray, scalarField, type StateEntry } from './state.js';
@@ -78,7 +79,7 @@ export interface SlabArenaOptions {
   /** false under -C: items are charged 8 bytes less, as memcached's. */
   useCas?: boolean;
   /** The segmented LRU's settings (shared with whoever changes them: the `lru` command); memcached's defaults if not given. */
-  lru?: LruTuning;
+  lru?: LruConfig;
   /** memcached's slab_reassign (default on): with it, or with chunked items, every page is charged whole against -m. */
   slabReassign?: boolean;
   /** Bytes counted as allocated before the first page (memcached's T_MEMD_INITIAL_MALLOC, for its test suite). */
@@ -92,8 +93,8 @@ export interface EvictionListener {
   evicting(arena: SlabArena, ref: number): void;
 }
 
-/** `stats items` for one class. */
-export interface ItemClassStats {
+/** `stats items` for one class: the segmented LRU's figures and the class's counters. */
+export interface ItemClassStats extends LruClassStats {
   number: number;
   evicted: number;
   evicted_unfetched: number;
@@ -101,25 +102,7 @@ export interface ItemClassStats {
   outofmemory: number;
   reclaimed: number;
   expired_unfetched: number;
-  number_hot: number;
-  number_warm: number;
-  number_cold: number;
-  number_temp: number;
-  /** Seconds since the last access of the item at each segment's tail (age is COLD's). */
-  age_hot: number;
-  age_warm: number;
-  age: number;
   evicted_nonzero: number;
-  evicted_active: number;
-  lrutail_reflocked: number;
-  moves_to_cold: number;
-  moves_to_warm: number;
-  moves_within_lru: number;
-  direct_reclaims: number;
-  hits_to_hot: number;
-  hits_to_warm: number;
-  hits_to_cold: number;
-  hits_to_temp: number;
 }
 
 /** `stats slabs` for one class. */
@@ -155,7 +138,7 @@ export class SlabArena {
   readonly pages: SlabPages;
   readonly hashTable: HashTable;
   readonly lru: SegmentedLru;
-  readonly lruSettings: LruTuning;
+  readonly lruSettings: LruConfig;
   readonly maxItemSize: number;
   readonly useCas: boolean;
   evictions: boolean;
@@ -208,7 +191,7 @@ export class SlabArena {
     });
     this.hashTable = new HashTable(this.pages, options.hashPower ?? DEFAULT_HASH_POWER);
     this.lru = new SegmentedLru(this.pages);
-    this.lruSettings = options.lru ?? new LruSettings();
+    this.lruSettings = options.lru ?? { ...DEFAULTS.lru };
     this.maxItemSize = maxItemSize;
     this.useCas = options.useCas ?? true;
     this.evictions = options.evictions ?? true;

@@ -16,24 +16,6 @@ export const CLASS_MASK = 63;
 export const LRU_IDS = 4 * CLASS_SLOTS;
 
 /**
- * The segmented LRU's settings, as memcached's settings struct: set from -o at
- * start, changed by the `lru` command, read by the arena as it allocates, bumps
- * and juggles.
- */
-export class LruSettings {
-  /** memcached's lru_maintainer_thread: the maintainer runs (-o lru_maintainer, the default). */
-  maintainer = true;
-  /** HOT/WARM/COLD (true) or COLD only (flat). */
-  segmented = true;
-  hotLruPct = 20;
-  warmLruPct = 40;
-  hotMaxFactor = 0.2;
-  warmMaxFactor = 2.0;
-  tempLru = false;
-  temporaryTtl = 61;
-}
-
-/**
  * The LRU lists, one per LRU id (class | segment), as memcached's items.c:
  * items are linked at the head, taken from the tail. prev points toward the
  * head (newer), next toward the tail (older), through the item header's LRU

@@ -26,7 +26,11 @@ export function murmur3(bytes: Uint8Array, start: number, end: number): number {
     k = Math.imul(k, 0x1b873593);
     h ^= k;
   }
-  h ^= end - start;
+  return fmix32(h ^ (end - start));
+}
+
+/** MurmurHash3's finalizer: mixes every bit of h into every bit of the result. */
+export function fmix32(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;

@@ -346,19 +346,11 @@ export class SlabRebalancer {
     }
     if ((flags & ITEM_LINKED) === 0) return -1; // unlinked but held: freed when its holder lets go
     if (words[field + H_HOLDS] !== 0) return this.busy(ref);
-    if (arena.isDead(ref)) {
-      this.drop(ref, true);
-      pages.cut(ref);
-      this.completed[index] = 1;
-      return 0;
-    }
+    if (arena.isDead(ref)) return this.dropItem(ref, ref, index, true);
     const target = this.rescueChunk();
     if (target === 0) {
       this.moveEvictionsNomem++;
-      this.drop(ref, false);
-      pages.cut(ref);
-      this.completed[index] = 1;
-      return 0;
+      return this.dropItem(ref, ref, index, false);
     }
     this.relocateItem(ref, target, (flags & ITEM_CHUNKED) !== 0);
     this.moveRescues++;
@@ -369,22 +361,13 @@ export class SlabRebalancer {
   /** A data chunk of a chunked item whose header is `head`. */
   private moveDataChunk(ref: number, index: number, head: number): number {
     const arena = this.arena;
-    const pages = arena.pages;
     if (!arena.isLinked(head)) return -1; // its item was unlinked while held: freed when the holder lets go
     if (this.word(head, H_HOLDS) !== 0) return this.busy(head);
-    if (arena.isDead(head)) {
-      this.drop(head, true);
-      pages.cut(ref);
-      this.completed[index] = 1;
-      return 0;
-    }
+    if (arena.isDead(head)) return this.dropItem(head, ref, index, true);
     const target = this.rescueChunk();
     if (target === 0) {
       this.moveEvictionsNomem++;
-      this.drop(head, false);
-      pages.cut(ref);
-      this.completed[index] = 1;
-      return 0;
+      return this.dropItem(head, ref, index, false);
     }
     this.relocateDataChunk(ref, target);
     this.moveChunkRescues++;
@@ -406,6 +389,14 @@ export class SlabRebalancer {
   private drop(head: number, dead: boolean): void {
     if (this.listener !== null) this.listener.dropping(head, dead);
     this.arena.free(head);
+  }
+
+  /** Lets go of the item whose chunk `ref` on the page is (dead, or no room to rescue it) and takes that chunk out of use. */
+  private dropItem(head: number, ref: number, index: number, dead: boolean): number {
+    this.drop(head, dead);
+    this.arena.pages.cut(ref);
+    this.completed[index] = 1;
+    return 0;
   }
 
   /**
