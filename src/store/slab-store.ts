@@ -218,8 +218,6 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner, Rebalan
   private casCounter = 0;
   private lastClassId = 0;
   private memoryLimit: number;
-  /** memcached's oldest_live: items last touched at or before it are gone once the clock reaches it. */
-  private oldestLive = 0;
   private flushPending = false;
   private readonly classStats: ClassStats[] = [];
   private feed: ChangeFeed | null = null;
@@ -333,7 +331,6 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner, Rebalan
       ...this.arena.stateEntries(),
       ...this.rebalancer.stateEntries(),
       { kind: 'scalar', name: 'store.casCounter', get: () => this.casCounter, set: (value) => (this.casCounter = value) },
-      { kind: 'scalar', name: 'store.oldestLive', get: () => this.oldestLive, set: (value) => (this.oldestLive = value) },
       { kind: 'scalar', name: 'store.flushPending', get: () => Number(this.flushPending), set: (value) => (this.flushPending = value !== 0) },
     ];
   }
@@ -677,15 +674,14 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner, Rebalan
       // items stored after the flush in the same second): a get that finds one
       // counts get_flushed and removes it, a set of its key reclaims it, and the LRU
       // tails and the crawler's next runs reclaim the rest.
-      this.oldestLive = arena.oldestLive = now - 1;
+      arena.oldestLive = now - 1;
       arena.oldestCas = this.casCounter + 1;
       this.flushPending = false;
       if (this.feed !== null) this.feed.emit(CHANGE_FLUSHED, '', null, 0);
       return;
     }
     const oldestLive = delay > 0 ? this.clock.expiryFrom(delay) - 1 : now - 1;
-    this.oldestLive = oldestLive;
-    this.arena.oldestLive = oldestLive;
+    arena.oldestLive = oldestLive;
     this.flushPending = oldestLive > now;
     if (delay <= 0) {
       this.clear();
@@ -895,7 +891,7 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner, Rebalan
     // cache_memlimit lowered -m below what is charged: pages with no chunk in use go back.
     const pages = this.arena.pages;
     if (pages.releasePending) pages.releaseFreePages();
-    if (this.flushPending && this.oldestLive <= now) this.flushDue();
+    if (this.flushPending && this.arena.oldestLive <= now) this.flushDue();
     this.crawler.tick();
     this.rebalancer.tick(now);
   }
