@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import type { ServerContext } from './context.js';
 import { OUTPUT_HARD_CAP, OUTPUT_SOFT_CAP, OutputBuffer } from './output.js';
 import { ValueReservation } from './partial-values.js';
+import { replyBatch } from './reply-batch.js';
 import { BinaryProtocol } from '../protocol/binary.js';
 import type { Protocol } from '../protocol/protocol.js';
 import type { CloseReason } from '../observe/log-stream.js';
@@ -22,7 +23,8 @@ const SMALL_LEFTOVER = 16 * 1024;
 /**
  * One client socket: collects bytes until the protocol can use them, runs the
  * complete commands (at most -R of them before giving other connections a turn),
- * and writes all of their replies at once.
+ * and writes all of their replies at once, together with the replies of the
+ * other connections that ran in the same turn of the event loop (reply-batch.ts).
  */
 export class Connection {
   private readonly out = new OutputBuffer();
@@ -50,6 +52,8 @@ export class Connection {
   private held: Promise<void> | null = null;
   /** The durability generation when the current batch began. */
   private generationAtBatch = 0;
+  /** In replyBatch, to be flushed with the other replies of this turn of the event loop. */
+  private flushDue = false;
   /** The text protocol, while `lru_crawler metadump` may stream to this connection. */
   private text: TextProtocol | null = null;
   /** A metadump waits for the client to read: called once the socket drains. */
@@ -198,7 +202,10 @@ export class Connection {
 
     // memcached answers a refused data block only once it has swallowed it: a client
     // that never sends the rest gets no reply, as from memcached.
-    if (protocol.swallowing === 0) this.flush();
+    if (protocol.swallowing === 0 && !this.flushDue && !this.out.isEmpty) {
+      this.flushDue = true;
+      replyBatch.add(this);
+    }
     if (protocol.closing) {
       if (protocol.closedOnError) this.closeReason = 'error';
       this.close();
@@ -207,12 +214,14 @@ export class Connection {
     if (this.text !== null && this.text.dumping) {
       // `lru_crawler metadump`: the crawler writes from now on; commands after it wait for its END,
       // and nothing more is read meanwhile (memcached takes the connection off its event loop).
+      this.flush();
       this.waiting = true;
       this.socket.pause();
       return;
     }
     if (protocol.watchKinds !== 0) {
       // `watch`: OK is written; from now on the socket carries log lines and input is ignored.
+      this.flush();
       this.watching = true;
       this.parts = [];
       this.buffered = 0;
@@ -221,12 +230,12 @@ export class Connection {
       this.socket.resume();
       return;
     }
-    if (this.socket.writableLength > OUTPUT_HARD_CAP) {
+    if (this.unsentBytes > OUTPUT_HARD_CAP) {
       this.ctx.log.debug({ peer: this.peer }, 'closing a connection that does not read its replies');
       this.destroy('error');
       return;
     }
-    if (this.socket.writableLength > OUTPUT_SOFT_CAP) {
+    if (this.unsentBytes > OUTPUT_SOFT_CAP) {
       // The client is behind: stop reading and running its commands until it drains.
       this.waiting = true;
       this.socket.pause();
@@ -274,6 +283,9 @@ export class Connection {
    * batch, and later batches queue behind it so replies stay in order.
    */
   flush(): void {
+    this.flushDue = false;
+    // Destroyed while its replies waited for the batch: nobody reads them.
+    if (this.socket.destroyed) return;
     const pieces = this.out.take();
     if (pieces.length === 0) return;
     const durability = this.ctx.durability;
@@ -332,6 +344,7 @@ export class Connection {
 
   /** Stops reading and closes once queued replies (held ones too) are written. */
   private close(): void {
+    this.flush();
     this.closed = true;
     this.parts = [];
     this.reservation.release();
