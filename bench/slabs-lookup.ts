@@ -1,7 +1,8 @@
 /**
  * Indicative only: lookups of 100k keys, each read where it lies in a request
  * buffer ("get <key>\r\n" lines), through the slab arena's hash over key bytes
- * versus a Map keyed by key.toString('latin1') as the heap store (since deleted) did.
+ * versus a Map keyed by key.toString('latin1') as the heap store (since deleted) did,
+ * and a multi-get's finds with and without SlabArena.prefetch first.
  * Run: node --import tsx bench/slabs-lookup.ts
  */
 import { SlabArena } from '../src/store/slabs/arena.js';
@@ -110,6 +111,33 @@ function mapGetRound(): number {
   return found;
 }
 
+// A multi-get's keys: 16 at a time, in an order unrelated to where the items lie.
+const MULTI = 16;
+const shuffledStarts = new Int32Array(COUNT);
+const shuffledEnds = new Int32Array(COUNT);
+{
+  const order = Array.from({ length: COUNT }, (_, i) => i);
+  for (let i = COUNT - 1, seed = 1; i > 0; i--) {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    const j = seed % (i + 1);
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  order.forEach((from, i) => {
+    shuffledStarts[i] = starts[from]!;
+    shuffledEnds[i] = ends[from]!;
+  });
+}
+
+function multiGetRound(prefetch: boolean): number {
+  let found = 0;
+  for (let batch = 0; batch < COUNT; batch += MULTI) {
+    const last = Math.min(batch + MULTI, COUNT);
+    if (prefetch) arena.prefetch(request, shuffledStarts, shuffledEnds, batch, last);
+    for (let i = batch; i < last; i++) if (arena.find(request, shuffledStarts[i]!, shuffledEnds[i]!) !== 0) found++;
+  }
+  return found;
+}
+
 function report(what: string, mapRate: number, arenaRate: number): void {
   console.log(
     `${what}: Map + toString ${(mapRate / 1e6).toFixed(2)} M/s, slab arena ${(arenaRate / 1e6).toFixed(2)} M/s (${(arenaRate / mapRate).toFixed(2)}x)`,
@@ -119,4 +147,9 @@ function report(what: string, mapRate: number, arenaRate: number): void {
 report('lookups        ', best(mapRound), best(arenaRound));
 report('gets + copy out', best(mapGetRound), best(arenaGetRound));
 report('sets (replace) ', best(mapSetRound), best(arenaSetRound));
+const plainRate = best(() => multiGetRound(false));
+const prefetchRate = best(() => multiGetRound(true));
+console.log(
+  `multi-get of ${MULTI}, random order: finds ${(plainRate / 1e6).toFixed(2)} M/s, prefetch then finds ${(prefetchRate / 1e6).toFixed(2)} M/s (${(prefetchRate / plainRate).toFixed(2)}x)`,
+);
 console.log(`hashpower ${arena.hashPower}, ${arena.currItems} items, ${arena.pages.pageCount} pages`);

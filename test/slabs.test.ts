@@ -10,6 +10,7 @@ import { describe, it } from 'node:test';
 import { NO_MEMORY, SlabArena, TOO_LARGE, type EvictionListener } from '../src/store/slabs/arena.js';
 import { ITEM_FETCHED, ITEM_STALE, memcachedItemTotal } from '../src/store/slabs/layout.js';
 import { COLD_LRU } from '../src/store/slabs/lru.js';
+import { PREFETCH_MAX } from '../src/store/slabs/hash-table.js';
 import { DEFAULTS, type LruConfig } from '../src/config/config.js';
 import { murmur3 } from '../src/store/slabs/murmur3.js';
 import { Random } from './helpers/random.js';
@@ -350,6 +351,47 @@ describe('hash table', () => {
     for (let i = 0; i < count; i += 2) arena.free(arena.find(keyOf(i), 0, 10));
     assert.equal(arena.currItems, count / 2);
     for (let i = 0; i < count; i++) assert.equal(arena.find(keyOf(i), 0, 10) !== 0, i % 2 === 1);
+  });
+});
+
+/** Every byte of the arena's state (what a warm restart saves), to show that a call changed none. */
+function stateSnapshot(arena: SlabArena): Buffer {
+  const parts: Buffer[] = [];
+  for (const entry of arena.stateEntries()) {
+    if (entry.kind === 'scalar') parts.push(Buffer.from(String(entry.get())));
+    else if (entry.kind === 'array') parts.push(Buffer.from(entry.array.buffer.slice(0)));
+    else if (entry.kind === 'table') {
+      const table = entry.get();
+      if (table !== null) parts.push(Buffer.from(table.buffer.slice(0)));
+    } else for (const block of entry.blocks()) parts.push(Buffer.from(block));
+  }
+  return Buffer.concat(parts);
+}
+
+describe('prefetch (a multi-get reading ahead)', () => {
+  it('changes nothing, for keys present and absent, past PREFETCH_MAX keys, while the table doubles', () => {
+    const arena = new SlabArena({ memoryLimit: 16 * MiB, hashPower: 4 });
+    const value = valueOf(3, 10);
+    for (let i = 0; i < 25; i++) arenaSet(arena, keyOf(i), value);
+    assert.equal(arena.isExpanding, true, 'past 24 items in 16 buckets the table doubles');
+    // a get line's keys: every stored one, some absent, one twice, more than PREFETCH_MAX in all
+    const absent = Array.from({ length: 12 }, (_, i) => keyOf(100 + i));
+    const keys = [...Array.from({ length: 25 }, (_, i) => keyOf(i)), ...absent.slice(0, 6), keyOf(3), ...absent.slice(6)];
+    const line = Buffer.from(`get ${keys.map((k) => k.toString()).join(' ')}`);
+    const starts = new Int32Array(keys.length);
+    const ends = new Int32Array(keys.length);
+    for (let i = 0, at = 4; i < keys.length; i++, at += 11) {
+      starts[i] = at;
+      ends[i] = at + 10;
+    }
+    assert.ok(keys.length > PREFETCH_MAX);
+    const before = stateSnapshot(arena);
+    const found = keys.map((k) => arena.find(k, 0, k.length));
+    arena.prefetch(line, starts, ends, 0, keys.length);
+    arena.prefetch(line, starts, ends, 20, 22);
+    assert.deepEqual(stateSnapshot(arena), before);
+    assert.deepEqual(keys.map((k) => arena.find(k, 0, k.length)), found);
+    assert.deepEqual(found.map((ref) => ref !== 0), keys.map((_, i) => i < 25 || i === 31));
   });
 });
 

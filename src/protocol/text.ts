@@ -517,6 +517,7 @@ export class TextProtocol implements MetaHost {
     const secondKey = tokens.start[keyIndex + 1]!;
     for (;;) {
       const last = tokens.count - 1;
+      if (last - keyIndex > 1) ctx.store.prefetch(buf, tokens.start, tokens.end, keyIndex, last);
       for (; keyIndex < last; keyIndex++) {
         const ks = tokens.start[keyIndex]!;
         const ke = tokens.end[keyIndex]!;

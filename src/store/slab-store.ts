@@ -468,6 +468,10 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner, Rebalan
     return memcachedItemTotal(keyLength, valueLength, flags, this.options.casEnabled);
   }
 
+  prefetch(key: Buffer, starts: Int32Array, ends: Int32Array, from: number, to: number): void {
+    this.arena.prefetch(key, starts, ends, from, to);
+  }
+
   get(key: Buffer, keyStart: number, keyEnd: number): ItemView | null {
     const ref = this.lookup(key, keyStart, keyEnd, true);
     if (ref === 0) return null;

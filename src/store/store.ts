@@ -149,6 +149,11 @@ export type StoreResult = 'stored' | 'not_stored' | 'exists' | 'not_found' | 'to
 export type DeltaResult = bigint | 'not_found' | 'non_numeric' | 'no_memory' | 'exists';
 
 export interface Store {
+  /**
+   * A hint before several lookups, changing nothing: the keys key[starts[i],
+   * ends[i]) for i in [from, to) will be looked up next (a multi-get's keys).
+   */
+  prefetch(key: Buffer, starts: Int32Array, ends: Int32Array, from: number, to: number): void;
   /** The item, or null when missing, expired or flushed. Counts as an access for the LRU. */
   get(key: Buffer, keyStart: number, keyEnd: number): ItemView | null;
   /** get and set a new expiry in one step (gat, touch). exptime is the protocol's value. */

@@ -1,5 +1,5 @@
 import { SizeClasses } from '../size-classes.js';
-import { HashTable, DEFAULT_HASH_POWER } from './hash-table.js';
+import { HashTable, DEFAULT_HASH_POWER, PREFETCH_MAX } from './hash-table.js';
 import {
   DATA_CHUNK_HEADER,
   D_HEAD,
@@ -116,6 +116,9 @@ export interface SlabClassStats {
   mem_requested: number;
 }
 
+/** SlabArena.prefetch's key hashes: scratch, not state (calls never interleave). */
+const prefetchHashes = new Uint32Array(PREFETCH_MAX);
+
 /**
  * Item memory in memcached's shape: items live in slab chunks (pages.ts), are
  * found through a hash table over their key bytes (hash-table.ts) and age in
@@ -149,6 +152,8 @@ export class SlabArena {
   oldestCas = 0;
   evictionListener: EvictionListener | null = null;
   totalItems = 0;
+  /** What prefetch read, kept only so that its reads are not optimized away. */
+  prefetched = 0;
 
   readonly evicted = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
   readonly evictedUnfetched = new Float64Array(new SharedArrayBuffer(CLASS_SLOTS * 8));
@@ -219,6 +224,20 @@ export class SlabArena {
 
   hashKey(key: Uint8Array, start: number, end: number): number {
     return murmur3(key, start, end);
+  }
+
+  /**
+   * Brings the bucket and first item header of each key key[starts[i], ends[i])
+   * for i in [from, to) into the CPU cache, changing nothing. A multi-get calls
+   * it before its finds: one after another, each find waits for its own misses
+   * (bucket, then header: ~0.3 µs each on this VM with 100k+ items); read here
+   * side by side, they overlap. Up to PREFETCH_MAX keys per call.
+   */
+  prefetch(key: Uint8Array, starts: Int32Array, ends: Int32Array, from: number, to: number): void {
+    const hashes = prefetchHashes;
+    const count = Math.min(to - from, PREFETCH_MAX);
+    for (let i = 0; i < count; i++) hashes[i] = murmur3(key, starts[from + i]!, ends[from + i]!);
+    this.prefetched = this.hashTable.prefetch(hashes, count);
   }
 
   // ---- allocation and linking ----

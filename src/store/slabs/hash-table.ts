@@ -8,6 +8,10 @@ export const DEFAULT_HASH_POWER = 16;
 export const MAX_HASH_POWER = 28;
 /** Old buckets moved per insert while the table doubles (memcached's hash_bulk_move is 1, but it has a thread for it). */
 const BUCKETS_MOVED_PER_INSERT = 4;
+/** Keys one prefetch call reads ahead at most. */
+export const PREFETCH_MAX = 32;
+/** prefetch's bucket heads: scratch, not state (calls never interleave). */
+const prefetchHeads = new Uint32Array(PREFETCH_MAX);
 
 /**
  * The hash table over key bytes, as memcached's assoc.c: buckets are chunk refs
@@ -72,6 +76,27 @@ export class HashTable {
       ref = words[field + H_HASH_NEXT]!;
     }
     return 0;
+  }
+
+  /**
+   * Reads the bucket of each of hashes[0, count) and the header of the first
+   * item there, changing nothing: see SlabArena.prefetch. Bucket loads first,
+   * then header loads, each loop free of dependences between its steps, so the
+   * CPU waits for their cache misses side by side. Returns a number made of what
+   * was read only so the compiler keeps the reads.
+   */
+  prefetch(hashes: Uint32Array, count: number): number {
+    const heads = prefetchHeads;
+    for (let i = 0; i < count; i++) heads[i] = this.bucketHead(hashes[i]!);
+    const pages = this.pages;
+    let seen = 0;
+    for (let i = 0; i < count; i++) {
+      const ref = heads[i]!;
+      if (ref === 0) continue;
+      const page = (ref >>> 16) - 1;
+      seen ^= pages.words[page]![(((ref & 0xffff) * pages.pageChunkSize[page]!) >>> 2) + H_HASH]!;
+    }
+    return seen;
   }
 
   /** Links an item (its H_HASH set) at the head of its bucket's chain. */
