@@ -10,8 +10,10 @@ export const MAX_HASH_POWER = 28;
 const BUCKETS_MOVED_PER_INSERT = 4;
 /** Keys one prefetch call reads ahead at most. */
 export const PREFETCH_MAX = 32;
-/** prefetch's bucket heads: scratch, not state (calls never interleave). */
-const prefetchHeads = new Uint32Array(PREFETCH_MAX);
+/** Chain items prefetch reads per key at most (the table holds up to 1.5 items per bucket). */
+const PREFETCH_DEPTH = 2;
+/** prefetch's next item of each chain: scratch, not state (calls never interleave). */
+const prefetchNext = new Uint32Array(PREFETCH_MAX);
 
 /**
  * The hash table over key bytes, as memcached's assoc.c: buckets are chunk refs
@@ -79,22 +81,33 @@ export class HashTable {
   }
 
   /**
-   * Reads the bucket of each of hashes[0, count) and the header of the first
-   * item there, changing nothing: see SlabArena.prefetch. Bucket loads first,
-   * then header loads, each loop free of dependences between its steps, so the
-   * CPU waits for their cache misses side by side. Returns a number made of what
-   * was read only so the compiler keeps the reads.
+   * Reads, for each of hashes[0, count), its bucket and the chain up to the
+   * item of that hash (two items deep at most), header and key, changing
+   * nothing: see SlabArena.prefetch. Each pass reads one step of every chain, so
+   * the reads of a pass do not wait on each other and the CPU has their cache
+   * misses in flight side by side. Returns a number made of what was read only
+   * so the compiler keeps the reads.
    */
   prefetch(hashes: Uint32Array, count: number): number {
-    const heads = prefetchHeads;
-    for (let i = 0; i < count; i++) heads[i] = this.bucketHead(hashes[i]!);
+    const next = prefetchNext;
+    for (let i = 0; i < count; i++) next[i] = this.bucketHead(hashes[i]!);
     const pages = this.pages;
     let seen = 0;
-    for (let i = 0; i < count; i++) {
-      const ref = heads[i]!;
-      if (ref === 0) continue;
-      const page = (ref >>> 16) - 1;
-      seen ^= pages.words[page]![(((ref & 0xffff) * pages.pageChunkSize[page]!) >>> 2) + H_HASH]!;
+    for (let pass = 0; pass < PREFETCH_DEPTH; pass++) {
+      for (let i = 0; i < count; i++) {
+        const ref = next[i]!;
+        if (ref === 0) continue;
+        const page = (ref >>> 16) - 1;
+        const words = pages.words[page]!;
+        const field = ((ref & 0xffff) * pages.pageChunkSize[page]!) >>> 2;
+        if (words[field + H_HASH] === hashes[i]) {
+          // The find will compare the key: its last word, past the header's cache line.
+          seen ^= words[field + (KEY_OFFSET >>> 2) + (((words[field + H_META]! & 0xff) - 1) >>> 2)]!;
+          next[i] = 0;
+        } else {
+          next[i] = words[field + H_HASH_NEXT]!;
+        }
+      }
     }
     return seen;
   }
