@@ -1,4 +1,4 @@
-import { H_HASH, H_HASH_NEXT, H_META, KEY_OFFSET } from './layout.js';
+import { H_HASH, H_HASH_NEXT, H_META, H_VALUE_LENGTH, ITEM_CHUNKED, KEY_OFFSET } from './layout.js';
 import type { SlabPages } from './pages.js';
 import { scalarField, type StateArray, type StateEntry } from './state.js';
 
@@ -82,7 +82,7 @@ export class HashTable {
 
   /**
    * Reads, for each of hashes[0, count), its bucket and the chain up to the
-   * item of that hash (two items deep at most), header and key, changing
+   * item of that hash (two items deep at most): header, key and value, changing
    * nothing: see SlabArena.prefetch. Each pass reads one step of every chain, so
    * the reads of a pass do not wait on each other and the CPU has their cache
    * misses in flight side by side. Returns a number made of what was read only
@@ -101,8 +101,13 @@ export class HashTable {
         const words = pages.words[page]!;
         const field = ((ref & 0xffff) * pages.pageChunkSize[page]!) >>> 2;
         if (words[field + H_HASH] === hashes[i]) {
-          // The find will compare the key: its last word, past the header's cache line.
-          seen ^= words[field + (KEY_OFFSET >>> 2) + (((words[field + H_META]! & 0xff) - 1) >>> 2)]!;
+          // The find compares the key and the reply copies the value: their last
+          // bytes, past the header's cache line (a long value streams anyway).
+          const meta = words[field + H_META]!;
+          const bytes = pages.bytes[page]!;
+          const keyEnd = (field << 2) + KEY_OFFSET + (meta & 0xff);
+          seen ^= bytes[keyEnd - 1]!;
+          if (((meta >>> 16) & ITEM_CHUNKED) === 0) seen ^= bytes[keyEnd + Math.min(words[field + H_VALUE_LENGTH]!, 256) - 1]!;
           next[i] = 0;
         } else {
           next[i] = words[field + H_HASH_NEXT]!;
