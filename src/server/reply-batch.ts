@@ -24,7 +24,6 @@ class ReplyBatch {
   private readonly flushAll = (): void => {
     this.scheduled = false;
     const due = this.due;
-    // A flush may queue more (a yielded connection runs in a later turn): they wait for the next batch.
     for (let i = 0; i < due.length; i++) due[i]!.flush();
     due.length = 0;
   };

@@ -227,11 +227,12 @@ export class SlabArena {
   }
 
   /**
-   * Brings the bucket and first item header of each key key[starts[i], ends[i])
-   * for i in [from, to) into the CPU cache, changing nothing. A multi-get calls
-   * it before its finds: one after another, each find waits for its own misses
-   * (bucket, then header: ~0.3 µs each on this VM with 100k+ items); read here
-   * side by side, they overlap. Up to PREFETCH_MAX keys per call.
+   * Brings what finding and replying to each key key[starts[i], ends[i]) for i
+   * in [from, to) will read into the CPU cache (its bucket, chain, and the
+   * item's header, key and value), changing nothing. A multi-get calls it before
+   * its finds: one after another, each find waits for its own misses (bucket,
+   * then header: ~0.3 µs each on this VM with 100k+ items); read here side by
+   * side, they overlap. Up to PREFETCH_MAX keys per call.
    */
   prefetch(key: Uint8Array, starts: Int32Array, ends: Int32Array, from: number, to: number): void {
     const hashes = prefetchHashes;
