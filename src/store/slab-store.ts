@@ -684,7 +684,11 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner, Rebalan
       if (this.feed !== null) this.feed.emit(CHANGE_FLUSHED, '', null, 0);
       return;
     }
-    const oldestLive = delay > 0 ? this.clock.expiryFrom(delay) - 1 : now - 1;
+    // memcached's oldest_live: the second before the flush's with CAS on, the flush's own
+    // second without. With no CAS to draw an exact line, items stored later in that same
+    // second are flushed too, as memcached's are (flush-all.t checks that it happens).
+    const flushTime = delay > 0 ? this.clock.expiryFrom(delay) : now;
+    const oldestLive = arena.useCas ? flushTime - 1 : flushTime;
     arena.oldestLive = oldestLive;
     this.flushPending = oldestLive > now;
     if (delay <= 0) {
@@ -861,11 +865,6 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner, Rebalan
     if (this.feed !== null) this.feed.emit(CHANGE_REMOVED, name, null, 0);
   }
 
-  /**
-   * Frees every item; the caller reports the flush. memcached leaves flushed items
-   * to be reclaimed as it comes upon them; their memory comes back here at once,
-   * and is counted as reclaimed then.
-   */
   /** Frees the items a lazy flush (flushAll) left in place. */
   private clearFlushed(): void {
     const arena = this.arena;
@@ -879,6 +878,11 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner, Rebalan
     }
   }
 
+  /**
+   * Frees every item; the caller reports the flush. memcached leaves flushed items
+   * to be reclaimed as it comes upon them; their memory comes back here at once,
+   * and is counted as reclaimed then.
+   */
   private clear(): void {
     const arena = this.arena;
     for (let ref = arena.nextItem(0); ref !== 0; ) {
