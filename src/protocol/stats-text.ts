@@ -90,14 +90,14 @@ function general(ctx: ServerContext): Pairs {
   stat('hash_power_level', memory.hash_power_level);
   stat('hash_bytes', memory.hash_bytes);
   stat('hash_is_expanding', memory.hash_is_expanding ? 1 : 0);
-  const rebalancer = ctx.slabRebalancer ?? null;
-  if (rebalancer !== null && rebalancer.settings.reassign) for (const [name, value] of rebalancer.stats()) stat(name, value);
+  const rebalancer = ctx.slabRebalancer;
+  if (rebalancer.settings.reassign) for (const [name, value] of rebalancer.stats()) stat(name, value);
   const crawler = store.crawler;
-  if (crawler !== undefined && crawler.enabled) {
+  if (crawler.enabled) {
     stat('lru_crawler_running', crawler.running ? 1 : 0);
     stat('lru_crawler_starts', crawler.starts);
   }
-  if (store.lru?.settings.maintainer === true) stat('lru_maintainer_juggles', store.lru.juggles);
+  if (store.lru.settings.maintainer) stat('lru_maintainer_juggles', store.lru.juggles);
   stat('malloc_fails', memory.malloc_fails);
   // The log stream (watch): Mnemo writes lines as events happen, so no worker buffer drops any.
   const log = ctx.logStream;
@@ -112,32 +112,28 @@ function general(ctx: ServerContext): Pairs {
   stat('bytes', store.bytesUsed);
   stat('curr_items', store.itemCount);
   stat('total_items', c.total_items);
-  if (rebalancer !== null) stat('slab_global_page_pool', rebalancer.globalPagePool);
+  stat('slab_global_page_pool', rebalancer.globalPagePool);
   stat('expired_unfetched', c.expired_unfetched);
   stat('evicted_unfetched', c.evicted_unfetched);
-  if (store.lru?.settings.maintainer === true) stat('evicted_active', lruTotals(ctx).evicted_active);
+  if (store.lru.settings.maintainer) stat('evicted_active', lruTotals(ctx).evicted_active);
   stat('evictions', c.evictions);
   stat('reclaimed', c.reclaimed);
-  if (crawler !== undefined) {
-    let reclaimed = 0;
-    let checked = 0;
-    for (const cls of store.sizeClassStats()) {
-      reclaimed += crawler.reclaimedIn(cls.id);
-      checked += crawler.checkedIn(cls.id);
-    }
-    stat('crawler_reclaimed', reclaimed);
-    stat('crawler_items_checked', checked);
+  let reclaimed = 0;
+  let checked = 0;
+  for (const cls of store.sizeClassStats()) {
+    reclaimed += crawler.reclaimedIn(cls.id);
+    checked += crawler.checkedIn(cls.id);
   }
-  if (store.lru !== undefined) {
-    const totals = lruTotals(ctx);
-    stat('lrutail_reflocked', totals.lrutail_reflocked);
-    if (store.lru.settings.maintainer) {
-      stat('moves_to_cold', totals.moves_to_cold);
-      stat('moves_to_warm', totals.moves_to_warm);
-      stat('moves_within_lru', totals.moves_within_lru);
-      stat('direct_reclaims', totals.direct_reclaims);
-      stat('lru_bumps_dropped', store.lru.bumpsDropped);
-    }
+  stat('crawler_reclaimed', reclaimed);
+  stat('crawler_items_checked', checked);
+  const totals = lruTotals(ctx);
+  stat('lrutail_reflocked', totals.lrutail_reflocked);
+  if (store.lru.settings.maintainer) {
+    stat('moves_to_cold', totals.moves_to_cold);
+    stat('moves_to_warm', totals.moves_to_warm);
+    stat('moves_within_lru', totals.moves_within_lru);
+    stat('direct_reclaims', totals.direct_reclaims);
+    stat('lru_bumps_dropped', store.lru.bumpsDropped);
   }
   const persistence = ctx.persistence;
   if (persistence !== null) {
@@ -185,7 +181,7 @@ function settings(ctx: ServerContext): Pairs {
   const config = ctx.config;
   const extended = config.extended;
   const option = (name: string, fallback: string | number): string | number => extended.get(name) ?? fallback;
-  const lru = ctx.store.lru?.settings ?? config.lru;
+  const lru = ctx.store.lru.settings;
   const noModern = extended.has('no_modern');
   const tls = config.tls;
   return [
@@ -217,9 +213,9 @@ function settings(ctx: ServerContext): Pairs {
     ['maxconns_fast', extended.has('no_maxconns_fast') || noModern ? 'no' : 'yes'],
     ['hashpower_init', config.hashPowerInit],
     ...slabSettings(ctx),
-    ['lru_crawler', yesNo(ctx.store.crawler?.enabled ?? config.lruCrawler)],
-    ['lru_crawler_sleep', ctx.store.crawler?.sleep ?? config.lruCrawlerSleep],
-    ['lru_crawler_tocrawl', ctx.store.crawler?.tocrawl ?? config.lruCrawlerToCrawl],
+    ['lru_crawler', yesNo(ctx.store.crawler.enabled)],
+    ['lru_crawler_sleep', ctx.store.crawler.sleep],
+    ['lru_crawler_tocrawl', ctx.store.crawler.tocrawl],
     ['tail_repair_time', option('tail_repair_time', 0)],
     ['flush_enabled', yesNo(config.flushEnabled)],
     ['dump_enabled', yesNo(config.dumpingEnabled)],
@@ -264,19 +260,19 @@ function items(ctx: ServerContext): Pairs {
   const text: Pairs = [];
   const store = ctx.store;
   // memcached lists the segments' figures while its LRU maintainer runs.
-  const lru = store.lru !== undefined && store.lru.settings.maintainer ? store.lru : null;
+  const segmented = store.lru.settings.maintainer;
   for (const cls of store.sizeClassStats()) {
     if (cls.id === 0 || cls.number === 0) continue;
     const p = `items:${cls.id}:`;
-    const seg = store.lru?.classStats(cls.id) ?? null;
+    const seg = store.lru.classStats(cls.id);
     text.push([`${p}number`, cls.number]);
-    if (lru !== null && seg !== null) {
+    if (segmented) {
       text.push([`${p}number_hot`, seg.number_hot], [`${p}number_warm`, seg.number_warm], [`${p}number_cold`, seg.number_cold]);
-      if (lru.settings.tempLru) text.push([`${p}number_temp`, seg.number_temp]);
+      if (store.lru.settings.tempLru) text.push([`${p}number_temp`, seg.number_temp]);
       text.push([`${p}age_hot`, seg.age_hot], [`${p}age_warm`, seg.age_warm]);
     }
     text.push(
-      [`${p}age`, seg?.age ?? cls.age],
+      [`${p}age`, seg.age],
       [`${p}mem_requested`, cls.mem_requested],
       [`${p}evicted`, cls.evicted],
       [`${p}evicted_nonzero`, cls.evicted_nonzero],
@@ -288,13 +284,13 @@ function items(ctx: ServerContext): Pairs {
       [`${p}expired_unfetched`, cls.expired_unfetched],
       [`${p}evicted_unfetched`, cls.evicted_unfetched],
     );
-    if (lru !== null && seg !== null) text.push([`${p}evicted_active`, seg.evicted_active]);
+    if (segmented) text.push([`${p}evicted_active`, seg.evicted_active]);
     text.push(
-      [`${p}crawler_reclaimed`, store.crawler?.reclaimedIn(cls.id) ?? 0],
-      [`${p}crawler_items_checked`, store.crawler?.checkedIn(cls.id) ?? 0],
+      [`${p}crawler_reclaimed`, store.crawler.reclaimedIn(cls.id)],
+      [`${p}crawler_items_checked`, store.crawler.checkedIn(cls.id)],
+      [`${p}lrutail_reflocked`, seg.lrutail_reflocked],
     );
-    if (seg !== null) text.push([`${p}lrutail_reflocked`, seg.lrutail_reflocked]);
-    if (lru !== null && seg !== null) {
+    if (segmented) {
       text.push(...(<Pairs>[
         [`${p}moves_to_cold`, seg.moves_to_cold],
         [`${p}moves_to_warm`, seg.moves_to_warm],
@@ -310,19 +306,14 @@ function items(ctx: ServerContext): Pairs {
   return text;
 }
 
-/**
- * slab_reassign through slab_chunk_max: the slab mover's settings as they are now
- * (`slabs automove` changes them); without a mover, as the flags gave them.
- */
+/** slab_reassign through slab_chunk_max: the slab mover's settings as they are now (`slabs automove` changes them). */
 function slabSettings(ctx: ServerContext): Pairs {
-  const extended = ctx.config.extended;
-  const settings = ctx.slabRebalancer?.settings;
-  const automove = extended.has('no_slab_automove') || extended.has('no_modern') ? 0 : Number(extended.get('slab_automove') ?? 1);
+  const settings = ctx.slabRebalancer.settings;
   return [
-    ['slab_reassign', yesNo(settings?.reassign ?? !(extended.has('no_slab_reassign') || extended.has('no_modern')))],
-    ['slab_automove', settings?.automove ?? automove],
-    ['slab_automove_ratio', (settings?.ratio ?? Number(extended.get('slab_automove_ratio') ?? 0.8)).toFixed(2)],
-    ['slab_automove_window', settings?.window ?? Number(extended.get('slab_automove_window') ?? 30)],
+    ['slab_reassign', yesNo(settings.reassign)],
+    ['slab_automove', settings.automove],
+    ['slab_automove_ratio', settings.ratio.toFixed(2)],
+    ['slab_automove_window', settings.window],
     // memcached's default is half a 1 MB page, whatever -I is (a whole page under no_modern).
     ['slab_chunk_max', ctx.config.slabChunkMax],
   ];
@@ -334,7 +325,6 @@ type LruTotals = Pick<LruClassStats, 'evicted_active' | 'lrutail_reflocked' | 'm
 function lruTotals(ctx: ServerContext): LruTotals {
   const totals: LruTotals = { evicted_active: 0, lrutail_reflocked: 0, moves_to_cold: 0, moves_to_warm: 0, moves_within_lru: 0, direct_reclaims: 0 };
   const lru = ctx.store.lru;
-  if (lru === undefined) return totals;
   for (const cls of ctx.store.sizeClassStats()) {
     if (cls.id === 0) continue;
     const seg = lru.classStats(cls.id);

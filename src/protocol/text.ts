@@ -104,8 +104,6 @@ const REASSIGN_REPLIES = [
   REASSIGN_NOSPARE,
   REASSIGN_SAME,
 ];
-/** memcached's MAX_NUMBER_OF_SLAB_CLASSES minus one: class ids run 1..63. */
-const LARGEST_CLASS_ID = 63;
 
 const lit = (text: string): Buffer => Buffer.from(text, 'latin1');
 const GET = lit('get');
@@ -917,40 +915,33 @@ export class TextProtocol implements MetaHost {
   /**
    * `slabs reassign <src> <dst>` and `slabs automove <0|1|2>|ratio <r>`, checked and
    * answered as memcached's process_slabs_command. The slab store's mover does the
-   * move (in the background: OK means it started); on the heap store there are no
-   * pages, so a valid reassign finds no spare one (NOSPARE).
+   * move (in the background: OK means it started).
    */
   private slabs(buf: Buffer, next: number): number {
     const ntokens = tokens.count;
     const out = this.out;
     const sub = 1;
-    const rebalancer = this.ctx.slabRebalancer ?? null;
+    const rebalancer = this.ctx.slabRebalancer;
     if (ntokens === 5 && tokens.is(buf, sub, REASSIGN)) {
-      const enabled = rebalancer !== null ? rebalancer.settings.reassign : !this.ctx.config.extended.has('no_slab_reassign');
-      if (!enabled) {
+      if (!rebalancer.settings.reassign) {
         out.bytes(REASSIGN_DISABLED);
         return next;
       }
       const src = parseI32(buf, tokens.start[2]!, tokens.end[2]!);
       const dst = parseI32(buf, tokens.start[3]!, tokens.end[3]!);
       if (Number.isNaN(src) || Number.isNaN(dst)) out.bytes(BAD_FORMAT);
-      else if (rebalancer !== null) out.bytes(REASSIGN_REPLIES[rebalancer.reassign(src, dst)]!);
-      else if (src === dst) out.bytes(REASSIGN_SAME);
-      else if (src < -1 || src > LARGEST_CLASS_ID || dst < 0 || dst > LARGEST_CLASS_ID) out.bytes(REASSIGN_BADCLASS);
-      else out.bytes(REASSIGN_NOSPARE);
+      else out.bytes(REASSIGN_REPLIES[rebalancer.reassign(src, dst)]!);
       return next;
     }
     if (ntokens >= 4 && tokens.is(buf, sub, AUTOMOVE)) {
       this.checkNoreply(buf);
-      const extended = this.ctx.config.extended;
       if (tokens.is(buf, 2, RATIO)) {
         const ratio = ntokens < 5 ? NaN : Number(buf.toString('latin1', tokens.start[3]!, tokens.end[3]!));
         if (tokens.length(3) === 0 || !Number.isFinite(ratio)) {
           this.answer(ERROR);
           return next;
         }
-        extended.set('slab_automove_ratio', String(ratio));
-        if (rebalancer !== null) rebalancer.settings.ratio = ratio;
+        rebalancer.settings.ratio = ratio;
       } else {
         const level = parseU32(buf, tokens.start[2]!, tokens.end[2]!);
         if (Number.isNaN(level)) {
@@ -961,8 +952,7 @@ export class TextProtocol implements MetaHost {
           this.answer(ERROR);
           return next;
         }
-        extended.set('slab_automove', String(level));
-        if (rebalancer !== null) rebalancer.settings.automove = level;
+        rebalancer.settings.automove = level;
       }
       this.answer(OK);
       return next;
@@ -980,9 +970,9 @@ export class TextProtocol implements MetaHost {
   private lru(buf: Buffer, next: number): number {
     const ntokens = tokens.count;
     this.checkNoreply(buf);
-    const settings = this.ctx.store.lru?.settings ?? null;
-    const maintainer = settings !== null && settings.maintainer;
-    if (settings !== null && ntokens >= 7 && tokens.is(buf, 1, TUNE)) {
+    const settings = this.ctx.store.lru.settings;
+    const maintainer = settings.maintainer;
+    if (ntokens >= 7 && tokens.is(buf, 1, TUNE)) {
       const hot = parseU32(buf, tokens.start[2]!, tokens.end[2]!);
       const warm = parseU32(buf, tokens.start[3]!, tokens.end[3]!);
       const hotFactor = parseDouble(buf, tokens.start[4]!, tokens.end[4]!);
@@ -1055,7 +1045,6 @@ export class TextProtocol implements MetaHost {
     const ntokens = tokens.count;
     const out = this.out;
     const crawler = this.ctx.store.crawler;
-    if (crawler === undefined) return this.lruCrawlerWithout(buf, next);
     if (ntokens === 4 && tokens.is(buf, 1, CRAWL)) {
       if (!crawler.enabled) out.bytes(CRAWLER_DISABLED);
       else out.bytes(crawlStartReply(crawler.crawl(buf.toString('latin1', tokens.start[2]!, tokens.end[2]!))));
@@ -1116,17 +1105,6 @@ export class TextProtocol implements MetaHost {
     }
     writeMetadump(this.ctx, this.out, which);
     this.out.bytes(END);
-  }
-
-  /** lru_crawler on a store without a crawler (MNEMO_STORE=heap): metadump lists at once, crawl has nothing to do. */
-  private lruCrawlerWithout(buf: Buffer, next: number): number {
-    if (tokens.count === 4 && tokens.is(buf, 1, METADUMP)) {
-      if (!this.ctx.config.dumpingEnabled) this.out.bytes(METADUMP_NOT_ALLOWED);
-      else this.metadumpAtOnce(buf);
-      return next;
-    }
-    this.out.bytes(tokens.count === 4 && tokens.is(buf, 1, CRAWL) ? OK : ERROR);
-    return next;
   }
 }
 

@@ -54,8 +54,8 @@ export interface ServerContext {
   readonly durability: Durability | null;
   /** --peer/--replication-port: replication with peers (its `stats` lines), or null. */
   readonly replication?: { stats(): Array<[string, string | number]> } | null;
-  /** The slab store's page mover (`slabs reassign`, `slabs automove`, `stats` slab_*), or null. */
-  readonly slabRebalancer?: SlabRebalancer | null;
+  /** The slab store's page mover (`slabs reassign`, `slabs automove`, `stats` slab_*). */
+  readonly slabRebalancer: SlabRebalancer;
   /** -S: passwords binary connections authenticate against. */
   readonly saslPasswords: PasswordFile | null;
   /** -Y: passwords text connections authenticate against. */

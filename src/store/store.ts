@@ -212,15 +212,15 @@ export interface Store {
   setMemoryLimit(bytes: number): boolean;
   /** Per size class figures, indexed by class id (0 unused). */
   sizeClassStats(): readonly ClassStats[];
-  /** The segmented LRU, where the store has one. */
-  readonly lru?: StoreLru;
+  /** The segmented LRU: its settings (`lru`, `stats settings`) and counters. */
+  readonly lru: StoreLru;
   memoryStats(): MemoryStats;
   /** `stats reset`: the per-class counters (evicted, reclaimed, ...) back to 0. */
   resetStats(): void;
   /** Visits live items until visit returns false. */
   dump(visit: (item: ItemDump) => boolean): void;
-  /** memcached's LRU crawler (`lru_crawler`), where the store has one. */
-  readonly crawler?: ItemCrawler;
+  /** memcached's LRU crawler (`lru_crawler`). */
+  readonly crawler: ItemCrawler;
   /** Gauges for `stats`: items now, bytes they take, and the limit. */
   readonly itemCount: number;
   readonly bytesUsed: number;
