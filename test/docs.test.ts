@@ -140,7 +140,15 @@ function groupAlive(pid: number): boolean {
 
 /** Stops the script's process group and any daemon (-d -P) it left in the scratch dir; waits until they are gone. */
 async function stopAll(run: Run, scratch: string): Promise<void> {
-  const pids = readdirSync(scratch).filter((f) => f.endsWith('.pid')).map((f) => Number(readFileSync(join(scratch, f), 'utf8')));
+  const pids: number[] = [];
+  for (const file of readdirSync(scratch).filter((f) => f.endsWith('.pid'))) {
+    // A daemon the script stopped removes its pid file as it exits, maybe between the listing and the read.
+    try {
+      pids.push(Number(readFileSync(join(scratch, file), 'utf8')));
+    } catch {
+      /* gone with its daemon */
+    }
+  }
   for (const pid of pids) {
     try { process.kill(pid, 'SIGTERM'); } catch { /* already gone */ }
   }
