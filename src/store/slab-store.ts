@@ -275,7 +275,6 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner, Rebalan
         reclaimed: 0,
         outofmemory: 0,
         evicted_nonzero: 0,
-        age: 0,
         total_pages: 0,
         used_chunks: 0,
         free_chunks: 0,
@@ -413,8 +412,6 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner, Rebalan
       stats.reclaimed = arena.reclaimed[id]!;
       stats.outofmemory = arena.outOfMemory[id]!;
       stats.evicted_nonzero = arena.evictedNonzero[id]!;
-      const tail = arena.lruTail(id);
-      stats.age = tail === 0 ? 0 : Math.max(0, this.clock.now - arena.time(tail));
       stats.total_pages = arena.pages.totalPages[id]!;
       stats.used_chunks = arena.pages.usedChunks(id);
       stats.free_chunks = arena.pages.freeChunks(id);

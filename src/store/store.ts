@@ -65,8 +65,6 @@ export interface ClassStats {
   outofmemory: number;
   /** Evicted items that had an expiry time. */
   evicted_nonzero: number;
-  /** Seconds since the last access of the oldest item in the class's LRU (0 when empty). */
-  age: number;
   /** Pages given to the class, and its chunks in use and free (`stats slabs`). */
   total_pages: number;
   used_chunks: number;
