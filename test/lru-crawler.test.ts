@@ -11,7 +11,7 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { connectClient, statLines, type RawClient } from './helpers/client.js';
-import { runMnemo, startMnemo, type RunningServer } from './helpers/mnemo.js';
+import { runMnemo, startMnemo, withServer, type RunningServer } from './helpers/mnemo.js';
 
 /** Waits (on the server, not on a timer) until no requested crawl runs. */
 async function crawlDone(client: RawClient): Promise<Map<string, string>> {
@@ -209,10 +209,8 @@ describe('lru_crawler crawl and metadump (no autocrawl: -o no_lru_maintainer)', 
 });
 
 describe('the autocrawl', () => {
-  it("reclaims expired items without a get, on memcached's schedule (1.6 defaults)", async () => {
-    const server = await startMnemo(['--test-clock']);
-    const client = await connectClient(server.port);
-    try {
+  it("reclaims expired items without a get, on memcached's schedule (1.6 defaults)", () =>
+    withServer(['--test-clock'], async (client) => {
       assert.equal((await statLines(client, 'settings')).get('lru_crawler'), 'yes');
       // memcached's maintainer crawls every class once at start.
       for (let i = 0; i < 500 && (await statLines(client)).get('lru_crawler_starts') === '0'; i++) {
@@ -234,16 +232,10 @@ describe('the autocrawl', () => {
       assert.ok(delta('crawler_items_checked') >= 5, `${delta('crawler_items_checked')} checked`);
       assert.equal(delta('crawler_reclaimed') + delta('reclaimed'), 30);
       assert.equal(delta('expired_unfetched'), 30);
-    } finally {
-      client.close();
-      await server.stop();
-    }
-  });
+    }));
 
   it('is off under -o no_modern (nothing reclaims without a get), and -o lru_crawler turns the crawler on', async () => {
-    const server = await startMnemo(['--test-clock', '-o', 'no_modern']);
-    const client = await connectClient(server.port);
-    try {
+    await withServer(['--test-clock', '-o', 'no_modern'], async (client) => {
       const settings = await statLines(client, 'settings');
       assert.equal(settings.get('lru_crawler'), 'no');
       assert.equal(settings.get('lru_crawler_sleep'), '100');
@@ -252,21 +244,13 @@ describe('the autocrawl', () => {
       await client.request('debugtime 6\r\n');
       assert.equal((await statLines(client)).get('curr_items'), '10');
       assert.equal(await client.request('lru_crawler crawl 1\r\n'), 'CLIENT_ERROR lru crawler disabled\r\n');
-    } finally {
-      client.close();
-      await server.stop();
-    }
-    const on = await startMnemo(['-o', 'no_modern,lru_crawler,lru_crawler_sleep=0,lru_crawler_tocrawl=50']);
-    const onClient = await connectClient(on.port);
-    try {
-      const settings = await statLines(onClient, 'settings');
+    });
+    await withServer(['-o', 'no_modern,lru_crawler,lru_crawler_sleep=0,lru_crawler_tocrawl=50'], async (client) => {
+      const settings = await statLines(client, 'settings');
       assert.equal(settings.get('lru_crawler'), 'yes');
       assert.equal(settings.get('lru_crawler_sleep'), '0');
       assert.equal(settings.get('lru_crawler_tocrawl'), '50');
-    } finally {
-      onClient.close();
-      await on.stop();
-    }
+    });
   });
 });
 

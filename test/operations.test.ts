@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { after, describe, it } from 'node:test';
 import { connectClient, RawClient, statLines } from './helpers/client.js';
 import { freePort } from './helpers/memcached.js';
-import { runMnemo, startMnemo } from './helpers/mnemo.js';
+import { runMnemo, startMnemo, withServer } from './helpers/mnemo.js';
 import { reassemble, udpRequest } from './helpers/udp.js';
 
 const run = promisify(execFile);
@@ -18,17 +18,6 @@ const dir = mkdtempSync(join(tmpdir(), 'mnemo-ops-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function withServer(args: string[], body: (client: RawClient, port: number) => Promise<void>): Promise<void> {
-  const server = await startMnemo(args);
-  const client = await connectClient(server.port);
-  try {
-    await body(client, server.port);
-  } finally {
-    client.close();
-    await server.stop();
-  }
-}
 
 describe('unix socket', () => {
   it('serves on -s only, with the -a mask, and removes the socket on exit', async () => {

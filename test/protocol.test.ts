@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { connectClient, type RawClient } from './helpers/client.js';
-import { startMnemo, type RunningServer } from './helpers/mnemo.js';
+import { startMnemo, withServer, type RunningServer } from './helpers/mnemo.js';
 
 let server: RunningServer;
 let client: RawClient;
@@ -145,10 +145,8 @@ describe('expiry and flush_all', () => {
     }
   });
 
-  it('under -C flushes items stored later in the flush\'s second too, as memcached (flush-all.t)', async () => {
-    const nocas = await startMnemo(['-C', '--test-clock']);
-    const c = await connectClient(nocas.port);
-    try {
+  it('under -C flushes items stored later in the flush\'s second too, as memcached (flush-all.t)', () =>
+    withServer(['-C', '--test-clock'], async (c) => {
       // One pipelined write runs in one turn, so in one second of the server's clock;
       // a second ticking in between is why memcached's test allows 50 tries.
       let misses = 0;
@@ -162,11 +160,7 @@ describe('expiry and flush_all', () => {
       assert.equal(await c.request('flush_all\r\ndebugtime 1\r\n', 'OK\r\nOK\r\n'), 'OK\r\nOK\r\n');
       const reply = await c.request('set cliff 0 0 3\r\nnew\r\nget cliff\r\n', 'END\r\n');
       assert.equal(reply, 'STORED\r\nVALUE cliff 0 3\r\nnew\r\nEND\r\n');
-    } finally {
-      c.close();
-      await nocas.stop();
-    }
-  });
+    }));
 });
 
 describe('pipelining and fragmentation', () => {

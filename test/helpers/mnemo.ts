@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { connectClient, type RawClient } from './client.js';
 
 export const MNEMO_BIN = fileURLToPath(new URL('../../bin/mnemo', import.meta.url));
 
@@ -67,4 +68,16 @@ export async function runMnemo(args: string[], timeoutMs = 5000): Promise<{ code
   const [code] = (await once(child, 'exit')) as [number | null];
   clearTimeout(timer);
   return { code, stdout, stderr };
+}
+
+/** Starts Mnemo with args, runs body with a connected client, and stops both whatever happens. */
+export async function withServer(args: string[], body: (client: RawClient, port: number) => Promise<void>): Promise<void> {
+  const server = await startMnemo(args);
+  const client = await connectClient(server.port);
+  try {
+    await body(client, server.port);
+  } finally {
+    client.close();
+    await server.stop();
+  }
 }
