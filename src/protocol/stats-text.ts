@@ -115,7 +115,8 @@ function general(ctx: ServerContext): Pairs {
   stat('slab_global_page_pool', rebalancer.globalPagePool);
   stat('expired_unfetched', c.expired_unfetched);
   stat('evicted_unfetched', c.evicted_unfetched);
-  if (store.lru.settings.maintainer) stat('evicted_active', lruTotals(ctx).evicted_active);
+  const totals = lruTotals(ctx);
+  if (store.lru.settings.maintainer) stat('evicted_active', totals.evicted_active);
   stat('evictions', c.evictions);
   stat('reclaimed', c.reclaimed);
   let reclaimed = 0;
@@ -126,7 +127,6 @@ function general(ctx: ServerContext): Pairs {
   }
   stat('crawler_reclaimed', reclaimed);
   stat('crawler_items_checked', checked);
-  const totals = lruTotals(ctx);
   stat('lrutail_reflocked', totals.lrutail_reflocked);
   if (store.lru.settings.maintainer) {
     stat('moves_to_cold', totals.moves_to_cold);

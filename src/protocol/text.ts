@@ -93,16 +93,13 @@ const WATCH_KINDS: Record<string, number> = {
 };
 const MAX_WATCHERS = 20;
 const REASSIGN_DISABLED = reply('CLIENT_ERROR slab reassignment disabled');
-const REASSIGN_BADCLASS = reply('BADCLASS invalid src or dst class id');
-const REASSIGN_SAME = reply('SAME src and dst class are identical');
-const REASSIGN_NOSPARE = reply('NOSPARE source class has no spare pages');
 /** Indexed by SlabRebalancer.reassign's result (memcached's reassign_result_type). */
 const REASSIGN_REPLIES = [
   reply('OK'),
   reply('BUSY currently processing reassign request'),
-  REASSIGN_BADCLASS,
-  REASSIGN_NOSPARE,
-  REASSIGN_SAME,
+  reply('BADCLASS invalid src or dst class id'),
+  reply('NOSPARE source class has no spare pages'),
+  reply('SAME src and dst class are identical'),
 ];
 
 const lit = (text: string): Buffer => Buffer.from(text, 'latin1');

@@ -259,7 +259,9 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner, Rebalan
     this.rebalancer.listener = this;
     this.arena.now = clock.now;
     this.view = new SlabItemView(this.arena);
-    this.crawler = new LruCrawler(this.arena, this, options.crawler ?? { enabled: true, sleep: 100, tocrawl: 0, background: true });
+    this.crawler = new LruCrawler(this.arena, this, options.crawler ?? {
+      enabled: DEFAULTS.lruCrawler, sleep: DEFAULTS.lruCrawlerSleep, tocrawl: DEFAULTS.lruCrawlerToCrawl, background: DEFAULTS.lru.maintainer,
+    });
     const pages = this.arena.pages;
     for (let id = 0; id <= this.arena.classes.largest; id++) {
       this.classStats.push({
