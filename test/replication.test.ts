@@ -35,8 +35,11 @@ const root = mkdtempSync(join(tmpdir(), 'mnemo-repl-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
 const started: RunningServer[] = [];
+/** Test listeners (proxies, fake peers): closed after the file even when a test failed before its finally. */
+const listeners: Array<{ close(): Promise<void> }> = [];
 after(async () => {
   for (const server of started) await server.stop();
+  for (const listener of listeners) await listener.close();
 });
 
 /** A port that was free a moment ago (peers must know each other's ports before they start). */
@@ -134,7 +137,9 @@ class FaultProxy {
     this.forward(upstream, client);
   });
 
-  constructor(private readonly target: number) {}
+  constructor(private readonly target: number) {
+    listeners.push(this);
+  }
 
   private forward(from: Socket, to: Socket): void {
     const queue: Array<{ due: number; chunk: Buffer }> = [];
@@ -182,6 +187,7 @@ class FaultProxy {
 
   async close(): Promise<void> {
     this.cut();
+    if (!this.server.listening) return;
     this.server.close();
     await once(this.server, 'close');
   }
@@ -258,6 +264,10 @@ class FakePeer {
   private readonly accepted: FrameSocket[] = [];
   private readonly server = createServer((socket) => this.accepted.push(new FrameSocket(socket)));
 
+  constructor() {
+    listeners.push(this);
+  }
+
   async listen(): Promise<number> {
     this.server.listen(0, '127.0.0.1');
     await once(this.server, 'listening');
@@ -275,6 +285,7 @@ class FakePeer {
 
   async close(): Promise<void> {
     for (const peer of this.accepted) peer.socket.destroy();
+    if (!this.server.listening) return;
     this.server.close();
     await once(this.server, 'close');
   }

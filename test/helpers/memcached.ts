@@ -3,15 +3,38 @@ import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { connectClient } from './client.js';
 
-/** A port that was free a moment ago (memcached has no "pick a port and tell me" that we can read easily). */
+/*
+ * Ports for servers whose port must be known before they start (memcached, peers that
+ * name each other). They come from below Linux's ephemeral range (32768-60999), so no
+ * connection's source port and no listen(0) elsewhere in the suite can take one between
+ * the check here and the server's bind; a process never hands out the same port twice.
+ */
+const FIXED_PORT_LOW = 20000;
+const FIXED_PORT_HIGH = 32767;
+const handedOut = new Set<number>();
+
+/** A port that is free now, outside the ephemeral range, not given out before by this process. */
 export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = FIXED_PORT_LOW + Math.floor(Math.random() * (FIXED_PORT_HIGH - FIXED_PORT_LOW + 1));
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    if (await canListen(port)) return port;
+  }
+  throw new Error(`no free port between ${FIXED_PORT_LOW} and ${FIXED_PORT_HIGH} in 100 tries`);
+}
+
+async function canListen(port: number): Promise<boolean> {
   const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
+  try {
+    server.listen(port, '127.0.0.1');
+    await once(server, 'listening');
+  } catch {
+    return false; // once() rejects with the 'error' event: taken
+  }
   server.close();
   await once(server, 'close');
-  return port;
+  return true;
 }
 
 /** Starts Debian's memcached, the reference implementation, on a free loopback port. */
