@@ -57,9 +57,40 @@ const GENERAL: Array<[string, string, string, ((t: string) => number)?]> = [
   ['memcached_item_too_large_total', 'counter', 'store_too_large'],
   ['memcached_item_no_memory_total', 'counter', 'store_no_memory'],
   ['memcached_accepting_connections', 'gauge', 'accepting_conns'],
+  ['memcached_connections_listener_disabled_total', 'counter', 'listen_disabled_num'],
+  ['memcached_direct_reclaims_total', 'counter', 'direct_reclaims'],
+  ['memcached_lru_crawler_starts_total', 'counter', 'lru_crawler_starts'],
+  ['memcached_lru_crawler_items_checked_total', 'counter', 'crawler_items_checked'],
+  ['memcached_lru_crawler_reclaimed_total', 'counter', 'crawler_reclaimed'],
+  ['memcached_lru_crawler_moves_to_cold_total', 'counter', 'moves_to_cold'],
+  ['memcached_lru_crawler_moves_to_warm_total', 'counter', 'moves_to_warm'],
+  ['memcached_lru_crawler_moves_within_lru_total', 'counter', 'moves_within_lru'],
+];
+/** From `stats settings`, present while lru_crawler is yes: [name, setting, parse]. */
+const CRAWLER_SETTINGS: Array<[string, string, ((t: string) => number)?]> = [
+  ['memcached_lru_crawler_enabled', 'lru_crawler', (t) => (t === 'yes' ? 1 : 0)],
+  ['memcached_lru_crawler_sleep', 'lru_crawler_sleep'],
+  ['memcached_lru_crawler_to_crawl', 'lru_crawler_tocrawl'],
+  ['memcached_lru_crawler_maintainer_thread', 'lru_maintainer_thread', (t) => (t === 'yes' ? 1 : 0)],
+  ['memcached_lru_crawler_hot_percent', 'hot_lru_pct'],
+  ['memcached_lru_crawler_warm_percent', 'warm_lru_pct'],
+  ['memcached_lru_crawler_hot_max_factor', 'hot_max_factor'],
+  ['memcached_lru_crawler_warm_max_factor', 'warm_max_factor'],
 ];
 const ITEMS: Array<[string, string, string]> = [
   ['memcached_slab_current_items', 'gauge', 'number'],
+  ['memcached_slab_items_age_seconds', 'gauge', 'age'],
+  ['memcached_slab_hot_items', 'gauge', 'number_hot'],
+  ['memcached_slab_warm_items', 'gauge', 'number_warm'],
+  ['memcached_slab_cold_items', 'gauge', 'number_cold'],
+  ['memcached_slab_hot_age_seconds', 'gauge', 'age_hot'],
+  ['memcached_slab_warm_age_seconds', 'gauge', 'age_warm'],
+  ['memcached_slab_items_crawler_reclaimed_total', 'counter', 'crawler_reclaimed'],
+  ['memcached_slab_items_evicted_nonzero_total', 'counter', 'evicted_nonzero'],
+  ['memcached_slab_items_tailrepairs_total', 'counter', 'tailrepairs'],
+  ['memcached_slab_items_moves_to_cold', 'counter', 'moves_to_cold'],
+  ['memcached_slab_items_moves_to_warm', 'counter', 'moves_to_warm'],
+  ['memcached_slab_items_moves_within_lru', 'counter', 'moves_within_lru'],
   ['memcached_slab_items_evicted_total', 'counter', 'evicted'],
   ['memcached_slab_items_evicted_time_seconds', 'counter', 'evicted_time'],
   ['memcached_slab_items_evicted_unfetched_total', 'counter', 'evicted_unfetched'],
@@ -104,6 +135,8 @@ describe("memcached_exporter's series on /metrics", () => {
       const slabs = await statLines(client, 'slabs');
       const { series, types } = parseExposition(await (await fetch(`${metricsUrl}/metrics`)).text());
       const after = await statLines(client);
+      // The LRU maintainer may still move items, and ages grow with the clock: such a value lies between two readings.
+      const itemsAfter = await statLines(client, 'items');
       const find = (name: string, labels: Record<string, string> = {}): Series[] =>
         series.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
       const one = (name: string, labels: Record<string, string> = {}): number => {
@@ -143,7 +176,14 @@ describe("memcached_exporter's series on /metrics", () => {
       assert.equal(one('memcached_limit_bytes'), 1024 * 1024);
       assert.equal(one('memcached_malloced_bytes'), Number(slabs.get('total_malloced')));
       assert.equal(one('memcached_max_connections'), Number(settings.get('maxconns')));
-      assert.equal(one('memcached_lru_crawler_enabled'), settings.get('lru_crawler') === 'yes' ? 1 : NaN);
+      assert.equal(settings.get('lru_crawler'), 'yes');
+      for (const [name, setting, parse] of CRAWLER_SETTINGS) {
+        assert.equal(types.get(name), 'gauge', `${name} type`);
+        assert.equal(one(name), (parse ?? Number)(settings.get(setting)!), name);
+      }
+      assert.equal(one('memcached_lru_crawler_hot_percent'), 20);
+      // No TEMP LRU without -o temporary_ttl, so no series for it, as the exporter skips a missing field.
+      assert.equal(find('memcached_slab_temporary_items').length, 0);
 
       // memcached_slab_*{slab}: one series per class `stats items` / `stats slabs` list.
       const classesIn = (group: Map<string, string>, pattern: RegExp): string[] =>
@@ -154,8 +194,39 @@ describe("memcached_exporter's series on /metrics", () => {
       for (const [name, type, field] of ITEMS) {
         assert.equal(types.get(name), type, `${name} type`);
         assert.equal(find(name).length, itemClasses.length, name);
-        for (const slab of itemClasses) assert.equal(one(name, { slab }), Number(items.get(`items:${slab}:${field}`)), `${name} ${slab}`);
+        for (const slab of itemClasses) {
+          const [low, high] = [Number(items.get(`items:${slab}:${field}`)), Number(itemsAfter.get(`items:${slab}:${field}`))];
+          const value = one(name, { slab });
+          assert.ok(value >= Math.min(low, high) && value <= Math.max(low, high), `${name} ${slab}: ${value} not within ${low}..${high}`);
+        }
       }
+      // slab_lru_hits_total{slab,lru}: hits_to_hot/warm/cold/temp; the 4 get hits are among them.
+      assert.equal(types.get('memcached_slab_lru_hits_total'), 'counter');
+      let lruHits = 0;
+      for (const slab of itemClasses) {
+        for (const [lru, field] of [['hot', 'hits_to_hot'], ['warm', 'hits_to_warm'], ['cold', 'hits_to_cold'], ['temporary', 'hits_to_temp']] as const) {
+          const value = one('memcached_slab_lru_hits_total', { slab, lru });
+          assert.equal(value, Number(items.get(`items:${slab}:${field}`)), `lru hits ${slab} ${lru}`);
+          lruHits += value;
+        }
+      }
+      assert.ok(lruHits >= 4, `${lruHits} LRU hits`);
+      // slab_commands_total{slab,command,status}: stats slabs' per-class counters, set less cas_hits and cas_badval.
+      assert.equal(types.get('memcached_slab_commands_total'), 'counter');
+      const perClass = (command: string, status: string): number =>
+        find('memcached_slab_commands_total', { command, status }).reduce((sum, s) => sum + s.value, 0);
+      for (const slab of slabClasses) {
+        const field = (name: string): number => Number(slabs.get(`${slab}:${name}`));
+        for (const command of ['get', 'delete', 'incr', 'decr', 'cas', 'touch']) {
+          assert.equal(one('memcached_slab_commands_total', { slab, command, status: 'hit' }), field(`${command}_hits`), `${slab} ${command}`);
+        }
+        assert.equal(one('memcached_slab_commands_total', { slab, command: 'cas', status: 'badval' }), field('cas_badval'));
+        assert.equal(one('memcached_slab_commands_total', { slab, command: 'set', status: 'hit' }), field('cmd_set') - field('cas_hits') - field('cas_badval'));
+      }
+      assert.deepEqual(
+        [perClass('get', 'hit'), perClass('cas', 'hit'), perClass('cas', 'badval'), perClass('touch', 'hit'), perClass('incr', 'hit'), perClass('delete', 'hit')],
+        [4, 1, 1, 1, 1, 1],
+      );
       for (const [name, field] of SLABS) {
         assert.equal(types.get(name), 'gauge', `${name} type`);
         assert.equal(find(name).length, slabClasses.length, name);
