@@ -123,4 +123,22 @@ describe('stats counters per protocol match memcached', () => {
       assert.deepEqual(await stats(mnemo.port), await stats(memcached.port));
     });
   }
+
+  it("LRU hits (stats items hits_to_*): gets and mg count; touch, gat and mg with T do not", async () => {
+    const hits: string[] = [];
+    for (const port of [memcached.port, mnemo.port]) {
+      const client = await connectClient(port);
+      try {
+        await client.request('flush_all\r\nstats reset\r\n', 'RESET\r\n');
+        await client.request('set k 0 0 1\r\nx\r\nget k\r\nmg k v\r\nmg k T30 v\r\nmg k T30\r\ngat 10 k\r\ntouch k 10\r\ngets k\r\nmn\r\n', 'MN\r\n');
+        const items = await client.request('stats items\r\n', 'END\r\n');
+        hits.push(items.split('\r\n').filter((line) => /^STAT items:1:hits_to_/.test(line)).join('\n'));
+      } finally {
+        client.close();
+      }
+    }
+    assert.equal(hits[1], hits[0]);
+    const total = [...hits[1]!.matchAll(/ (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+    assert.equal(total, 3, 'get, mg v and gets');
+  });
 });

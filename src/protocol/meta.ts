@@ -318,7 +318,7 @@ export class MetaCommands {
       out.storedValue(item);
       out.bytes(CRLF);
     }
-    if (!f.noUpdate) store.markAccessed(item);
+    if (!f.noUpdate) store.markAccessed(item, !f.newTtl);
     countMetaGet(counters, item, f.newTtl);
     return next;
   }

@@ -483,8 +483,8 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner, Rebalan
     return ref === 0 ? null : this.view.at(ref);
   }
 
-  markAccessed(item: ItemView): void {
-    this.access((item as SlabItemView).ref);
+  markAccessed(item: ItemView, asGet: boolean): void {
+    this.arena.bump((item as SlabItemView).ref, asGet);
   }
 
   setExptime(item: ItemView, exptime: number): void {

@@ -158,8 +158,11 @@ export interface Store {
   getAndTouch(key: Buffer, keyStart: number, keyEnd: number, exptime: number): ItemView | null;
   /** The item without counting an access: meta commands read its state from before the access. */
   peek(key: Buffer, keyStart: number, keyEnd: number): ItemView | null;
-  /** Counts an access to an item from peek(): fetched, last access, LRU position. */
-  markAccessed(item: ItemView): void;
+  /**
+   * Counts an access to an item from peek(): fetched, last access, LRU position;
+   * and, when asGet, a hit in its LRU segment's hits (memcached counts an mg with T as a touch, not there).
+   */
+  markAccessed(item: ItemView, asGet: boolean): void;
   /** A new expiry for an item from peek(), as the protocol's exptime. */
   setExptime(item: ItemView, exptime: number): void;
   /** Records that a meta win token was handed out for the item. */
