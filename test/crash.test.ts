@@ -5,7 +5,7 @@
  * every key must read back as the policy promises. A bounded slice here;
  * `npm run crash` is the long run. Environment: MNEMO_CRASH_ROUNDS (kills per
  * policy, default 3), MNEMO_CRASH_LOAD_MS (the longest time before a kill,
- * default 1000), MNEMO_CRASH_SEED (replays a run's draws: its first round's
+ * default 1000; interval=500 adds its 500 ms), MNEMO_CRASH_SEED (replays a run's draws: its first round's
  * commands exactly; later rounds start from what survived the kills, and the
  * kill moments fall where the machine's timing puts them).
  */
@@ -38,12 +38,15 @@ describe(`kill -9 against a model of acknowledged operations (seed ${SEED}, MNEM
       const dir = join(root, `data${n}`);
       mkdirSync(dir);
       const seed = SEED + n;
+      // Under interval=500 only writes acknowledged over 500 ms before the kill must survive: the kill
+      // comes that much later, so that every round has such writes to check (else a kill at 300-500 ms checks nothing).
+      const window = Number.isFinite(policy.windowMs) ? policy.windowMs : 0;
       const report = await runCrash({
         sync: policy.sync,
         windowMs: policy.windowMs,
         dataDir: dir,
         rounds: ROUNDS,
-        loadMs: [Math.min(300, LOAD_MS), LOAD_MS],
+        loadMs: [Math.min(300, LOAD_MS) + window, LOAD_MS + window],
         replies: [100, 400],
         seed,
         log: (line) => t.diagnostic(line),
