@@ -42,7 +42,6 @@ after(async () => {
   for (const listener of listeners) await listener.close();
 });
 
-/** A port that was free a moment ago (peers must know each other's ports before they start). */
 interface Node {
   server: RunningServer;
   client: RawClient;

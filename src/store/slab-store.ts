@@ -474,7 +474,8 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner, Rebalan
   get(key: Buffer, keyStart: number, keyEnd: number): ItemView | null {
     const ref = this.lookup(key, keyStart, keyEnd, true);
     if (ref === 0) return null;
-    this.access(ref);
+    // A fetch hit: fetched/active marks, no relink (the maintainer moves items; see SlabArena.bump).
+    this.arena.bump(ref);
     return this.view.at(ref);
   }
 
@@ -831,11 +832,6 @@ export class SlabStore implements Store, EvictionListener, CrawlerOwner, Rebalan
       arena.writeValue(to, at + done, scratch, 0, n);
       done += n;
     }
-  }
-
-  /** A fetch hit: fetched/active marks, no relink (the maintainer moves items; see SlabArena.bump). */
-  private access(ref: number): void {
-    this.arena.bump(ref);
   }
 
   private reclaim(ref: number): void {
